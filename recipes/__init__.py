@@ -1,0 +1,1 @@
+"""Built-in recipes (TOML), installed as package data so `imnkit run mask PHOTO` works anywhere."""

@@ -1,0 +1,52 @@
+"""Batch helpers: sharding a list of inputs and mirroring folder trees into an output folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import UsageError
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' -> (i, N) with 0 <= i < N."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N (e.g. 0/4), got '{text}'") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text}: need 0 <= i < N")
+    return i, n
+
+
+def select_shard(files: list[Path], shard: str) -> list[Path]:
+    """The files of shard i of N, chosen by a stable hash of the path so that shards never overlap
+    and every process sees the same split whatever order the files were listed in."""
+    i, n = parse_shard(shard)
+
+    def bucket(p: Path) -> int:
+        return int.from_bytes(hashlib.sha1(str(p).encode("utf-8")).digest()[:8], "big") % n
+
+    return [f for f in files if bucket(f) == i]
+
+
+def mirror_out_dirs(files: list[Path], items: list[str], out_dir: Path | None) -> list[tuple[Path, Path | None]]:
+    """Pair each file with the folder its outputs go to.
+
+    Without ``out_dir`` outputs go beside their input (None). With it, a file found inside a folder
+    given on the command line keeps its sub-folder path below ``out_dir``, so names never collide.
+    """
+    if out_dir is None:
+        return [(f, None) for f in files]
+    roots = [Path(item).resolve() for item in items if Path(item).is_dir()]
+    pairs = []
+    for f in files:
+        target = out_dir
+        rf = f.resolve()
+        for root in roots:
+            if rf.is_relative_to(root):
+                target = out_dir / rf.parent.relative_to(root)
+                break
+        pairs.append((f, target))
+    return pairs

@@ -1,0 +1,211 @@
+"""Bundles: the safetensors files that stages read and write.
+
+A bundle is named tensors plus string metadata. The metadata holds, as JSON strings:
+
+- ``imnkit.format``: the bundle format version (an integer; readers refuse newer versions),
+- ``imnkit.version``: the imnkit version that wrote it,
+- ``imnkit.meta``: a JSON object of small values (source file name, region boxes, seeds ...),
+- ``imnkit.history``: the list of stages that made it, each with its resolved parameters,
+  weights digests, device, seconds and imnkit version.
+
+Images are stored as ``uint8`` tensors of shape (H, W, 3), RGB: exact and compact. Key names are
+namespaced by what they hold (``image.protected``, ``faces.landmarks``, ``mask.image`` ...). Nothing in
+a bundle is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .errors import BundleError
+from .imageio import atomic_output
+
+FORMAT_VERSION = 1
+META_FORMAT = "imnkit.format"
+META_VERSION = "imnkit.version"
+META_VALUES = "imnkit.meta"
+META_HISTORY = "imnkit.history"
+
+# A header larger than this is not one we wrote (safetensors itself caps headers at 100 MB).
+_MAX_HEADER = 100_000_000
+
+
+@dataclass
+class Bundle:
+    """Tensors plus JSON-able metadata and the history of the stages that made them."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    source: str | None = None  # where it was read from, for error messages
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.tensors or key in self.meta
+
+    def require(self, key: str, *, stage: str | None = None) -> torch.Tensor:
+        """The tensor ``key``, or a BundleError naming what the bundle has instead."""
+        if key not in self.tensors:
+            who = f"stage '{stage}' needs" if stage else "needs"
+            where = f" in {self.source}" if self.source else ""
+            have = ", ".join(sorted(self.tensors)) or "no tensors"
+            raise BundleError(
+                f"{who} key '{key}', which is missing{where} (it has: {have})",
+                hint="run the stage that provides it first, or use a recipe that does",
+            )
+        return self.tensors[key]
+
+    def add(self, key: str, value: torch.Tensor) -> None:
+        self.tensors[key] = value.detach().to("cpu").contiguous()
+
+    def subset(self, prefix: str) -> Bundle:
+        """A new bundle with only the tensors and meta values whose keys start with ``prefix``."""
+        return Bundle(
+            tensors={k: v for k, v in self.tensors.items() if k.startswith(prefix)},
+            meta={k: v for k, v in self.meta.items() if k.startswith(prefix)},
+            history=list(self.history),
+        )
+
+    def metadata_strings(self) -> dict[str, str]:
+        return {
+            META_FORMAT: str(FORMAT_VERSION),
+            META_VERSION: __version__,
+            META_VALUES: json.dumps(self.meta, sort_keys=True, allow_nan=False),
+            META_HISTORY: json.dumps(self.history, allow_nan=False),
+        }
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.tensors.items()}
+        return save(tensors, metadata=self.metadata_strings())
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
+        """Write the bundle atomically (temp file + rename)."""
+        data = self.to_bytes()
+        with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+            tmp.write_bytes(data)
+        return Path(path)
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read and check a safetensors header without loading tensors.
+
+    Returns ``(tensor_entries, metadata)``. Raises BundleError for a missing, non-safetensors or
+    truncated file, and for a bundle written by a newer format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    if path.is_dir():
+        raise BundleError(f"{path}: is a folder, not a bundle")
+    size = path.stat().st_size
+    not_st = BundleError(f"{path}: not a safetensors bundle", hint="bundles are written by imnkit stages (.safetensors)")
+    if size < 8:
+        raise not_st
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        if n < 2 or n > _MAX_HEADER:
+            raise not_st
+        if 8 + n > size:
+            raise BundleError(f"{path}: the bundle is truncated (header cut off)")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise not_st from None
+    if not isinstance(header, dict):
+        raise not_st
+    metadata = header.pop("__metadata__", None) or {}
+    end = 0
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or "data_offsets" not in entry:
+            raise not_st
+        end = max(end, int(entry["data_offsets"][1]))
+    if 8 + n + end > size:
+        raise BundleError(f"{path}: the bundle is truncated ({size} bytes, needs {8 + n + end})")
+    fmt = metadata.get(META_FORMAT)
+    if fmt is not None:
+        try:
+            fmt_int = int(fmt)
+        except ValueError:
+            raise BundleError(f"{path}: unreadable bundle format version") from None
+        if fmt_int > FORMAT_VERSION:
+            raise BundleError(
+                f"{path}: bundle format {fmt_int} is newer than this imnkit reads ({FORMAT_VERSION})",
+                hint="upgrade imnkit",
+            )
+    return header, metadata
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Load a bundle (or any safetensors file) with its metadata and history."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    _, metadata = read_header(path)
+    try:
+        tensors = load_file(str(path))
+    except SafetensorError:
+        raise BundleError(f"{path}: the bundle is corrupt (tensor data unreadable)") from None
+    try:
+        meta = json.loads(metadata.get(META_VALUES, "{}"))
+        history = json.loads(metadata.get(META_HISTORY, "[]"))
+    except json.JSONDecodeError:
+        raise BundleError(f"{path}: the bundle metadata is corrupt") from None
+    return Bundle(tensors=dict(tensors), meta=meta, history=history, source=str(path))
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """What ``imnkit inspect`` shows: keys with shape and dtype, metadata values and history."""
+    header, metadata = read_header(path)
+    keys = {
+        name: {"dtype": entry["dtype"], "shape": list(entry["shape"])} for name, entry in sorted(header.items())
+    }
+    out: dict[str, Any] = {
+        "path": str(path),
+        "format": metadata.get(META_FORMAT),
+        "imnkit_version": metadata.get(META_VERSION),
+        "tensors": keys,
+    }
+    for name, field_name in ((META_VALUES, "meta"), (META_HISTORY, "history")):
+        try:
+            out[field_name] = json.loads(metadata[name]) if name in metadata else ({} if field_name == "meta" else [])
+        except json.JSONDecodeError:
+            out[field_name] = "<unreadable>"
+    other = {k: v for k, v in metadata.items() if k not in (META_FORMAT, META_VERSION, META_VALUES, META_HISTORY)}
+    if other:
+        out["other_metadata"] = other
+    return out
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """(H, W, 3) uint8 numpy array -> (H, W, 3) uint8 tensor, as images are stored in bundles."""
+    from .imageio import check_rgb8
+
+    check_rgb8(image, "image")
+    return torch.from_numpy(image.copy())
+
+
+def tensor_to_image(t: torch.Tensor, key: str = "image"):
+    """Stored image tensor -> (H, W, 3) uint8 numpy array, checking the layout."""
+    if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[2] != 3:
+        raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
+    return t.numpy()
+
+
+def to_float(image_t: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
+    return image_t.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 on the CPU (round to nearest)."""
+    return x.detach().squeeze(0).permute(1, 2, 0).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().contiguous()

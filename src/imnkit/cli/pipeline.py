@@ -1,0 +1,179 @@
+"""`imnkit run` and `imnkit stage`: run a recipe over photos, or one stage on one input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._common import err_console, escape, handle_errors, print_json
+
+
+def resolve_recipe_path(recipe: str) -> Path:
+    """A recipe path, or the name of a built-in recipe (``mask`` -> the packaged mask.toml)."""
+    path = Path(recipe)
+    if path.exists() or path.suffix == ".toml":
+        return path
+    from importlib import resources
+
+    builtin = resources.files("imnkit.recipes").joinpath(f"{recipe}.toml")
+    return Path(str(builtin)) if builtin.is_file() else path
+
+
+@app.command("run")
+def run_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe TOML file, or a built-in recipe name (mask, mask-hub).")],
+    inputs: Annotated[list[str], typer.Argument(help="Photos, bundles, folders (recursive) or globs.")],
+    out_dir: Annotated[Optional[Path], typer.Option("-o", "--out-dir", help="Write outputs here (default: beside each input; folders are mirrored).")] = None,
+    sets: Annotated[list[str], typer.Option("--set", help="Override a parameter: stage.param=value (repeatable).")] = [],
+    device: Annotated[Optional[str], typer.Option("--device", help="Device for every stage: auto, cpu, cuda, cuda:N.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for every stage that draws randomly.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")] = False,
+    keep_bundles: Annotated[bool, typer.Option("--keep-bundles", help="Also write the full bundle {stem}.bundle.safetensors.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
+    save_mask: Annotated[bool, typer.Option("--save-mask", help="Also write {stem}.mask.png, the Mask photo before hiding.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write a contact sheet {stem}.preview.png per photo.")] = False,
+    allow_no_face: Annotated[bool, typer.Option("--allow-no-face", help="Pass photos with no face through unchanged instead of failing.")] = False,
+    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Copy the input's EXIF into output PNGs (stripped by default).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
+) -> None:
+    """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors."""
+    from ..batch import mirror_out_dirs, select_shard
+    from ..recipe import Runner, expand_inputs, load_recipe, run_many, summary_exit_code
+
+    with handle_errors():
+        recipe_obj = load_recipe(resolve_recipe_path(recipe), sets=sets, device=device)
+        files = expand_inputs(inputs)
+        if shard:
+            files = select_shard(files, shard)
+        options = {
+            "save_mask": save_mask,
+            "preview": preview,
+            "allow_no_face": allow_no_face,
+            "keep_bundles": keep_bundles,
+            "keep_metadata": keep_metadata,
+            "seed": seed,
+        }
+        runner = Runner(recipe_obj, options=options)
+        targets = mirror_out_dirs(files, inputs, out_dir)
+        if dry_run:
+            _print_plan(recipe_obj, runner, targets)
+            raise typer.Exit(0)
+        if not files:
+            err_console.print("nothing to do: no input photos")
+            raise typer.Exit(0)
+
+    results = _run_with_progress(runner, targets, overwrite=overwrite, json_lines=json_lines, quiet=quiet)
+    if len(results) > 1 and not quiet and not json_lines:
+        _print_summary(results)
+    raise typer.Exit(summary_exit_code(results))
+
+
+def _print_plan(recipe_obj, runner, targets) -> None:
+    err_console.print(f"recipe [bold]{escape(recipe_obj.name)}[/] ({escape(recipe_obj.source)})")
+    for step in recipe_obj.steps:
+        params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
+        err_console.print(f"  {escape(step.id)} on {runner.devices[step.id]}: {escape(params)}")
+    for inp, folder in targets:
+        outs = ", ".join(str(p) for _, p in runner.planned_outputs(inp, folder))
+        err_console.print(f"  {escape(str(inp))} -> {escape(outs)}")
+    err_console.print(f"dry run: {len(targets)} input(s) validated, nothing written")
+
+
+def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    results = []
+    show_bar = err_console.is_terminal and not quiet and len(targets) > 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=not show_bar, transient=False) as progress:
+        task = progress.add_task("masking", total=len(targets))
+        for inp, folder in targets:
+            progress.update(task, description=f"{inp.name[:40]}")
+            result = runner.run_one(inp, folder, overwrite=overwrite)
+            results.append(result)
+            _report(result, json_lines=json_lines, quiet=quiet)
+            progress.advance(task)
+    return results
+
+
+def _report(result, *, json_lines: bool, quiet: bool) -> None:
+    if json_lines:
+        print_json({
+            "input": str(result.input),
+            "status": result.status,
+            "outputs": [str(p) for p in result.outputs],
+            "seconds": round(result.seconds, 3),
+            "exit_code": result.exit_code,
+            "message": result.message,
+            "notes": result.notes,
+        })
+        return
+    if result.status == "ok":
+        if quiet:
+            for p in result.outputs:
+                print(p)
+        else:
+            outs = ", ".join(p.name for p in result.outputs)
+            note = f" [yellow]({escape('; '.join(result.notes))})[/]" if result.notes else ""
+            err_console.print(f"[green]ok[/] {escape(str(result.input))} -> {escape(outs)} ({result.seconds:.1f} s){note}")
+    else:
+        err_console.print(f"[red]failed[/] {escape(str(result.input))}: {escape(result.message)}", soft_wrap=True)
+
+
+def _print_summary(results) -> None:
+    from rich.table import Table
+
+    table = Table(title="imnkit run", show_lines=False)
+    for col in ("input", "status", "seconds", "message"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(escape(str(r.input)), r.status, f"{r.seconds:.1f}", escape(r.message or "; ".join(r.notes)))
+    err_console.print(table)
+    ok = sum(r.status == "ok" for r in results)
+    err_console.print(f"{ok} of {len(results)} done, {len(results) - ok} failed")
+
+
+@app.command("stage")
+def stage_cmd(
+    name: Annotated[str, typer.Argument(help="Stage name (see `imnkit stages`).")],
+    input: Annotated[Path, typer.Argument(help="A bundle (.safetensors) or an image file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output bundle (.safetensors).")],
+    sets: Annotated[list[str], typer.Option("--set", help="Parameter: key=value (repeatable).")] = [],
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    allow_no_face: Annotated[bool, typer.Option("--allow-no-face", help="Let photos with no face pass through.")] = False,
+) -> None:
+    """Run one stage on a bundle or image and write the resulting bundle."""
+    from ..devices import resolve_device
+    from ..errors import UsageError
+    from ..imageio import check_output_path
+    from ..recipe import bundle_from_input
+    from ..stage import StageContext, get_stage, run_stage
+
+    with handle_errors():
+        stage = get_stage(name)
+        given = {}
+        for item in sets:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise UsageError(f"--set '{item}' must look like key=value")
+            given[key.strip()] = value
+        params = stage.resolve_params(given)
+        dev = resolve_device(device)
+        if output.suffix != ".safetensors":
+            raise UsageError(f"{output}: the output of a stage is a bundle; name it *.safetensors")
+        check_output_path(output, overwrite=overwrite, inputs=(input,))
+        bundle = bundle_from_input(input)
+        import torch
+
+        with torch.inference_mode():
+            run_stage(stage, bundle, params, StageContext(device=dev, options={"allow_no_face": allow_no_face}))
+        bundle.save(output, overwrite=overwrite, inputs=(input,))
+        err_console.print(f"wrote {escape(str(output))} ({len(bundle.tensors)} tensors)")

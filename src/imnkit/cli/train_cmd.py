@@ -1,0 +1,1 @@
+"""`imnkit train` (registered once the training library is in place)."""

@@ -1,0 +1,191 @@
+"""Reading photos and writing PNGs safely.
+
+Reading: JPEG, PNG, WebP and TIFF (whatever Pillow decodes); the EXIF orientation is applied; RGBA
+(alpha dropped), grayscale, 16-bit and CMYK are converted to 8-bit RGB explicitly; images above
+:data:`MAX_PIXELS` are refused before decoding.
+
+Writing: 8-bit RGB PNG, metadata stripped unless asked to keep it, written to a temporary file in
+the same folder and renamed into place, so a failed run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import InputError, OutputError
+
+#: Largest image accepted, in pixels (a decompression-bomb guard; 100 MP covers every camera).
+MAX_PIXELS = 100_000_000
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+# Never decode a truncated file into a half-grey picture: truncation is an error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """Convert any decoded mode to an (H, W, 3) uint8 RGB array."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit int) grayscale: scale the full range down to 8 bits.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        gray = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        gray = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Alpha is dropped, not composited: the colour under transparent pixels is kept as is,
+        # so that a photo with an alpha channel keeps its real pixels.
+        img = img.convert("RGBA")
+        return np.ascontiguousarray(np.asarray(img)[..., :3])
+    if mode == "RGB":
+        return np.ascontiguousarray(np.asarray(img))
+    # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...: Pillow's own conversion (CMYK uses its ICC-less formula).
+    return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a photo as an (H, W, 3) uint8 RGB array with its EXIF orientation applied.
+
+    Raises:
+        InputError: the file is missing, empty, not an image, truncated or too large.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise InputError(
+                    f"{path}: {w}x{h} is {w * h / 1e6:.0f} MP, above the {MAX_PIXELS / 1e6:.0f} MP limit",
+                    hint="downscale the photo first",
+                )
+            if w < 1 or h < 1:
+                raise InputError(f"{path}: the image has no pixels ({w}x{h})")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb8(img)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read (JPEG, PNG, WebP, TIFF)") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: refused as a decompression bomb (too many pixels)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        # Pillow reports truncation as OSError("image file is truncated ...") or "broken data stream".
+        reason = "truncated or corrupt" if "trunc" in str(err).lower() or "broken" in str(err).lower() else "unreadable"
+        raise InputError(f"{path}: the image is {reason}") from None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    The temporary file is removed if the body raises, so no partial output is ever left.
+
+    Raises:
+        OutputError: ``path`` is one of ``inputs``, exists and ``overwrite`` is false, or its folder
+            cannot be written.
+    """
+    path = Path(path)
+    check_output_path(path, overwrite=overwrite, inputs=inputs)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write here ({err.strerror or err})") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_output_path(path: Path, *, overwrite: bool, inputs: tuple = ()) -> None:
+    """Refuse to overwrite an input, or an existing output unless ``overwrite``."""
+    resolved = Path(path).resolve()
+    for inp in inputs:
+        if Path(inp).resolve() == resolved:
+            raise OutputError(f"{path}: refusing to overwrite an input file", hint="choose another output name")
+    if resolved.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists", hint="pass --overwrite to replace it")
+
+
+def encode_png(image: np.ndarray, *, metadata: dict[str, str] | None = None, exif: bytes | None = None) -> bytes:
+    """Encode an (H, W, 3) uint8 array as PNG bytes: no EXIF/ICC unless ``exif`` is given."""
+    import io
+
+    from PIL import PngImagePlugin
+
+    check_rgb8(image, "image")
+    info = None
+    if metadata:
+        info = PngImagePlugin.PngInfo()
+        for k, v in metadata.items():
+            info.add_text(k, v)
+    buf = io.BytesIO()
+    extra = {"exif": exif} if exif else {}
+    Image.fromarray(image).save(buf, format="PNG", pnginfo=info, compress_level=6, **extra)
+    return buf.getvalue()
+
+
+def save_png(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    overwrite: bool = False,
+    inputs: tuple = (),
+    metadata: dict[str, str] | None = None,
+    exif: bytes | None = None,
+) -> Path:
+    """Write an (H, W, 3) uint8 RGB array as a PNG atomically; returns the path."""
+    data = encode_png(image, metadata=metadata, exif=exif)
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def check_rgb8(image: np.ndarray, name: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 array, got shape {shape} dtype {dtype}")
+
+
+def read_exif(path: str | os.PathLike) -> bytes | None:
+    """The EXIF block of a photo with its orientation reset (for --keep-metadata), or None."""
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            if not exif:
+                return None
+            exif[0x0112] = 1  # pixels are stored upright after load_image
+            return exif.tobytes()
+    except (OSError, UnidentifiedImageError):
+        return None

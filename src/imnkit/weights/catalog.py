@@ -1,0 +1,80 @@
+"""The built-in weights entries (see ``imnkit weights list``)."""
+
+from __future__ import annotations
+
+from . import WeightSpec, register_weights
+
+NONCOMMERCIAL = "non-commercial research only (upstream terms)"
+
+register_weights(
+    WeightSpec(
+        name="imn.default",
+        arch="imnkit.nets.imn:build_from_metadata",
+        source="package",
+        filename="imn_default.safetensors",
+        license="MIT (trained by imnkit; training data listed in the README)",
+        origin_url="https://github.com/imnkit/imnkit",
+        description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
+        input_range="RGB in [0, 1]",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="simswap.224",
+        arch="imnkit.nets.simswap:simswap_224",
+        source="hub",
+        repo_id="datvtn/simswap",
+        filename="simswap_224.pth",
+        size_bytes=220_243_703,
+        filter_fn="imnkit.nets.checkpoints:simswap_filter",
+        license=NONCOMMERCIAL,
+        origin_url="https://github.com/neuralchen/SimSwap",
+        description="SimSwap generator, 224 crop (Generator_Adain_Upsample, 9 AdaIN blocks)",
+        input_range="attribute crop RGB in [0, 1]; identity latent L2-normalised 512-d",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="arcface.simswap",
+        arch="imnkit.nets.arcface:arcface_ir_se101",
+        source="hub",
+        repo_id="datvtn/simswap",
+        filename="simswap_arcface.pth",
+        filter_fn="imnkit.nets.checkpoints:arcface_filter",
+        license=NONCOMMERCIAL,
+        origin_url="https://github.com/neuralchen/SimSwap",
+        description="SimSwap's ArcFace identity encoder (IR-SE ResNet-101, 112x112 -> 512-d)",
+        input_range="RGB normalised with ImageNet mean/std, 112x112 aligned",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="gpen.bfr_512",
+        arch="imnkit.nets.gpen:gpen_bfr_512",
+        source="hub",
+        repo_id="akhaliq/GPEN-BFR-512",
+        filename="GPEN-BFR-512.pth",
+        sha256="f1002c41add95b0decad69604d80455576f7187dd99ca16bd611bcfd44c10b51",
+        size_bytes=284_085_738,
+        filter_fn="imnkit.nets.checkpoints:gpen_filter",
+        license=NONCOMMERCIAL,
+        origin_url="https://github.com/yangxy/GPEN",
+        description="GPEN blind face restoration, 512 px",
+        input_range="RGB in [-1, 1], 512x512 aligned face",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="gpen.bfr_256",
+        arch="imnkit.nets.gpen:gpen_bfr_256",
+        source="hub",
+        repo_id="ygtxr1997/ReliableSwap_Demo",
+        repo_type="space",
+        filename="third_party/GPEN/weights/GPEN-BFR-256.pth",
+        filter_fn="imnkit.nets.checkpoints:gpen_filter",
+        license=NONCOMMERCIAL,
+        origin_url="https://github.com/yangxy/GPEN",
+        description="GPEN blind face restoration, 256 px",
+        input_range="RGB in [-1, 1], 256x256 aligned face",
+    )
+)

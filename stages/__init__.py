@@ -1,0 +1,16 @@
+"""Built-in stages of imnkit (installed as ``imnkit.stages``).
+
+Importing this package registers every built-in stage. Each module holds one stage and starts with
+its contract: the bundle keys it requires and provides, with shape, dtype and range.
+"""
+
+from importlib import import_module
+
+_BUILTIN = ("dwt", "metrics", "align", "swap", "enhance", "embed", "extract")
+
+for _name in _BUILTIN:
+    try:
+        import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _err:  # a stage whose module is not written yet
+        if _err.name != f"{__name__}.{_name}":
+            raise
