@@ -74,7 +74,8 @@ class Param:
                 raise ValueError
             return self.type(text)
         except ValueError:
-            raise UsageError(f"{where}: '{self.name}' must be {self.type.__name__}, got '{text}'") from None
+            kind = "true or false" if self.type is bool else self.type.__name__
+            raise UsageError(f"{where}: '{self.name}' must be {kind}, got '{text}'") from None
 
 
 @dataclass
