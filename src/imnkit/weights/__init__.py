@@ -54,6 +54,10 @@ class WeightSpec:
 
 _REGISTRY: dict[str, WeightSpec] = {}
 
+# Files written by imnkit name their architecture in the metadata key "imnkit.arch", so a local
+# path needs no registry entry.
+ARCH_BY_TAG = {"imn": "imnkit.embedding:build_imn"}
+
 
 def register_weights(spec: WeightSpec) -> WeightSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
@@ -199,17 +203,15 @@ def load_strict(model, state_dict: dict[str, Any], *, what: str) -> None:
     unexpected = sorted(set(state_dict) - set(own))
     wrong = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
     if missing or unexpected or wrong:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8})" if len(keys) > 8 else "")
-
         parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {show(unexpected)}")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)}: {show(wrong)}")
-        raise WeightsError(f"{what}: the checkpoint does not match the architecture ({'; '.join(parts)})")
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
+            if keys:
+                shown = ", ".join(keys[:10]) + (f", ... (+{len(keys) - 10})" if len(keys) > 10 else "")
+                parts.append(f"{label} {len(keys)}: [{shown}]")
+        raise WeightsError(
+            f"{what}: the checkpoint does not match the architecture ({'; '.join(parts)})",
+            hint="check that the weights are for this model and variant",
+        )
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -226,9 +228,9 @@ def build(name: str, device: Any = "cpu"):
     spec = get_spec(name)
     path = resolve_path(name)
     state, meta = load_state_dict(path)
-    arch = spec.arch or meta.get("imnkit.arch_fn", "")
+    arch = spec.arch or ARCH_BY_TAG.get(meta.get("imnkit.arch", ""), "")
     if not arch:
-        raise WeightsError(f"{path}: the file does not say which architecture it holds (metadata imnkit.arch_fn)")
+        raise WeightsError(f"{path}: the file does not say which architecture it holds (metadata imnkit.arch)")
     factory = _import(arch)
     model = factory(meta) if getattr(factory, "takes_metadata", False) else factory()
     if spec.filter_fn:
