@@ -51,11 +51,11 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
         # Alpha is dropped, not composited: the colour under transparent pixels is kept as is,
         # so that a photo with an alpha channel keeps its real pixels.
         img = img.convert("RGBA")
-        return np.ascontiguousarray(np.asarray(img)[..., :3])
+        return np.array(np.asarray(img)[..., :3])  # a writable, contiguous copy
     if mode == "RGB":
-        return np.ascontiguousarray(np.asarray(img))
+        return np.array(img)
     # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...: Pillow's own conversion (CMYK uses its ICC-less formula).
-    return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    return np.array(img.convert("RGB"))
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

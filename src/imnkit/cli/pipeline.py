@@ -177,3 +177,27 @@ def stage_cmd(
             run_stage(stage, bundle, params, StageContext(device=dev, options={"allow_no_face": allow_no_face}))
         bundle.save(output, overwrite=overwrite, inputs=(input,))
         err_console.print(f"wrote {escape(str(output))} ({len(bundle.tensors)} tensors)")
+
+
+@app.command("extract")
+def extract_cmd(
+    masked: Annotated[Path, typer.Argument(help="The masked PNG, exactly as `imnkit run` wrote it.")],
+    aux: Annotated[Path, typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Recovered PNG (default: {stem}.recovered.png beside the input).")] = None,
+    weights: Annotated[str, typer.Option("--weights", help="IMN weights (default: those named in the aux).")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Try even if the aux does not match the image; the result may be wrong.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the path written.")] = False,
+) -> None:
+    """Take the Mask off: recover the original faces from a masked photo and its aux file."""
+    from ..api import extract_file
+
+    with handle_errors():
+        result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite)
+    if quiet:
+        print(result.output)
+        return
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
+    err_console.print(f"wrote {escape(str(result.output))} ({result.regions} region(s) recovered)")

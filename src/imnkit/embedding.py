@@ -1,0 +1,232 @@
+"""Put the Mask on and off: the invertible network applied to face regions, plus the aux file.
+
+Only the face regions differ between the protected photo and the Mask photo, so only they are run
+through the network: each region box (even sides, so the Haar DWT applies) of the Mask photo is
+replaced by the network's masked output, rounded to the 8 bits that will be saved. Outside the boxes
+the masked image *is* the Mask image, and the recovered image *is* the masked image (= the protected
+photo there, because the Mask photo equals it outside the faces), bit for bit.
+
+The aux holds only what extraction needs: format version, weights name and digest, region boxes,
+image size, the seed that draws the auxiliary noise n, and the sha256 of the masked pixels. It never
+holds protected pixels or the lost information m.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .bundle import Bundle
+from .errors import IntegrityError, UsageError, WeightsError
+
+AUX_FORMAT = 1
+DEFAULT_WEIGHTS = "imn.default"
+
+
+def build_imn(meta: dict[str, str]):
+    """Weights factory: an InvertibleMaskNet shaped by the config stored in the file's metadata."""
+    from .nets.imn import ImnConfig, InvertibleMaskNet
+
+    if "imnkit.config" not in meta:
+        raise WeightsError("these weights carry no imnkit.config metadata: not an imnkit IMN file")
+    return InvertibleMaskNet(ImnConfig.from_json(meta["imnkit.config"]))
+
+
+build_imn.takes_metadata = True  # type: ignore[attr-defined]
+
+
+def load_network(weights: str, device: torch.device, cache: dict | None = None):
+    """The IMN for ``weights`` (registry name or path to a .safetensors file) on ``device``, cached per process."""
+    from .weights import build
+
+    key = ("imn", weights, str(device))
+    if cache is not None and key in cache:
+        return cache[key]
+    net, _ = build(weights, device)
+    if cache is not None:
+        cache[key] = net
+    return net
+
+
+def pixels_digest(image: np.ndarray) -> str:
+    """sha256 of an (H, W, 3) uint8 image's pixels (row-major RGB bytes)."""
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def even_box(box: tuple[int, int, int, int], height: int, width: int, margin: int = 0) -> tuple[int, int, int, int]:
+    """Grow a y0,x0,y1,x1 box by ``margin``, clip it to the image and make every side even.
+
+    The Haar DWT needs even sides; even corners keep the wavelet grid aligned with the image.
+    Raises UsageError for a box that is empty after clipping or an image smaller than 2x2.
+    """
+    y0, x0, y1, x1 = (int(v) for v in box)
+    y0, x0 = max(0, y0 - margin), max(0, x0 - margin)
+    y1, x1 = min(height, y1 + margin), min(width, x1 + margin)
+    y0, x0 = y0 - (y0 % 2), x0 - (x0 % 2)
+    y1, x1 = y1 + (y1 % 2), x1 + (x1 % 2)
+    if y1 > height:  # odd image height: move the box up instead of past the edge
+        y1 -= 2
+    if x1 > width:
+        x1 -= 2
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        raise UsageError(f"region {box} is too small to embed in a {width}x{height} image")
+    return y0, x0, y1, x1
+
+
+def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Merge overlapping boxes until none overlap, so regions can be hidden independently."""
+    boxes = [tuple(b) for b in boxes]
+    changed = True
+    while changed:
+        changed = False
+        out: list[tuple[int, int, int, int]] = []
+        for b in boxes:
+            for i, o in enumerate(out):
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    out[i] = (min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3]))
+                    changed = True
+                    break
+            else:
+                out.append(b)
+        boxes = out
+    return sorted(boxes)
+
+
+def region_seed(seed: int, index: int) -> int:
+    """The noise seed of region ``index``: distinct per region, reproducible from the aux seed."""
+    return (seed * 1_000_003 + index) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _crop_float(image: np.ndarray, box, device) -> torch.Tensor:
+    y0, x0, y1, x1 = box
+    crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    return crop.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x.squeeze(0).permute(1, 2, 0).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def _put_on_wavelet(net, coeff_protected: torch.Tensor, coeff_mask: torch.Tensor) -> torch.Tensor:
+    """put_on from Haar coefficients (the dwt stage's output): couplings then IWT, in float32."""
+    from .dwt import haar_iwt
+
+    s = coeff_protected - coeff_mask if net.config.hide == "difference" else coeff_protected
+    c = coeff_mask
+    with torch.autocast(device_type=c.device.type, enabled=False):
+        for block in net.blocks:
+            c, s = block(c, s)
+    return haar_iwt(c)
+
+
+@dataclass
+class EmbedResult:
+    masked: np.ndarray  # (H, W, 3) uint8: exactly what will be saved
+    regions: list[tuple[int, int, int, int]]
+    aux: Bundle
+
+
+def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *, seed: int,
+                   weights: str, weights_digest: str | None, device: torch.device,
+                   coeffs: tuple[torch.Tensor, torch.Tensor] | None = None) -> EmbedResult:
+    """Hide each region of ``protected`` in the same region of ``mask``; returns masked + aux.
+
+    ``coeffs``: optional Haar coefficients (B, 12, H/2, W/2) of the whole protected and Mask images;
+    a box with even corners maps to the coefficient box ``[y0/2:y1/2, x0/2:x1/2]``, which is exactly
+    the DWT of the crop (the Haar transform works on disjoint 2x2 blocks).
+    """
+    from .nets.imn import put_on
+
+    if protected.shape != mask.shape:
+        raise UsageError(f"the protected and Mask images differ in size: {protected.shape[:2]} vs {mask.shape[:2]}")
+    masked = mask.copy()
+    for box in boxes:
+        y0, x0, y1, x1 = box
+        if coeffs is not None:
+            cp, cm = (c[..., y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].to(device).float() for c in coeffs)
+            out = _put_on_wavelet(net, cp, cm)
+        else:
+            out = put_on(net, _crop_float(protected, box, device), _crop_float(mask, box, device))
+        masked[y0:y1, x0:x1] = _to_uint8(out)
+    aux = make_aux(masked, boxes, seed=seed, weights=weights, weights_digest=weights_digest, hide=net.config.hide)
+    return EmbedResult(masked=masked, regions=list(boxes), aux=aux)
+
+
+def make_aux(masked: np.ndarray, boxes: list, *, seed: int, weights: str, weights_digest: str | None, hide: str) -> Bundle:
+    h, w = masked.shape[:2]
+    regions = torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4)
+    return Bundle(
+        tensors={"aux.regions": regions, "aux.size": torch.tensor([h, w], dtype=torch.int64)},
+        meta={
+            "aux.format": AUX_FORMAT,
+            "aux.weights": weights,
+            "aux.weights_sha256": weights_digest,
+            "aux.seed": int(seed),
+            "aux.masked_sha256": pixels_digest(masked),
+            "aux.hide": hide,
+        },
+    )
+
+
+@dataclass
+class AuxInfo:
+    regions: list[tuple[int, int, int, int]]
+    size: tuple[int, int]
+    seed: int
+    weights: str
+    weights_sha256: str | None
+    masked_sha256: str
+
+
+def read_aux(aux: Bundle) -> AuxInfo:
+    """Check the aux bundle's contents and return them (BundleError/IntegrityError when broken)."""
+    from .errors import BundleError
+
+    where = aux.source or "the aux"
+    fmt = aux.meta.get("aux.format")
+    if fmt is None:
+        raise BundleError(f"{where}: not an imnkit aux file (no aux.format)", hint="pass the *.aux.safetensors written with the masked image")
+    if int(fmt) > AUX_FORMAT:
+        raise BundleError(f"{where}: aux format {fmt} is newer than this imnkit reads ({AUX_FORMAT})", hint="upgrade imnkit")
+    try:
+        regions = [tuple(int(v) for v in row) for row in aux.require("aux.regions").reshape(-1, 4).tolist()]
+        h, w = (int(v) for v in aux.require("aux.size").tolist())
+        return AuxInfo(regions=regions, size=(h, w), seed=int(aux.meta["aux.seed"]), weights=str(aux.meta["aux.weights"]),
+                       weights_sha256=aux.meta.get("aux.weights_sha256"), masked_sha256=str(aux.meta["aux.masked_sha256"]))
+    except (KeyError, ValueError, TypeError):
+        raise BundleError(f"{where}: the aux file is incomplete or corrupt") from None
+
+
+def check_aux_matches(info: AuxInfo, masked: np.ndarray, weights_digest: str | None) -> list[str]:
+    """Problems that make recovery unreliable: other photo, resized or re-encoded file, other weights."""
+    problems = []
+    h, w = masked.shape[:2]
+    if (h, w) != info.size:
+        problems.append(f"the image is {w}x{h} but the aux was made for {info.size[1]}x{info.size[0]} "
+                        "(resized, or another photo)")
+    elif pixels_digest(masked) != info.masked_sha256:
+        problems.append("the pixels differ from the masked image this aux was made for "
+                        "(another photo, or an edited or re-encoded copy such as a JPEG)")
+    if info.weights_sha256 and weights_digest and info.weights_sha256 != weights_digest:
+        problems.append(f"the aux was made with other weights than '{info.weights}' here "
+                        f"(sha256 {info.weights_sha256[:12]}… vs {weights_digest[:12]}…)")
+    return problems
+
+
+def put_off_regions(net, masked: np.ndarray, info: AuxInfo, device: torch.device) -> np.ndarray:
+    """Recover every region; pixels outside the regions are returned unchanged."""
+    from .nets.imn import put_off
+
+    recovered = masked.copy()
+    h, w = masked.shape[:2]
+    for index, box in enumerate(info.regions):
+        y0, x0, y1, x1 = box
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w) or (y1 - y0) % 2 or (x1 - x0) % 2:
+            raise IntegrityError(f"aux region {box} does not fit the {w}x{h} image")
+        out = put_off(net, _crop_float(masked, box, device), region_seed(info.seed, index))
+        recovered[y0:y1, x0:x1] = _to_uint8(out)
+    return recovered

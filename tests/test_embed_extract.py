@@ -1,0 +1,197 @@
+"""embed / extract structure: regions, aux contents, integrity checks, bit-exact outside the regions.
+
+These use a small randomly initialised network (recovery quality is the benchmark's job, and
+test_shipped_weights checks the shipped model); they check what must hold for any weights.
+"""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from imnkit.api import extract_file
+from imnkit.bundle import Bundle, load_bundle
+from imnkit.cli import app
+from imnkit.embedding import even_box, merge_boxes, pixels_digest
+from imnkit.errors import IntegrityError, UsageError
+from imnkit.imageio import load_image, save_png
+from imnkit.nets.imn import InvertibleMaskNet
+from imnkit.stage import StageContext, get_stage, run_stage
+from imnkit.train import save_weights
+
+
+def random_net(seed=0, hide="difference"):
+    torch.manual_seed(seed)
+    net = InvertibleMaskNet(num_blocks=2, growth=8, hide=hide)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    return str(save_weights(random_net(), tmp_path / "w.safetensors"))
+
+
+@pytest.fixture
+def pair(rng):
+    y, x = np.mgrid[0:80, 0:100]
+    protected = np.stack([x * 2, y * 3, x + y], -1).astype(np.uint8)
+    mask = protected.copy()
+    mask[20:50, 30:70] = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # the "face" that changed
+    return protected, mask
+
+
+def embed_bundle(protected, mask, weights, regions=((20, 30, 50, 70),), seed=5, with_dwt=False):
+    b = Bundle(tensors={"image.protected": torch.from_numpy(protected), "mask.image": torch.from_numpy(mask)})
+    if regions is not None:
+        b.tensors["swap.regions"] = torch.tensor(regions, dtype=torch.int64).reshape(-1, 4)
+    ctx = StageContext(device=torch.device("cpu"))
+    if with_dwt:
+        dwt = get_stage("dwt")
+        run_stage(dwt, b, dwt.resolve_params({"keys": "image.protected,mask.image"}), ctx)
+    st = get_stage("embed")
+    run_stage(st, b, st.resolve_params({"weights": weights, "seed": seed, "margin": 3}), ctx)
+    return b
+
+
+def test_even_box_and_merge():
+    assert even_box((21, 31, 49, 69), 80, 100, 0) == (20, 30, 50, 70)
+    assert even_box((0, 0, 79, 99), 79, 99, 4) == (0, 0, 78, 98)  # odd image: stay inside
+    with pytest.raises(UsageError, match="too small"):
+        even_box((5, 5, 5, 5), 1, 1)
+    assert merge_boxes([(0, 0, 10, 10), (5, 5, 20, 20), (30, 30, 40, 40)]) == [(0, 0, 20, 20), (30, 30, 40, 40)]
+
+
+def test_masked_equals_mask_outside_region_and_aux_holds_no_pixels(pair, weights_file):
+    protected, mask = pair
+    b = embed_bundle(protected, mask, weights_file)
+    masked = b.tensors["image.masked"].numpy()
+    (y0, x0, y1, x1), = b.tensors["aux.regions"].tolist()
+    assert (y0, x0, y1, x1) == (16, 26, 54, 74)  # 3 px margin, made even
+    outside = np.ones(masked.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(masked[outside], mask[outside])
+    assert not np.array_equal(masked[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+    aux = b.subset("aux.")
+    assert set(aux.tensors) == {"aux.regions", "aux.size"}
+    assert all(t.numel() <= 4 for t in aux.tensors.values())  # boxes and sizes, no image data
+    assert aux.meta["aux.masked_sha256"] == pixels_digest(masked) and aux.meta["aux.seed"] == 5
+    assert set(aux.meta) == {"aux.format", "aux.weights", "aux.weights_sha256", "aux.seed", "aux.masked_sha256", "aux.hide"}
+
+
+def test_dwt_stage_coefficients_give_the_same_masked_image(pair, weights_file):
+    protected, mask = pair
+    a = embed_bundle(protected, mask, weights_file)
+    b = embed_bundle(protected, mask, weights_file, with_dwt=True)
+    diff = np.abs(a.tensors["image.masked"].numpy().astype(int) - b.tensors["image.masked"].numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.001  # float rounding at most flips a rare 8-bit step
+
+
+def write_outputs(tmp_path, b, name="photo"):
+    masked = tmp_path / f"{name}.masked.png"
+    save_png(masked, b.tensors["image.masked"].numpy())
+    aux = b.subset("aux.").save(tmp_path / f"{name}.aux.safetensors")
+    return masked, aux
+
+
+def test_extract_restores_everything_outside_regions_exactly(tmp_path, pair, weights_file):
+    protected, mask = pair
+    b = embed_bundle(protected, mask, weights_file)
+    masked_path, aux_path = write_outputs(tmp_path, b)
+    result = extract_file(masked_path, aux_path, weights=weights_file)
+    assert result.output == tmp_path / "photo.recovered.png"
+    rec = load_image(result.output)
+    (y0, x0, y1, x1), = b.tensors["aux.regions"].tolist()
+    outside = np.ones(rec.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(rec[outside], b.tensors["image.masked"].numpy()[outside])
+    # deterministic: the same inputs give the same bytes
+    again = extract_file(masked_path, aux_path, tmp_path / "again.png", weights=weights_file)
+    assert again.output.read_bytes() == result.output.read_bytes()
+
+
+def test_embed_is_deterministic(pair, weights_file):
+    protected, mask = pair
+    a = embed_bundle(protected, mask, weights_file).tensors["image.masked"]
+    b = embed_bundle(protected, mask, weights_file).tensors["image.masked"]
+    assert torch.equal(a, b)
+
+
+def cli(*args):
+    return CliRunner().invoke(app, ["extract", *[str(a) for a in args]])
+
+
+def test_integrity_errors_and_force(tmp_path, pair, weights_file):
+    protected, mask = pair
+    b = embed_bundle(protected, mask, weights_file)
+    masked_path, aux_path = write_outputs(tmp_path, b)
+    masked = load_image(masked_path)
+
+    # A JPEG re-encoding of the masked image.
+    jpeg = tmp_path / "photo2.masked.jpg"
+    Image.fromarray(masked).save(jpeg, quality=95)
+    r = cli(jpeg, "--aux", aux_path, "--weights", weights_file)
+    assert r.exit_code == 4 and "re-encoded copy" in r.stderr and not (tmp_path / "photo2.recovered.png").exists()
+
+    # A resized copy.
+    small = tmp_path / "small.png"
+    Image.fromarray(masked).resize((50, 40)).save(small)
+    r = cli(small, "--aux", aux_path, "--weights", weights_file)
+    assert r.exit_code == 4 and "resized" in r.stderr
+
+    # Another photo of the same size.
+    other = tmp_path / "other.png"
+    save_png(other, protected)
+    r = cli(other, "--aux", aux_path, "--weights", weights_file)
+    assert r.exit_code == 4 and "another photo" in r.stderr
+
+    # Other weights.
+    other_w = str(save_weights(random_net(seed=9), tmp_path / "other_w.safetensors"))
+    r = cli(masked_path, "--aux", aux_path, "--weights", other_w)
+    assert r.exit_code == 4 and "other weights" in r.stderr
+
+    # --force tries anyway and says so.
+    r = cli(jpeg, "--aux", aux_path, "--weights", weights_file, "--force")
+    assert r.exit_code == 0 and "forced despite" in r.stderr
+    assert (tmp_path / "photo2.recovered.png").exists()
+    assert jpeg.exists() and load_image(masked_path).tobytes() == masked.tobytes()  # inputs untouched
+
+
+def test_corrupt_and_wrong_aux(tmp_path, pair, weights_file):
+    protected, mask = pair
+    masked_path, aux_path = write_outputs(tmp_path, embed_bundle(protected, mask, weights_file))
+    bad = tmp_path / "bad.aux.safetensors"
+    bad.write_bytes(aux_path.read_bytes()[:-5])
+    r = cli(masked_path, "--aux", bad, "--weights", weights_file)
+    assert r.exit_code == 1 and "truncated" in r.stderr
+    not_aux = Bundle(tensors={"x": torch.zeros(1)}).save(tmp_path / "not_aux.safetensors")
+    r = cli(masked_path, "--aux", not_aux, "--weights", weights_file)
+    assert r.exit_code == 1 and "not an imnkit aux file" in r.stderr
+    r = cli(masked_path, "--aux", tmp_path / "absent.safetensors")
+    assert r.exit_code == 1 and "no such file" in r.stderr
+    assert not (tmp_path / "photo.recovered.png").exists()
+
+
+def test_existing_output_is_kept(tmp_path, pair, weights_file):
+    protected, mask = pair
+    masked_path, aux_path = write_outputs(tmp_path, embed_bundle(protected, mask, weights_file))
+    out = tmp_path / "photo.recovered.png"
+    out.write_bytes(b"keep me")
+    r = cli(masked_path, "--aux", aux_path, "--weights", weights_file)
+    assert r.exit_code == 1 and "already exists" in r.stderr and out.read_bytes() == b"keep me"
+    assert cli(masked_path, "--aux", aux_path, "--weights", weights_file, "--overwrite").exit_code == 0
+
+
+def test_no_region_passes_through(tmp_path, pair, weights_file):
+    protected, _ = pair
+    b = embed_bundle(protected, protected, weights_file, regions=[])
+    assert torch.equal(b.tensors["image.masked"], torch.from_numpy(protected))
+    masked_path, aux_path = write_outputs(tmp_path, b)
+    result = extract_file(masked_path, aux_path, weights=weights_file)
+    assert np.array_equal(load_image(result.output), protected) and "nothing to recover" in result.notes[0]
