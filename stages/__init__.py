@@ -6,7 +6,7 @@ its contract: the bundle keys it requires and provides, with shape, dtype and ra
 
 from importlib import import_module
 
-_BUILTIN = ("dwt", "metrics", "align", "swap", "enhance", "embed", "extract")
+_BUILTIN = ("dwt", "metrics", "align", "swap", "enhance", "embed", "extract", "preview")
 
 for _name in _BUILTIN:
     try:

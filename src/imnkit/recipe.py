@@ -18,6 +18,7 @@ Format::
     [[output]]
     path = "{stem}.aux.safetensors"
     bundle = "aux."              # keys with this prefix -> a bundle
+    history = false              # leave the stage history out of this bundle
     [[output]]
     path = "{stem}.mask.png"
     image = "mask.image"
@@ -62,6 +63,7 @@ class OutputSpec:
     image: str | None = None
     bundle: str | None = None
     when: str | None = None
+    history: bool = True  # bundle outputs: include the stage history (the aux leaves it out)
 
 
 @dataclass
@@ -149,9 +151,9 @@ def recipe_from_dict(data: dict, *, source: str = "<recipe>", sets: list[str] = 
     outputs = []
     for i, raw in enumerate(data.get("output", []), 1):
         where = f"recipe {source}, output {i}"
-        unknown = sorted(set(raw) - {"path", "image", "bundle", "when"})
+        unknown = sorted(set(raw) - {"path", "image", "bundle", "when", "history"})
         if unknown:
-            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)} (known: path, image, bundle, when)")
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)} (known: path, image, bundle, when, history)")
         spec = OutputSpec(**raw)
         if not spec.path or (spec.image is None) == (spec.bundle is None):
             raise UsageError(f"{where}: needs a 'path' and exactly one of 'image' or 'bundle'")
@@ -317,7 +319,10 @@ def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: P
             image = tensor_to_image(bundle.require(spec.image), spec.image)
             blobs.append((path, encode_png(image, exif=exif)))
         else:
-            blobs.append((path, bundle.subset(spec.bundle or "").to_bytes()))
+            part = bundle.subset(spec.bundle or "")
+            if not spec.history:
+                part.history = []
+            blobs.append((path, part.to_bytes()))
     written: list[Path] = []
     tmp_paths: list[tuple[Path, Path]] = []
     try:

@@ -1,1 +1,86 @@
-"""`imnkit train` (registered once the training library is in place)."""
+"""`imnkit train`: train the invertible network on a folder of photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._common import err_console, escape, handle_errors
+
+
+def _parse_lambdas(text: str):
+    from ..errors import UsageError
+    from ..train import LossWeights
+
+    try:
+        e, r, low = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--lambda must look like embed:recover:low (e.g. 1:3:1), got '{text}'") from None
+    if min(e, r, low) < 0 or e + r + low == 0:
+        raise UsageError(f"--lambda {text}: weights must be non-negative and not all zero")
+    return LossWeights(embed=e, recover=r, low=low)
+
+
+@app.command("train")
+def train_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of training photos (searched recursively).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Final weights file (.safetensors).")],
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 10_000,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop after this wall time (the schedule follows it).")] = None,
+    crop: Annotated[int, typer.Option("--crop", help="Square training crop side (even).")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Pairs per step.")] = 8,
+    blocks: Annotated[int, typer.Option("--blocks", help="Coupling blocks K.")] = 6,
+    growth: Annotated[int, typer.Option("--growth", help="Growth channels of each dense block.")] = 24,
+    hide: Annotated[str, typer.Option("--hide", help="What is hidden: difference (protected - Mask) or image.")] = "difference",
+    pairs: Annotated[str, typer.Option("--pairs", help="realistic (face region replaced, colour-matched) or unrelated.")] = "realistic",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
+    lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
+    balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32).")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format in training.")] = False,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write a safetensors checkpoint every N steps.")] = 500,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    resume: Annotated[Optional[str], typer.Option("--resume", help="A checkpoint file, or 'latest'.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing weights file.")] = False,
+) -> None:
+    """Train the Invertible Mask Network (paper losses, 8-bit rounding in the loop, explosion guard)."""
+    from ..devices import resolve_device
+    from ..errors import UsageError
+    from ..imageio import check_output_path
+    from ..nets.imn import ImnConfig
+
+    with handle_errors():
+        if not data_dir.is_dir():
+            raise UsageError(f"{data_dir}: not a folder of photos")
+        if output.suffix != ".safetensors":
+            raise UsageError(f"{output}: weights are written as .safetensors")
+        check_output_path(output, overwrite=overwrite)
+        dev = resolve_device(device)
+        try:
+            model = ImnConfig(num_blocks=blocks, growth=growth, hide=hide)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        from ..train import TrainConfig, train
+
+        config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
+                             lr=lr, weights=_parse_lambdas(lambdas), balance=balance, bf16=bf16,
+                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err_console) as progress:
+            task = progress.add_task("train", total=steps, status="")
+
+            def on_progress(p) -> None:
+                status = (f"loss {p.loss:.4g}  masked {p.masked_ypsnr:.1f} dB  recovered {p.recovered_ypsnr:.1f} dB"
+                          f"  lr {p.lr:.2g}")
+                progress.update(task, completed=p.step, status=status)
+                if p.event in ("rollback", "checkpoint") and p.message:
+                    progress.console.print(f"{p.event}: {escape(p.message)}")
+
+            path = train(config, data_dir, output, dev, resume=resume, progress_callback=on_progress)
+    err_console.print(f"wrote {escape(str(path))}")

@@ -1,0 +1,101 @@
+"""align stage: find faces, their landmarks and the similarity transform to the ArcFace template.
+
+Contract:
+    requires  image.protected     (H, W, 3) uint8
+    provides  faces.boxes         int64 (N, 4) y0, x0, y1, x1 (exclusive ends), largest face first
+              faces.scores        float32 (N,) detector scores
+              faces.landmarks     float32 (N, 68, 2) (x, y) photo pixels
+              faces.points5       float32 (N, 5, 2) eye centres, nose tip, mouth corners (x, y)
+              faces.affine        float32 (N, 2, 3) photo pixel (x, y) -> 112 px ArcFace template pixel
+              meta faces.skipped  [{"box": [...], "reason": "..."}] detections left out, and why
+
+Convention: ``faces.affine`` maps a source pixel (x, y, 1) to template pixels, as cv2.warpAffine's M.
+A photo with no face is a NoFaceError (exit code 3) unless ``allow_no_face`` (or --allow-no-face),
+which lets it pass with N = 0 and a note.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from imnkit.bundle import Bundle, tensor_to_image
+from imnkit.errors import NoFaceError, UsageError
+from imnkit.stage import Param, Stage, StageContext, register_stage
+
+
+def parse_faces(text: str) -> str | int:
+    if text in ("all", "largest"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"align: 'faces' must be all, largest or a positive number, got '{text}'")
+    return n
+
+
+@register_stage
+class AlignStage(Stage):
+    name = "align"
+    summary = "Find every face (dlib HOG + 68 landmarks), 5 points and the similarity to the ArcFace 112 template"
+    requires = ("image.protected",)
+    provides = ("faces.boxes", "faces.scores", "faces.landmarks", "faces.points5", "faces.affine")
+    params = (
+        Param("faces", str, "all", "which faces: all, largest, or N (the N largest)"),
+        Param("threshold", float, -0.3, "detector score threshold (lower finds more faces)", min=-2.0, max=2.0),
+        Param("min_size", int, 32, "smallest face box side in pixels; smaller faces are skipped", min=8),
+        Param("upsample", int, 1, "detector upsampling passes (each finds faces half as big, ~4x slower)", min=0, max=3),
+        Param("max_side", int, 1024, "longest side of the working image the detector runs on", min=64),
+        Param("try_rotations", bool, False, "when nothing is found upright, try the photo turned 90/180/270 degrees"),
+        Param("allow_no_face", bool, False, "let a photo with no face pass through unchanged instead of failing"),
+    )
+
+    def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
+        from imnkit.face.detect import detect_faces
+
+        image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
+        det = detect_faces(image, upsample=params["upsample"], threshold=params["threshold"],
+                           min_size=params["min_size"], faces=parse_faces(params["faces"]),
+                           max_side=params["max_side"], try_rotations=params["try_rotations"])
+        faces = det.faces
+        bundle.meta["faces.skipped"] = [{"box": list(s.box), "reason": s.reason} for s in det.skipped]
+        bundle.meta["faces.rotation"] = det.rotation
+        if not faces:
+            reasons = sorted({s.reason for s in det.skipped})
+            why = f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else ""
+            if not (params["allow_no_face"] or ctx.options.get("allow_no_face")):
+                where = bundle.meta.get("source.name", "the photo")
+                raise NoFaceError(f"no face found in {where}{why}",
+                                  hint="lower --set align.threshold / min_size, or pass --allow-no-face to keep it unchanged")
+            bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
+        n = len(faces)
+        bundle.add("faces.boxes", torch.tensor([list(f.box) for f in faces], dtype=torch.int64).reshape(n, 4))
+        bundle.add("faces.scores", torch.tensor([f.score for f in faces], dtype=torch.float32).reshape(n))
+        bundle.add("faces.landmarks", torch.from_numpy(_stack([f.landmarks for f in faces], (68, 2))))
+        bundle.add("faces.points5", torch.from_numpy(_stack([f.points5 for f in faces], (5, 2))))
+        bundle.add("faces.affine", torch.from_numpy(_stack([f.affine for f in faces], (2, 3))))
+
+
+def _stack(arrays, shape):
+    import numpy as np
+
+    if not arrays:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+
+
+def faces_from_bundle(bundle: Bundle):
+    """Rebuild the Face records of the align stage from a bundle (for swap and enhance)."""
+    from imnkit.face.detect import Face
+
+    boxes = bundle.require("faces.boxes").tolist()
+    scores = bundle.require("faces.scores").tolist()
+    lms = bundle.require("faces.landmarks").numpy()
+    p5 = bundle.require("faces.points5").numpy()
+    aff = bundle.require("faces.affine").numpy()
+    rotation = int(bundle.meta.get("faces.rotation", 0))
+    return [Face(box=tuple(int(v) for v in boxes[i]), score=float(scores[i]), landmarks=lms[i], points5=p5[i],
+                 affine=aff[i], rotation=rotation) for i in range(len(boxes))]

@@ -1,0 +1,90 @@
+"""swap stage: make the Mask photo — every selected face gets another identity, same pose and light.
+
+Contract:
+    requires  image.protected     (H, W, 3) uint8
+              faces.*             from the align stage (boxes, scores, landmarks, points5, affine)
+    provides  mask.image          (H, W, 3) uint8, equal to image.protected outside swap.regions
+              swap.regions        int64 (N, 4) y0, x0, y1, x1 (exclusive) of the pixels changed, per face
+              meta swap.identities  the replacement identity used for each face
+
+Backends:
+    classical (offline default): the replacement face of the built-in, licence-clean pool is warped
+        onto each face's landmark geometry (piecewise affine over a triangulation), colour-matched,
+        relit with the protected face's shading and blended with a feathered mask.
+    simswap: SimSwap 224 (ArcFace identity latent + AdaIN generator) from the Hub, pasted back with a
+        soft mask; the identity comes from the same pool.
+Identities are dealt from the pool with ``seed`` so that faces of one photo differ; ``replace`` picks one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from imnkit.bundle import Bundle, tensor_to_image
+from imnkit.stage import Param, Stage, StageContext, register_stage
+
+
+@register_stage
+class SwapStage(Stage):
+    name = "swap"
+    summary = "Make the Mask photo: each face gets a replacement identity with the same pose, expression and light"
+    requires = ("image.protected", "faces.boxes", "faces.scores", "faces.landmarks", "faces.points5", "faces.affine")
+    provides = ("mask.image", "swap.regions")
+    params = (
+        Param("backend", str, "classical", "classical (offline) or simswap (Hub weights)", choices=("classical", "simswap")),
+        Param("seed", int, 0, "deals replacement identities from the pool reproducibly", min=0),
+        Param("replace", str, "", "use this pool identity for every face ('' = deal from the pool)"),
+        Param("geometry", float, 0.0, "classical: 0 keeps the protected face's layout, 1 takes the replacement's", min=0.0, max=1.0),
+        Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
+        Param("generator", str, "simswap.224", "simswap: generator weights"),
+        Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
+    )
+
+    def weights_for(self, params):
+        return (params["generator"], params["arcface"]) if params["backend"] == "simswap" else ()
+
+    def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
+        from imnkit.face.identities import assign_identities, get_identity, identity_names
+        from imnkit.face.swap import SwapParams, swap_faces
+        from imnkit.stages.align import faces_from_bundle
+
+        image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
+        faces = faces_from_bundle(bundle)
+        if not faces:
+            bundle.add("mask.image", torch.from_numpy(image.copy()))
+            bundle.add("swap.regions", torch.zeros((0, 4), dtype=torch.int64))
+            bundle.meta["swap.identities"] = []
+            return
+        if params["replace"]:
+            names = [get_identity(params["replace"]).name] * len(faces)
+        else:
+            names = assign_identities(len(faces), params["seed"], identity_names())
+        if params["backend"] == "classical":
+            result = swap_faces(image, faces, replace=names,
+                                params=SwapParams(geometry=params["geometry"], blend=params["blend"]))
+            mask_image, boxes = result.image, result.face_regions
+        else:
+            mask_image, boxes = _simswap(image, faces, names, params, ctx)
+        regions = [list(b) for b in boxes if b is not None]
+        bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(mask_image)))
+        bundle.add("swap.regions", torch.tensor(regions, dtype=torch.int64).reshape(-1, 4))
+        bundle.meta["swap.identities"] = names
+
+
+def _simswap(image, faces, names, params, ctx):
+    from imnkit.face.hub_swap import identity_latent, simswap_faces
+    from imnkit.face.identities import get_identity
+    from imnkit.face.align import five_points
+    from imnkit.weights import build
+
+    generator = ctx.cached(("model", params["generator"], str(ctx.device)), lambda: build(params["generator"], ctx.device)[0])
+    arcface = ctx.cached(("model", params["arcface"], str(ctx.device)), lambda: build(params["arcface"], ctx.device)[0])
+    latents = []
+    for name in names:
+        ident = get_identity(name)
+        latents.append(ctx.cached(("latent", name, params["arcface"], str(ctx.device)),
+                                  lambda ident=ident: identity_latent(arcface, ident.image, five_points(ident.landmarks), ctx.device)))
+    return simswap_faces(image, [f.points5 for f in faces], latents, generator, ctx.device)
