@@ -118,10 +118,17 @@ def test_run_writes_outputs_and_history(recipe_file, photos, tmp_path):
     assert b.tensors["dwt.image.protected"].shape == (1, 12, 32, 32)
     assert b.history[0]["stage"] == "dwt" and b.history[0]["device"] == "cpu"
     assert (out / "a.copy.png").exists()
-    # Existing outputs are kept unless --overwrite.
-    again = invoke("run", recipe_file, paths[0], "-o", out)
-    assert again.exit_code == 1 and "already exists" in again.stderr
-    assert invoke("run", recipe_file, paths[0], "-o", out, "--overwrite").exit_code == 0
+    # Finished inputs are skipped unless --overwrite; a half-finished one is an error.
+    before = (out / "a.coeffs.safetensors").stat().st_mtime_ns
+    again = invoke("run", recipe_file, paths[0], "-o", out, "--save-mask")
+    assert again.exit_code == 0 and "skipped" in again.stderr
+    assert (out / "a.coeffs.safetensors").stat().st_mtime_ns == before
+    partial = invoke("run", recipe_file, paths[0], "-o", out)  # without --save-mask: one output, exists
+    assert partial.exit_code == 0 and "skipped" in partial.stderr
+    (out / "a.copy.png").unlink()
+    half = invoke("run", recipe_file, paths[0], "-o", out, "--save-mask")
+    assert half.exit_code == 1 and "already exists" in half.stderr
+    assert invoke("run", recipe_file, paths[0], "-o", out, "--save-mask", "--overwrite").exit_code == 0
 
 
 def test_one_bad_input_does_not_stop_the_others(recipe_file, photos, tmp_path):

@@ -279,6 +279,9 @@ class Runner:
     def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> RunResult:
         start = time.perf_counter()
         planned = self.planned_outputs(inp, out_dir)
+        if planned and not overwrite and all(path.exists() for _, path in planned):
+            return RunResult(inp, "skipped", outputs=[p for _, p in planned], message="already done (outputs exist)",
+                             seconds=time.perf_counter() - start)
         try:
             for _, path in planned:
                 check_output_path(path, overwrite=overwrite, inputs=(inp,))

@@ -115,7 +115,10 @@ def _report(result, *, json_lines: bool, quiet: bool) -> None:
             "notes": result.notes,
         })
         return
-    if result.status == "ok":
+    if result.status == "skipped":
+        if not quiet:
+            err_console.print(f"[dim]skipped[/] {escape(str(result.input))}: {escape(result.message)}")
+    elif result.status == "ok":
         if quiet:
             for p in result.outputs:
                 print(p)
@@ -136,8 +139,8 @@ def _print_summary(results) -> None:
     for r in results:
         table.add_row(escape(str(r.input)), r.status, f"{r.seconds:.1f}", escape(r.message or "; ".join(r.notes)))
     err_console.print(table)
-    ok = sum(r.status == "ok" for r in results)
-    err_console.print(f"{ok} of {len(results)} done, {len(results) - ok} failed")
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
+    err_console.print(f"{counts['ok']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed")
 
 
 @app.command("stage")
