@@ -57,6 +57,10 @@ class AlignStage(Stage):
         from imnkit.face.detect import detect_faces
 
         image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
+        if min(image.shape[:2]) < max(8, params["min_size"]):
+            self._no_face(bundle, params, ctx, f" (the image is {image.shape[1]}x{image.shape[0]}, too small to hold a face)")
+            self._store(bundle, [])
+            return
         det = detect_faces(image, upsample=params["upsample"], threshold=params["threshold"],
                            min_size=params["min_size"], faces=parse_faces(params["faces"]),
                            max_side=params["max_side"], try_rotations=params["try_rotations"])
@@ -65,12 +69,19 @@ class AlignStage(Stage):
         bundle.meta["faces.rotation"] = det.rotation
         if not faces:
             reasons = sorted({s.reason for s in det.skipped})
-            why = f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else ""
-            if not (params["allow_no_face"] or ctx.options.get("allow_no_face")):
-                where = bundle.meta.get("source.name", "the photo")
-                raise NoFaceError(f"no face found in {where}{why}",
-                                  hint="lower --set align.threshold / min_size, or pass --allow-no-face to keep it unchanged")
-            bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
+            self._no_face(bundle, params, ctx, f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else "")
+        self._store(bundle, faces)
+
+    @staticmethod
+    def _no_face(bundle: Bundle, params: dict[str, Any], ctx: StageContext, why: str) -> None:
+        if not (params["allow_no_face"] or ctx.options.get("allow_no_face")):
+            where = bundle.meta.get("source.name", "the photo")
+            raise NoFaceError(f"no face found in {where}{why}",
+                              hint="lower --set align.threshold / min_size, or pass --allow-no-face to keep it unchanged")
+        bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
+
+    @staticmethod
+    def _store(bundle: Bundle, faces) -> None:
         n = len(faces)
         bundle.add("faces.boxes", torch.tensor([list(f.box) for f in faces], dtype=torch.int64).reshape(n, 4))
         bundle.add("faces.scores", torch.tensor([f.score for f in faces], dtype=torch.float32).reshape(n))

@@ -82,10 +82,7 @@ class Bundle:
         }
 
     def to_bytes(self) -> bytes:
-        from safetensors.torch import save
-
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.tensors.items()}
-        return save(tensors, metadata=self.metadata_strings())
+        return serialize(self.tensors, self.metadata_strings())
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
         """Write the bundle atomically (temp file + rename)."""
@@ -93,6 +90,34 @@ class Bundle:
         with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
             tmp.write_bytes(data)
         return Path(path)
+
+
+_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors encoding with keys in sorted order, so equal bundles are equal bytes.
+
+    (safetensors' own writer orders the metadata by a hash map, which differs between runs.)
+    """
+    entries: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in _DTYPES:
+            raise BundleError(f"tensor '{name}' has dtype {t.dtype}, which bundles do not store")
+        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        entries[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    header += b" " * (-len(header) % 8)  # align the data to 8 bytes, as safetensors does
+    return struct.pack("<Q", len(header)) + header + b"".join(blobs)
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:

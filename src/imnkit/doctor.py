@@ -54,12 +54,16 @@ def collect() -> dict[str, Any]:
     for w in weights:
         if w["source"] == "package" and w["state"] != "shipped":
             problems.append(f"shipped weights {w['name']} are missing: reinstall imnkit")
-    try:
-        from .face.detect import model_file
+    from .errors import WeightsError
+    from .face import models as face_models
 
-        model_file("shape_predictor_68_face_landmarks.dat")
-    except Exception as err:  # report, do not crash: doctor is for broken set-ups
-        problems.append(f"face landmark model not found ({type(err).__name__})")
+    dlib_models = {}
+    for filename in face_models.MODEL_FILES:
+        try:
+            dlib_models[filename] = str(face_models.model_path(filename))
+        except WeightsError:
+            dlib_models[filename] = "missing"
+            problems.append(f"dlib model file {filename} is missing (pip install face_recognition_models)")
     return {
         "imnkit": __version__,
         "python": platform.python_version(),
@@ -70,5 +74,6 @@ def collect() -> dict[str, Any]:
         "offline": hub_offline(),
         "hf_cache": str(cache),
         "weights": weights,
+        "dlib_models": dlib_models,
         "problems": problems,
     }

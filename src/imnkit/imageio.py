@@ -28,6 +28,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
 # Never decode a truncated file into a half-grey picture: truncation is an error.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# imnkit checks the pixel count itself (MAX_PIXELS) before decoding, with its own message.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def is_image_path(path: str | os.PathLike) -> bool:

@@ -134,5 +134,7 @@ def doctor_cmd(
     for w in report["weights"]:
         table.add_row(escape(w["name"]), w["source"], w["state"], escape(w["license"]))
     out_console.print(table)
+    for name, where in report["dlib_models"].items():
+        out_console.print(f"dlib model {escape(name)}: {escape(where)}")
     for line in report["problems"]:
         err_console.print(f"[yellow]warning:[/] {escape(line)}")
