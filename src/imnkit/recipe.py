@@ -341,12 +341,15 @@ def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: P
         for tmp, path in tmp_paths:
             os.replace(tmp, path)
             written.append(path)
-    except OSError as err:
+    except BaseException as err:
+        # No temporary file (they hold face pixels) and no partial set of outputs is left behind.
         for tmp, _ in tmp_paths:
             tmp.unlink(missing_ok=True)
         for path in written:
             path.unlink(missing_ok=True)
-        raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
+        if isinstance(err, OSError):
+            raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
+        raise
     return written
 
 
