@@ -30,7 +30,7 @@ def metrics_cmd(
         values = {k: json_safe(v) for k, v in result.to_dict().items()}
         extra = {}
         if identity:
-            from ..face.identity import identity_report
+            from ..face.report import identity_report
 
             extra["identity"] = identity_report(img_a, img_b)
     if json_out:
