@@ -1,0 +1,1 @@
+"""Network definitions (pure nn.Modules, no I/O)."""

@@ -1,0 +1,145 @@
+"""Safetensors checkpoints (model + Adam state + RNG, JSON metadata, no pickle) and final weights files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from imnkit.errors import WeightsError
+from imnkit.nets.imn import ImnConfig, InvertibleMaskNet
+
+FORMAT_VERSION = "1"
+CKPT_KIND = "imn-train-checkpoint"
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write to a temp file then rename, so a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_weights(net: InvertibleMaskNet, path: str | Path, summary: dict[str, Any] | None = None) -> Path:
+    """Final weights: the model's state dict with metadata ``imnkit.arch``/``imnkit.config``/summary."""
+    path = Path(path)
+    meta = {
+        "imnkit.arch": "imn",
+        "imnkit.format_version": FORMAT_VERSION,
+        "imnkit.config": net.config.to_json(),
+        "imnkit.train_summary": json.dumps(summary or {}, sort_keys=True),
+    }
+    _atomic_save(dict(net.state_dict()), path, meta)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> InvertibleMaskNet:
+    """Build an :class:`InvertibleMaskNet` from a weights file (or a training checkpoint), strictly."""
+    path = Path(path)
+    try:
+        meta = read_metadata(path)
+        tensors = load_file(str(path), device=str(device))
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}") from exc
+    if meta.get("imnkit.arch") != "imn":
+        raise WeightsError(f"{path} is not an IMN weights file (imnkit.arch={meta.get('imnkit.arch')!r})")
+    try:
+        config = ImnConfig.from_json(meta["imnkit.config"])
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"{path} has no valid imnkit.config metadata") from exc
+    if meta.get("imnkit.kind") == CKPT_KIND:
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    net = InvertibleMaskNet(config).to(device)
+    _load_strict(net, tensors, path)
+    return net.eval()
+
+
+def _load_strict(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    own = net.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise WeightsError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+    for k, v in tensors.items():
+        if v.shape != own[k].shape:
+            raise WeightsError(f"{path}: key {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    net.load_state_dict(tensors, strict=True)
+
+
+def save_checkpoint(
+    path: str | Path,
+    net: InvertibleMaskNet,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    rng: dict[str, torch.Tensor],
+) -> Path:
+    """Model, optimizer tensors and RNG states as tensors; step/config/scalars as JSON metadata."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in net.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"optim.state.{idx}.{key}"] = t
+    for name, t in rng.items():
+        tensors[f"rng.{name}"] = t
+    meta = {
+        "imnkit.arch": "imn",
+        "imnkit.kind": CKPT_KIND,
+        "imnkit.format_version": FORMAT_VERSION,
+        "imnkit.config": net.config.to_json(),
+        "imnkit.optim_param_groups": json.dumps(opt["param_groups"]),
+        "imnkit.train_state": json.dumps(state, sort_keys=True),
+    }
+    _atomic_save(tensors, path, meta)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ImnConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """Returns ``(config, model_state, optimizer_state_dict, train_state, rng)``."""
+    path = Path(path)
+    try:
+        meta = read_metadata(path)
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise WeightsError(f"cannot read checkpoint {path}: {type(exc).__name__}") from exc
+    if meta.get("imnkit.kind") != CKPT_KIND:
+        raise WeightsError(f"{path} is not an imnkit training checkpoint")
+    config = ImnConfig.from_json(meta["imnkit.config"])
+    model = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")}
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim.state."):
+            idx, key = k[len("optim.state."):].split(".", 1)
+            # Adam keeps 'step' on the CPU; moments live with the parameters.
+            opt_state.setdefault(int(idx), {})[key] = v if key == "step" else v.to(device)
+    optim = {"state": opt_state, "param_groups": json.loads(meta["imnkit.optim_param_groups"])}
+    train_state = json.loads(meta["imnkit.train_state"])
+    return config, model, optim, train_state, rng
+
+
+def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """Checkpoints ``step_XXXXXXXX.safetensors`` in ``ckpt_dir``, oldest first."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return []
+    return sorted(d.glob("step_*.safetensors"))
+
+
+def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
+    found = list_checkpoints(ckpt_dir)
+    return found[-1] if found else None

@@ -1,0 +1,262 @@
+"""Training library: data loading, pairs, STE rounding in the loop, checkpoints/resume, explosion guard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from imnkit.errors import InputError
+from imnkit.nets.imn import ImnConfig
+from imnkit.train import (
+    LossWeights,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    TrainProgress,
+    load_checkpoint,
+    load_images,
+    load_weights,
+    make_pair_source,
+    quantize_ste,
+    train,
+)
+from imnkit.train.checkpoint import list_checkpoints, read_metadata
+from imnkit.train.data import CropSampler, RealisticPairs
+
+TINY = ImnConfig(num_blocks=1, growth=4, hide="difference")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _smooth_image(seed: int, h: int, w: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, 4, 4, generator=g)
+    img = torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)[0]
+    img = img + 0.05 * torch.rand(3, h, w, generator=g)
+    return (img.clamp(0, 1) * 255).round().byte()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "sub").mkdir()
+    for i in range(4):
+        arr = _smooth_image(i, 48, 40 + 8 * i).permute(1, 2, 0).numpy()
+        Image.fromarray(arr).save(root / ("sub" if i % 2 else ".") / f"img{i}.{'png' if i < 2 else 'jpg'}")
+    rgba = _smooth_image(9, 40, 40).permute(1, 2, 0).numpy()
+    Image.fromarray(rgba).convert("RGBA").save(root / "alpha.png")
+    Image.fromarray(rgba).convert("L").save(root / "gray.webp")
+    # EXIF orientation 6 (rotate 90): stored 60 wide x 40 high, shown 40 wide x 60 high.
+    im = Image.fromarray(_smooth_image(11, 40, 60).permute(1, 2, 0).numpy())
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(root / "rotated.jpg", exif=exif.tobytes())
+    (root / "notes.txt").write_text("not an image")
+    (root / "broken.png").write_bytes(b"\x89PNG broken")
+    return root
+
+
+def _fixed_source(batch: int = 2, crop: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    prot = torch.rand(batch, 3, crop, crop, generator=g)
+    mask = torch.rand(batch, 3, crop, crop, generator=g)
+
+    def source(b: int, c: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return prot.clone(), mask.clone()
+
+    return source
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = {"model": TINY, "steps": 20, "crop": 16, "batch": 2, "lr": 1e-3, "checkpoint_every": 0,
+            "snapshot_every": 5, "log_every": 1, "max_short_side": 64}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_load_images(data_dir: Path) -> None:
+    imgs = load_images(data_dir, max_short_side=44)
+    assert len(imgs) == 7  # 4 + rgba + gray + rotated; text and broken files skipped
+    for img in imgs:
+        assert img.dtype == torch.uint8 and img.shape[0] == 3 and min(img.shape[1:]) <= 44
+    # Sorted order: alpha, gray, img0, img2, rotated, sub/img1, sub/img3. rotated.jpg is stored 60x40
+    # with EXIF orientation 6, so it must come back 40 wide and 60 high.
+    assert tuple(imgs[4].shape[1:]) == (60, 40)
+    with pytest.raises(InputError):
+        load_images(data_dir / "sub" / "missing")
+
+
+def test_pair_sources(data_dir: Path) -> None:
+    imgs = load_images(data_dir)
+    gen = torch.Generator().manual_seed(0)
+    for kind in ("realistic", "unrelated"):
+        prot, mask = make_pair_source(kind, imgs)(3, 32, gen)
+        assert prot.shape == mask.shape == (3, 3, 32, 32)
+        assert prot.min() >= 0 and prot.max() <= 1 and mask.min() >= 0 and mask.max() <= 1
+    # Realistic: the Mask equals the protected crop outside the ellipse (corners) and differs inside.
+    prot, mask = RealisticPairs(CropSampler(imgs))(4, 32, gen)
+    torch.testing.assert_close(mask[..., :3, :3], prot[..., :3, :3])
+    assert (mask[..., 12:20, 12:20] - prot[..., 12:20, 12:20]).abs().mean() > 0
+    with pytest.raises(ValueError):
+        make_pair_source("nonsense", imgs)
+
+
+def test_quantize_ste() -> None:
+    x = torch.tensor([-0.1, 0.2, 0.5004, 1.3], requires_grad=True)
+    q = quantize_ste(x)
+    assert torch.equal(q * 255, torch.round(q * 255))
+    assert q.min() >= 0 and q.max() <= 1
+    q.sum().backward()
+    assert torch.equal(x.grad, torch.ones(4))
+
+
+def test_masked_is_8bit_in_loop() -> None:
+    trainer = Trainer(_cfg(), _fixed_source())
+    for _ in range(3):
+        event, res, _ = trainer.step()
+    assert event == "step"
+    assert not torch.allclose(res.masked, _fixed_source()(2, 16, None)[1])  # net moved
+    scaled = res.masked * 255
+    torch.testing.assert_close(scaled, torch.round(scaled), atol=1e-4, rtol=0)
+
+
+def test_loss_decreases_on_fixed_batch() -> None:
+    trainer = Trainer(_cfg(weights=LossWeights(1, 3, 1)), _fixed_source())
+    losses = []
+    for _ in range(40):
+        event, res, _ = trainer.step()
+        assert event == "step"
+        losses.append(res.loss)
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_bf16_channels_last_step() -> None:
+    trainer = Trainer(_cfg(bf16=True, channels_last=True), _fixed_source())
+    event, res, _ = trainer.step()
+    assert event == "step" and res is not None and res.loss == res.loss
+
+
+def test_train_checkpoint_and_resume(data_dir: Path, tmp_path: Path) -> None:
+    events: list[TrainProgress] = []
+    out = tmp_path / "w.safetensors"
+    cfg = _cfg(steps=6, checkpoint_every=3, keep_checkpoints=0)
+    train(cfg, data_dir, out, progress_callback=events.append)
+    ckpts = list_checkpoints(tmp_path / "w_checkpoints")
+    assert [p.name for p in ckpts] == ["step_00000003.safetensors", "step_00000006.safetensors"]
+    assert {e.event for e in events} >= {"step", "checkpoint", "done"}
+    last_step = [e for e in events if e.event == "step"][-1]
+    assert last_step.step == 6 and last_step.recovered_ypsnr > 0 and last_step.masked_ypsnr > 0
+
+    meta = read_metadata(out)
+    assert meta["imnkit.arch"] == "imn"
+    assert ImnConfig.from_json(meta["imnkit.config"]) == TINY
+    assert json.loads(meta["imnkit.train_summary"])["steps"] == 6
+    net = load_weights(out)
+    assert net.config == TINY
+
+    _, _, optim, state, rng = load_checkpoint(ckpts[0])
+    assert state["step"] == 3 and optim["state"] and "gen" in rng
+
+    # Resume from step 3 with a 6-step budget: ends at 6, and matches the uninterrupted run exactly.
+    events2: list[TrainProgress] = []
+    out2 = tmp_path / "w2.safetensors"
+    train(cfg, data_dir, out2, resume=ckpts[0], progress_callback=events2.append,
+          checkpoint_dir=tmp_path / "resumed")
+    steps = [e.step for e in events2 if e.event == "step"]
+    assert steps[0] == 4 and steps[-1] == 6
+    a, b = load_weights(out).state_dict(), load_weights(out2).state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+    # "latest" picks the newest checkpoint; with the budget already reached nothing more is trained.
+    events3: list[TrainProgress] = []
+    train(cfg, data_dir, tmp_path / "w3.safetensors", resume="latest", progress_callback=events3.append,
+          checkpoint_dir=tmp_path / "w_checkpoints")
+    assert not [e for e in events3 if e.event == "step"]
+
+
+def _poisoned_source(at_calls: set[int], value: float):
+    base = _fixed_source()
+    calls = {"n": 0}
+
+    def source(b: int, c: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        prot, mask = base(b, c, gen)
+        if calls["n"] in at_calls:
+            prot = torch.full_like(prot, float("nan")) if math.isnan(value) else prot * value
+        return prot, mask
+
+    return source
+
+
+def test_guard_rolls_back_on_nan() -> None:
+    trainer = Trainer(_cfg(snapshot_every=5), _poisoned_source({11}, float("nan")))
+    for _ in range(10):
+        assert trainer.step()[0] == "step"
+    snap = {k: v.clone() for k, v in trainer._snapshot["model"].items()}
+    assert trainer._snapshot["step"] == 10
+    lr_before = trainer.current_lr()
+    event, _, msg = trainer.step()
+    assert event == "rollback" and "non-finite" in msg
+    assert trainer.rollbacks == 1 and trainer.step_count == 10
+    assert trainer.current_lr() == pytest.approx(lr_before * 0.5)
+    for k, v in trainer.net.state_dict().items():
+        assert torch.equal(v, snap[k])
+    event, res, _ = trainer.step()
+    assert event == "step" and res.loss == res.loss
+
+
+def test_guard_skips_then_rolls_back_on_spike() -> None:
+    trainer = Trainer(_cfg(snapshot_every=5, spike_patience=3), _poisoned_source({26, 27, 28}, 1e3))
+    for _ in range(25):
+        assert trainer.step()[0] == "step"
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    assert [trainer.step()[0] for _ in range(3)] == ["skip", "skip", "rollback"]
+    assert trainer.rollbacks == 1 and trainer.step_count == 25
+    for k, v in trainer.net.state_dict().items():  # skipped spikes never touched the weights
+        assert torch.equal(v, before[k])
+
+
+def test_guard_gives_up() -> None:
+    trainer = Trainer(_cfg(max_rollbacks=1), _poisoned_source({2, 3}, float("nan")))
+    trainer.step()
+    assert trainer.step()[0] == "rollback"
+    with pytest.raises(TrainingDivergedError):
+        trainer.step()
+
+
+def test_equalize_balance_steers_lambda() -> None:
+    trainer = Trainer(_cfg(balance="equalize"), _fixed_source())
+    trainer.step_count = 100
+    trainer.ema_masked, trainer.ema_recovered = 10.0, 0.1  # masked far worse -> weigh embedding more
+    trainer._update_running(type("R", (), {"masked_y_mse": 10.0, "recovered_y_mse": 0.1})())
+    assert trainer.lambda_embed > 1.0
+    trainer.lambda_embed = 1.0
+    trainer.ema_masked, trainer.ema_recovered = 0.1, 10.0
+    trainer._update_running(type("R", (), {"masked_y_mse": 0.1, "recovered_y_mse": 10.0})())
+    assert trainer.lambda_embed < 1.0
+
+
+def test_evaluate_net_png_round_trip() -> None:
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train.evaluate import evaluate_net, png_round_trip
+
+    x = torch.rand(1, 3, 16, 16)
+    back = png_round_trip(x)
+    torch.testing.assert_close(back, torch.round(x * 255) / 255, atol=1e-6, rtol=0)
+    pairs = [(torch.round(torch.rand(1, 3, 32, 32) * 255) / 255, torch.round(torch.rand(1, 3, 32, 32) * 255) / 255)]
+    res = evaluate_net(InvertibleMaskNet(TINY), pairs, ssim=False)
+    assert res["n"] == 1 and res["masked_y"] == float("inf")  # identity at init: masked == Mask
+    assert res["rec_y"] < 30  # untrained: recovery is noise
