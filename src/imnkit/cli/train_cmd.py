@@ -39,8 +39,9 @@ def train_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
     lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32).")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format in training.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU.")] = True,
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format in training.")] = True,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for training (default: torch's choice).")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write a safetensors checkpoint every N steps.")] = 500,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     resume: Annotated[Optional[str], typer.Option("--resume", help="A checkpoint file, or 'latest'.")] = None,
@@ -68,7 +69,7 @@ def train_cmd(
 
         config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
                              lr=lr, weights=_parse_lambdas(lambdas), balance=balance, bf16=bf16,
-                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed)
+                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -76,9 +77,10 @@ def train_cmd(
             task = progress.add_task("train", total=steps, status="")
 
             def on_progress(p) -> None:
-                status = (f"loss {p.loss:.4g}  masked {p.masked_ypsnr:.1f} dB  recovered {p.recovered_ypsnr:.1f} dB"
-                          f"  lr {p.lr:.2g}")
-                progress.update(task, completed=p.step, status=status)
+                if p.event == "step":
+                    status = (f"loss {p.loss:.4g}  masked {p.masked_ypsnr:.1f} dB  recovered {p.recovered_ypsnr:.1f} dB"
+                              f"  lr {p.lr:.2g}")
+                    progress.update(task, completed=p.step, status=status)
                 if p.event in ("rollback", "checkpoint") and p.message:
                     progress.console.print(f"{p.event}: {escape(p.message)}")
 

@@ -1,0 +1,28 @@
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from imnkit.cli import app
+from imnkit.weights import build
+
+
+def test_train_command_writes_loadable_weights_and_resumes(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "w.safetensors"
+    args = ["train", str(data), "-o", str(out), "--steps", "4", "--crop", "16", "--batch", "2", "--blocks", "1",
+            "--growth", "4", "--device", "cpu", "--checkpoint-every", "2", "--threads", "1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    net, meta = build(str(out))  # a local weights file names its architecture in its metadata
+    assert net.config.num_blocks == 1 and net.config.hide == "difference"
+    assert sorted(p.name for p in (tmp_path / "w_checkpoints").glob("step_*")) == ["step_00000002.safetensors", "step_00000004.safetensors"]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    bad = CliRunner().invoke(app, ["train", str(tmp_path / "none"), "-o", str(tmp_path / "x.safetensors")])
+    assert bad.exit_code == 2 and "not a folder" in bad.stderr
+    lam = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "y.safetensors"), "--lambda", "1:x:1"])
+    assert lam.exit_code == 2 and "embed:recover:low" in lam.stderr
