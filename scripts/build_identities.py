@@ -41,7 +41,7 @@ from imnkit.face.identities import FORMAT_VERSION, MANIFEST  # noqa: E402
 from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 
-SIZE = 256
+SIZE = 512
 MIN_CONTRIBUTORS = 12
 PERMISSIVE = ("MIT", "Apache", "BSD", "Boost")
 
@@ -152,12 +152,46 @@ def canvas_landmarks(img: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return fit_landmarks(img, box)
 
 
+def close_mouth(img: np.ndarray, lm: np.ndarray, donor: np.ndarray, donor_lm: np.ndarray) -> np.ndarray:
+    """Replace an open, toothy mouth by the donor's closed one (same canvas frame).
+
+    A replacement face with an open mouth cannot take a closed-mouth expression: its teeth
+    get squeezed between the lips. The donor's mouth is placed on the mouth corners of ``img``,
+    warped there, colour-matched (Lab mean/spread and low-frequency shading) and feathered in.
+    """
+    from imnkit.face.swap import _masked_blur
+
+    m = umeyama(donor_lm[[48, 54, 33]], lm[[48, 54, 33]])
+    new_lm = lm.copy()
+    new_lm[48:68] = apply_affine(m, donor_lm[48:68])
+    src_pts = np.vstack([donor_lm, _BORDER])
+    dst_pts = np.vstack([new_lm, _BORDER])
+    warped, _ = piecewise_affine(donor, src_pts, dst_pts, delaunay(dst_pts), (0, 0, SIZE, SIZE),
+                                 interpolation=cv2.INTER_CUBIC)
+    size = float(np.ptp(lm[:, 0]))
+    region = np.zeros((SIZE, SIZE), np.uint8)
+    pts = np.vstack([lm[48:60], new_lm[48:60]])
+    c = pts.mean(axis=0)
+    cv2.fillConvexPoly(region, cv2.convexHull((c + 1.35 * (pts - c)).astype(np.float32)).astype(np.int32), 1)
+    alpha = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.03 * size)
+    ring = cv2.dilate(region, np.ones((15, 15), np.uint8)) - region
+    a_lab, w_lab = to_lab(img), to_lab(warped)
+    sel = region.astype(bool)
+    w_lab = (w_lab - w_lab[sel].mean(axis=0)) * np.clip(
+        a_lab[sel].std(axis=0) / np.maximum(w_lab[sel].std(axis=0), 1e-3), 0.67, 1.5) + a_lab[sel].mean(axis=0)
+    w_lab += _masked_blur(a_lab, ring, 0.08 * size) - _masked_blur(w_lab, ring, 0.08 * size)
+    out = img.astype(np.float32) + alpha[..., None] * (from_lab(w_lab).astype(np.float32) - img.astype(np.float32))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=Path, default=shared_dir() / "data" / "train_faces")
     ap.add_argument("--out", type=Path, default=REPO / "src" / "imnkit" / "data" / "identities")
-    ap.add_argument("--exaggerate", type=float, default=0.8,
-                    help="push the women/men composites this far further from the mixed one (Lab)")
+    ap.add_argument("--exaggerate-f", type=float, default=0.8,
+                    help="push the women's composite this far further from the mixed one (Lab)")
+    ap.add_argument("--exaggerate-m", type=float, default=1.3,
+                    help="push the men's composite this far further from the mixed one (Lab)")
     args = ap.parse_args()
 
     rows = {r["file"]: r for r in csv.DictReader(open(args.train / "SOURCES.tsv"), delimiter="\t")}
@@ -177,7 +211,7 @@ def main() -> None:
     mask = hull_mask(template)
     labs = {f: to_lab(warp_to(faces[f][0], faces[f][1], template)) for f in people}
 
-    k = args.exaggerate
+    kf, km = args.exaggerate_f, args.exaggerate_m
 
     def build(group_f: list[str], group_m: list[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
         mix = group_f + group_m
@@ -185,8 +219,8 @@ def main() -> None:
         lab_f = average([labs[f] for f in group_f], mask)
         lab_m = average([labs[f] for f in group_m], mask)
         return {
-            "composite_f": (from_lab(lab_x + (1 + k) * (lab_f - lab_x)), mix),
-            "composite_m": (from_lab(lab_x + (1 + k) * (lab_m - lab_x)), mix),
+            "composite_f": (from_lab(lab_x + (1 + kf) * (lab_f - lab_x)), mix),
+            "composite_m": (from_lab(lab_x + (1 + km) * (lab_m - lab_x)), mix),
             "composite_mix": (from_lab(lab_x), mix),
         }
 
@@ -216,6 +250,8 @@ def main() -> None:
     m = umeyama(astro_face.landmarks, template).astype(np.float32)
     astro = cv2.warpAffine(astro_img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     astro_lm = apply_affine(m, astro_face.landmarks)
+    donor = built["composite_mix"][0]
+    astro = close_mouth(astro, astro_lm, donor, canvas_landmarks(donor, template))
 
     args.out.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -228,15 +264,23 @@ def main() -> None:
         Image.fromarray(img).save(args.out / f"{name}.png", optimize=True)
         if name == "astronaut":
             origin = ("Eileen Collins, NASA portrait (public domain), from scikit-image "
-                      "skimage/data/astronaut.png, similarity-aligned and cropped")
-            licence = "public domain"
+                      "skimage/data/astronaut.png, similarity-aligned and cropped; her open smile "
+                      "replaced by composite_mix's closed mouth so that it fits closed-mouth faces")
+            licence = "public domain (mouth region: synthesised composite, see below)"
             n_members = 1
         else:
             members = built[name][1]
             all_members.update(members)
             n_members = len(members)
-            origin = (f"composite: average of {n_members} people's aligned faces "
-                      f"(contributors in SOURCES.md); built by scripts/build_identities.py")
+            what = {
+                "composite_mix": f"the average of all {n_members} contributors' aligned faces",
+                "composite_f": f"the average of the {len(group_f)} women's aligned faces, pushed "
+                               f"{kf:g}x further from the {n_members}-person average",
+                "composite_m": f"the average of the {len(group_m)} men's aligned faces, pushed "
+                               f"{km:g}x further from the {n_members}-person average",
+            }[name]
+            origin = (f"synthesised composite: {what} (contributors in SOURCES.md); "
+                      f"built by scripts/build_identities.py")
             licence = "synthesised composite; contributors from MIT/Apache-2.0 licensed repositories"
         entries.append({
             "name": name,
@@ -271,7 +315,7 @@ def write_sources(out: Path, entries, built, rows, report: str) -> None:
         "",
         "Built by `scripts/build_identities.py`; rebuild with",
         "`PYTHONPATH=src python scripts/build_identities.py` (needs ../shared/data/train_faces).",
-        "Each identity is a 256x256 RGB PNG aligned to one landmark template, with its 68 dlib",
+        "Each identity is a 512x512 RGB PNG aligned to one landmark template, with its 68 dlib",
         "landmarks in `identities.json`.",
         "",
         "| identity | origin | licence |",
@@ -287,7 +331,7 @@ def write_sources(out: Path, entries, built, rows, report: str) -> None:
         "onto the Procrustes mean of all contributors' landmarks, its face colour statistics (Lab)",
         "are set to the group mean, and the pixels are averaged. `composite_mix` averages all",
         "contributors; `composite_f` / `composite_m` average the photos of women / of men and are",
-        "then pushed away from `composite_mix` (`--exaggerate`, Lab), so the three differ from each",
+        "then pushed away from `composite_mix` (`--exaggerate-f/-m`, Lab), so the three differ from each",
         "other. A composite is accepted only when dlib's descriptor puts it at >= 0.6 from every",
         "contributor (otherwise the nearest contributor is dropped and the rest averaged again), so",
         "no contributor is identifiable in it. No contributor photo is shipped.",

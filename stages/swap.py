@@ -37,7 +37,9 @@ class SwapStage(Stage):
         Param("backend", str, "classical", "classical (offline) or simswap (Hub weights)", choices=("classical", "simswap")),
         Param("seed", int, 0, "deals replacement identities from the pool reproducibly", min=0),
         Param("replace", str, "", "use this pool identity for every face ('' = deal from the pool)"),
-        Param("geometry", float, 0.0, "classical: 0 keeps the protected face's layout, 1 takes the replacement's", min=0.0, max=1.0),
+        Param("geometry", float, 1.0, "classical: 0 keeps the protected face's feature layout, 1 moves the features onto the replacement's (their shapes, so the expression, stay)", min=0.0, max=1.0),
+        Param("min_distance", float, 0.6, "classical: try other pool identities while dlib says the Mask is closer than this to the original (0 = no check)", min=0.0, max=2.0),
+        Param("assign", str, "seeded", "classical: seeded (a seeded deal of the pool) or similar (the identity nearest in look, still a different person)", choices=("seeded", "similar")),
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
@@ -58,15 +60,16 @@ class SwapStage(Stage):
             bundle.add("swap.regions", torch.zeros((0, 4), dtype=torch.int64))
             bundle.meta["swap.identities"] = []
             return
-        if params["replace"]:
-            names = [get_identity(params["replace"]).name] * len(faces)
-        else:
-            names = assign_identities(len(faces), params["seed"], identity_names())
+        replace = get_identity(params["replace"]).name if params["replace"] else None
         if params["backend"] == "classical":
-            result = swap_faces(image, faces, replace=names,
-                                params=SwapParams(geometry=params["geometry"], blend=params["blend"]))
-            mask_image, boxes = result.image, result.face_regions
+            result = swap_faces(image, faces, seed=params["seed"], replace=replace,
+                                params=SwapParams(geometry=params["geometry"], blend=params["blend"]),
+                                min_distance=params["min_distance"] or None, assign=params["assign"])
+            mask_image, boxes, names = result.image, result.face_regions, result.identities
+            if result.distances:
+                bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in result.distances]
         else:
+            names = [replace] * len(faces) if replace else assign_identities(len(faces), params["seed"], identity_names())
             mask_image, boxes = _simswap(image, faces, names, params, ctx)
         regions = [list(b) for b in boxes if b is not None]
         bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(mask_image)))

@@ -1,0 +1,316 @@
+"""Find faces: dlib HOG detector, 68-point landmarks, 5 points and the ArcFace similarity.
+
+The detector runs on a copy of the photo downscaled to at most ``max_side`` pixels (HOG cost
+grows with the pixel count and with each upsampling), and the boxes are mapped back; the
+landmark predictor then runs on the full-resolution photo so the landmarks are as precise as
+the photo allows.
+
+Coordinates: landmarks are ``(x, y)`` float32 pixels of the photo as given (pixel centres at
+integers). Boxes are ``(y0, x0, y1, x1)`` ints with exclusive ends, so ``img[y0:y1, x0:x1]`` is
+the box. The affine follows the convention in :mod:`imnkit.face.align` (photo pixel -> 112 px
+ArcFace template pixel).
+
+Skipped detections (``Detection.skipped``, each with its reason): boxes smaller than
+``min_size``; faces touching the border (a brow/eye/nose/mouth landmark at the edge, or more than
+``max_jaw_outside`` jaw points outside the photo: a partial face cannot be swapped convincingly);
+a second detection overlapping a better one; dubious landmarks (5 points far from the ArcFace
+layout after the similarity fit); low-score HOG boxes that dlib's CNN detector does not confirm
+on a crop around them (badges, clocks, hands); faces beyond the ``faces`` selection.
+
+Rotation: orientation metadata (EXIF) must be applied by the caller before detection. With
+``try_rotations=True`` a photo where nothing is found upright is tried rotated by 90, 180 and
+270 degrees; the first rotation that yields faces wins and their landmarks are mapped back to
+the unrotated photo (so the affine includes the rotation). It is off by default because it
+costs up to three more detector passes on every photo without a face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import cv2
+import numpy as np
+
+from imnkit.errors import UsageError
+from imnkit.face import models
+from imnkit.face.align import alignment_error, five_points, template_affine
+
+Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), exclusive ends
+
+# Reasons a detection is not returned as a face.
+REASON_SMALL = "smaller than min_size"
+REASON_BORDER = "touches the image border"
+REASON_DUBIOUS = "dubious landmarks (far from a face layout)"
+REASON_DUPLICATE = "overlaps a better detection"
+REASON_UNCONFIRMED = "low score not confirmed by the CNN detector"
+REASON_NOT_SELECTED = "not among the selected faces"
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face: detector box and score, 68 landmarks, 5 points and the ArcFace affine."""
+
+    box: Box
+    score: float
+    landmarks: np.ndarray  # (68, 2) float32, (x, y) photo pixels
+    points5: np.ndarray  # (5, 2) float32: image-left eye, image-right eye, nose tip, mouth corners
+    affine: np.ndarray  # (2, 3) float32, photo pixel -> 112 px ArcFace template pixel
+    rotation: int = 0  # degrees counter-clockwise the photo was turned for detection (0/90/180/270)
+
+    @property
+    def size(self) -> int:
+        """Side of the detector box in photo pixels (the larger of width and height)."""
+        y0, x0, y1, x1 = self.box
+        return max(y1 - y0, x1 - x0)
+
+
+@dataclass(frozen=True, eq=False)
+class SkippedFace:
+    """A detection that is not returned as a face, and why."""
+
+    box: Box
+    score: float
+    reason: str
+    landmarks: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """What :func:`detect_faces` found: faces (largest first) and skipped detections."""
+
+    faces: list[Face]
+    skipped: list[SkippedFace] = field(default_factory=list)
+    rotation: int = 0  # rotation that found the faces
+    scale: float = 1.0  # working-resolution scale the detector ran at
+
+
+def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Check the HxWx3 uint8 RGB contract; return a C-contiguous view (dlib needs one)."""
+    if not isinstance(image, np.ndarray):
+        raise UsageError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise UsageError(
+            f"{name} must be an HxWx3 uint8 RGB array, got shape {tuple(image.shape)} "
+            f"dtype {image.dtype}",
+            hint="convert grey or RGBA photos to RGB first",
+        )
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise UsageError(f"{name} is too small for face detection: shape {tuple(image.shape)}")
+    return np.ascontiguousarray(image)
+
+
+def _landmarks(image: np.ndarray, left: float, top: float, right: float, bottom: float) -> np.ndarray:
+    import dlib
+
+    rect = dlib.rectangle(int(round(left)), int(round(top)), int(round(right)), int(round(bottom)))
+    shape = models.shape_predictor()(image, rect)
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+
+def fit_landmarks(image: np.ndarray, box: Box) -> np.ndarray:
+    """Run the 68-point predictor inside ``box`` (e.g. to re-measure a swapped face)."""
+    image = check_image(image)
+    y0, x0, y1, x1 = box
+    return _landmarks(image, x0, y0, x1 - 1, y1 - 1)
+
+
+def make_face(landmarks: np.ndarray, box: Box, score: float = 0.0, rotation: int = 0) -> Face:
+    """Build a :class:`Face` (5 points and affine) from 68 landmarks."""
+    lm = np.asarray(landmarks, dtype=np.float32)
+    p5 = five_points(lm)
+    return Face(box=box, score=float(score), landmarks=lm, points5=p5,
+                affine=template_affine(p5), rotation=rotation)
+
+
+def _rotate_back(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
+    """Map (x, y) points of ``np.rot90(img, k)`` back to pixels of ``img`` (shape = img's H, W)."""
+    h, w = shape
+    x, y = points[:, 0], points[:, 1]
+    if k == 1:
+        out = np.stack([w - 1 - y, x], axis=1)
+    elif k == 2:
+        out = np.stack([w - 1 - x, h - 1 - y], axis=1)
+    elif k == 3:
+        out = np.stack([y, h - 1 - x], axis=1)
+    else:
+        out = np.stack([x, y], axis=1)
+    return out.astype(np.float32)
+
+
+def _box_of(points: np.ndarray, shape: tuple[int, int]) -> Box:
+    h, w = shape
+    x0, y0 = np.floor(points.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + 1
+    return (max(0, int(y0)), max(0, int(x0)), min(h, int(y1)), min(w, int(x1)))
+
+
+def _verified(img: np.ndarray, left: float, top: float, right: float, bottom: float) -> bool:
+    """Confirm a doubtful HOG box with dlib's CNN (MMOD) detector on a small crop around it.
+
+    The crop is twice the box side, resampled to ``_VERIFY_CROP`` px so the face is ~100 px
+    (the CNN's comfortable size) whatever the photo's size; the CNN must find a face at about
+    the same place and scale (IoU >= 0.3). Costs ~0.15 s per doubtful box on one CPU core.
+    """
+    out = _VERIFY_CROP
+    side = max(right - left, bottom - top) + 1
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    z = out / (2 * side)
+    m = np.array([[z, 0, out / 2 - cx * z], [0, z, out / 2 - cy * z]], np.float32)
+    flags = cv2.INTER_AREA if z < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(img, m, (out, out), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    q = out / 4  # the candidate box in crop pixels: centred, side out/2
+    for det in models.cnn_detector()(crop, 0):
+        r = det.rect
+        ix = max(0.0, min(r.right(), 3 * q) - max(r.left(), q))
+        iy = max(0.0, min(r.bottom(), 3 * q) - max(r.top(), q))
+        inter = ix * iy
+        union = (r.right() - r.left()) * (r.bottom() - r.top()) + 4 * q * q - inter
+        if union > 0 and inter / union >= 0.3:
+            return True
+    return False
+
+
+_VERIFY_CROP = 200
+_INNER = slice(17, 68)  # brows, nose, eyes, mouth
+
+
+def _touches_border(lm: np.ndarray, shape: tuple[int, int], margin: float, max_jaw_outside: int) -> bool:
+    h, w = shape
+    inner = lm[_INNER]
+    if (inner[:, 0].min() < margin or inner[:, 1].min() < margin
+            or inner[:, 0].max() > w - 1 - margin or inner[:, 1].max() > h - 1 - margin):
+        return True
+    jaw = lm[:17]
+    outside = (jaw[:, 0] < 0) | (jaw[:, 1] < 0) | (jaw[:, 0] > w - 1) | (jaw[:, 1] > h - 1)
+    return int(outside.sum()) > max_jaw_outside
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area."""
+    iy = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ix = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
+
+
+def _detect_once(
+    image: np.ndarray,
+    k: int,
+    *,
+    upsample: int,
+    threshold: float,
+    max_side: int,
+    min_size: int,
+    border_margin: float,
+    max_jaw_outside: int,
+    max_alignment_error: float,
+    verify_below: float | None,
+) -> tuple[list[Face], list[SkippedFace], float]:
+    h0, w0 = image.shape[:2]
+    img = np.ascontiguousarray(np.rot90(image, k)) if k else image
+    h, w = img.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    work = img if scale == 1.0 else cv2.resize(
+        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    rects, scores, _ = models.hog_detector().run(work, upsample, threshold)
+    order = sorted(range(len(rects)), key=lambda i: -scores[i])  # best first, for de-duplication
+    faces: list[Face] = []
+    skipped: list[SkippedFace] = []
+    for i in order:
+        rect, score = rects[i], float(scores[i])
+        left, top = rect.left() / scale, rect.top() / scale
+        right, bottom = (rect.right() + 1) / scale - 1, (rect.bottom() + 1) / scale - 1
+        corners = np.array([[left, top], [right, bottom], [left, bottom], [right, top]], np.float32)
+        box = _box_of(_rotate_back(corners, k, (h0, w0)), (h0, w0))
+        side = max(right - left, bottom - top) + 1
+        if side < min_size:
+            skipped.append(SkippedFace(box, score, REASON_SMALL))
+            continue
+        lm = _rotate_back(_landmarks(img, left, top, right, bottom), k, (h0, w0))
+        if _touches_border(lm, (h0, w0), border_margin, max_jaw_outside):
+            skipped.append(SkippedFace(box, score, REASON_BORDER, lm))
+            continue
+        if any(_overlap(box, f.box) > 0.4 for f in faces):
+            skipped.append(SkippedFace(box, score, REASON_DUPLICATE, lm))
+            continue
+        face = make_face(lm, box, score, rotation=90 * k)
+        if alignment_error(face.points5, face.affine) > max_alignment_error:
+            skipped.append(SkippedFace(box, score, REASON_DUBIOUS, lm))
+            continue
+        if verify_below is not None and score < verify_below and not _verified(img, left, top, right, bottom):
+            skipped.append(SkippedFace(box, score, REASON_UNCONFIRMED, lm))
+            continue
+        faces.append(face)
+    return faces, skipped, scale
+
+
+def detect_faces(
+    image: np.ndarray,
+    *,
+    upsample: int = 1,
+    threshold: float = -0.3,
+    min_size: int = 32,
+    faces: Literal["all", "largest"] | int = "all",
+    max_side: int = 1024,
+    border_margin: float = 0.0,
+    max_jaw_outside: int = 5,
+    max_alignment_error: float = 12.0,
+    verify_below: float | None = 0.5,
+    try_rotations: bool = False,
+) -> Detection:
+    """Detect faces in an HxWx3 uint8 RGB photo.
+
+    Args:
+        upsample: detector upsampling passes on the working image (each finds faces half as
+            big, at ~4x the cost). HOG's window is 80 px, so with ``upsample=1`` faces down to
+            about 40 px of the working image are found.
+        threshold: dlib ``adjust_threshold``; HOG detections scoring above it are candidates
+            (negative finds more faces; doubtful ones are then confirmed, see ``verify_below``).
+        min_size: smallest detector box side, in photo pixels, that is returned as a face.
+        faces: ``"all"``, ``"largest"``, or an int N for the N largest.
+        max_side: longest side of the working image the detector runs on (speed bound).
+        border_margin: a face with a brow, eye, nose or mouth landmark closer than this to the
+            border is skipped as touching it ...
+        max_jaw_outside: ... and so is one with more than this many of its 17 jaw-line points
+            outside the photo (a chin just cut by the frame, as in aligned crops, is kept).
+        max_alignment_error: RMS error (112 px template pixels) of the 5 points after the
+            similarity fit above which landmarks are called dubious and the face skipped.
+        verify_below: HOG candidates scoring below this must be confirmed by dlib's CNN
+            detector on a crop around them (removes badges, clocks, hands); None turns it off.
+        try_rotations: when nothing is found upright, try the photo turned by 90/180/270.
+
+    Returns:
+        :class:`Detection` with faces sorted largest first (ties top-to-bottom, left-to-right)
+        and skipped detections with their reasons.
+    """
+    image = check_image(image)
+    if upsample < 0 or upsample > 3:
+        raise UsageError(f"upsample must be 0..3, got {upsample}")
+    if max_side < 64:
+        raise UsageError(f"max_side must be at least 64 px, got {max_side}")
+    if isinstance(faces, bool) or not (faces in ("all", "largest") or (isinstance(faces, int) and faces >= 1)):
+        raise UsageError(f"faces must be 'all', 'largest' or a positive int, got {faces!r}")
+    opts = dict(upsample=upsample, threshold=threshold, max_side=max_side, min_size=min_size,
+                border_margin=border_margin, max_jaw_outside=max_jaw_outside,
+                max_alignment_error=max_alignment_error, verify_below=verify_below)
+    found, skipped, scale = _detect_once(image, 0, **opts)
+    rotation = 0
+    if not found and try_rotations:
+        for k in (1, 3, 2):
+            f, s, sc = _detect_once(image, k, **opts)
+            if f:
+                found, skipped, scale, rotation = f, s, sc, 90 * k
+                break
+    found.sort(key=lambda f: (-(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), f.box[0], f.box[1]))
+    keep = len(found) if faces == "all" else 1 if faces == "largest" else int(faces)
+    for f in found[keep:]:
+        skipped.append(SkippedFace(f.box, f.score, REASON_NOT_SELECTED, f.landmarks))
+    return Detection(faces=found[:keep], skipped=skipped, rotation=rotation, scale=scale)
+
+
+def largest_face(detection: Detection | Sequence[Face]) -> Face | None:
+    """The largest face, or None."""
+    faces = detection.faces if isinstance(detection, Detection) else list(detection)
+    return faces[0] if faces else None

@@ -1,0 +1,122 @@
+"""The built-in pool of replacement identities shipped in ``imnkit/data/identities``.
+
+Each identity is an aligned RGB face image (PNG, lossless so every machine decodes the same
+pixels) plus its 68 landmarks, listed in ``identities.json``. The pool is licence-clean: a
+public-domain portrait and composites (averages of many people, which identify none of them);
+``SOURCES.md`` beside the files gives the origin of each. ``scripts/build_identities.py``
+rebuilds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from imnkit.errors import UsageError, WeightsError
+
+MANIFEST = "identities.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Identity:
+    """One replacement face: aligned image, its 68 landmarks and where it comes from."""
+
+    name: str
+    image: np.ndarray  # (S, S, 3) uint8 RGB, read-only
+    landmarks: np.ndarray  # (68, 2) float32 (x, y) pixels of ``image``
+    origin: str
+    licence: str
+
+
+def default_dir() -> Path:
+    """Folder of the shipped pool inside the installed package."""
+    return Path(str(resources.files("imnkit") / "data" / "identities"))
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    arr = arr.copy()
+    arr.flags.writeable = False
+    return arr
+
+
+@functools.lru_cache(maxsize=4)
+def _load(folder: str) -> tuple[Identity, ...]:
+    root = Path(folder)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise WeightsError(
+            f"identity pool manifest not found: {manifest}",
+            hint="reinstall imnkit, or rebuild the pool with scripts/build_identities.py",
+        )
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"identity pool manifest {manifest} is unreadable: {type(err).__name__}") from err
+    if meta.get("format") != FORMAT_VERSION:
+        raise WeightsError(
+            f"identity pool {manifest} has format {meta.get('format')!r}, expected {FORMAT_VERSION}",
+            hint="rebuild it with scripts/build_identities.py from this imnkit version",
+        )
+    out = []
+    for entry in meta["identities"]:
+        path = root / entry["file"]
+        if not path.is_file():
+            raise WeightsError(f"identity image missing: {path}", hint="reinstall imnkit")
+        image = _read_png(path)
+        lm = np.asarray(entry["landmarks"], dtype=np.float32)
+        if lm.shape != (68, 2):
+            raise WeightsError(f"identity {entry['name']!r} has landmarks of shape {lm.shape}, expected (68, 2)")
+        lm.flags.writeable = False
+        out.append(Identity(entry["name"], image, lm, entry.get("origin", ""), entry.get("licence", "")))
+    if not out:
+        raise WeightsError(f"identity pool {manifest} lists no identities")
+    return tuple(out)
+
+
+def load_pool(folder: str | Path | None = None) -> tuple[Identity, ...]:
+    """All identities of the pool (cached), in manifest order."""
+    return _load(str(Path(folder) if folder is not None else default_dir()))
+
+
+def identity_names(folder: str | Path | None = None) -> list[str]:
+    """Names of the pool's identities, in manifest order."""
+    return [i.name for i in load_pool(folder)]
+
+
+def get_identity(name: str, folder: str | Path | None = None) -> Identity:
+    """The identity called ``name``; :class:`UsageError` lists the valid names otherwise."""
+    for ident in load_pool(folder):
+        if ident.name == name:
+            return ident
+    raise UsageError(
+        f"unknown replacement identity {name!r}",
+        hint="choose one of: " + ", ".join(identity_names(folder)),
+    )
+
+
+def assign_identities(
+    n_faces: int, seed: int = 0, names: Sequence[str] | None = None
+) -> list[str]:
+    """Pool names for ``n_faces`` faces, reproducible from ``seed``.
+
+    A seeded permutation of the pool is dealt out in order, so faces of one photo get
+    different identities until the pool is used up (then it starts over).
+    """
+    if n_faces < 0:
+        raise UsageError(f"n_faces must be >= 0, got {n_faces}")
+    pool = list(names) if names is not None else identity_names()
+    if not pool:
+        raise UsageError("the identity pool is empty")
+    perm = np.random.default_rng(int(seed)).permutation(len(pool))
+    return [pool[int(perm[i % len(pool)])] for i in range(n_faces)]

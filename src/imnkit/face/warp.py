@@ -1,0 +1,103 @@
+"""Piecewise-affine warping over a triangulation of landmark points.
+
+Every destination pixel inside a destination triangle takes its source position from that
+triangle's own affine map, and the whole region is resampled by one ``cv2.remap``; there are no
+seams between triangles and the result depends only on the inputs (deterministic).
+Coordinates are ``(x, y)`` pixels with pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from imnkit.errors import UsageError
+
+_SHIFT = 4  # sub-pixel bits for cv2.fillConvexPoly
+
+
+def delaunay(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles of (N, 2) points as an (M, 3) int32 array of point indices.
+
+    Triangles are sorted, so the result does not depend on OpenCV's internal order.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+        raise UsageError(f"delaunay needs (N, 2) points with N >= 3, got {pts.shape}")
+    lo = pts.min(axis=0) - 10.0
+    hi = pts.max(axis=0) + 10.0
+    sub = cv2.Subdiv2D((int(np.floor(lo[0])), int(np.floor(lo[1])),
+                        int(np.ceil(hi[0] - lo[0])) + 1, int(np.ceil(hi[1] - lo[1])) + 1))
+    for p in pts:
+        sub.insert((float(p[0]), float(p[1])))
+    tris = set()
+    for t in sub.getTriangleList():
+        idx = []
+        for k in range(3):
+            v = np.array([t[2 * k], t[2 * k + 1]])
+            d = np.abs(pts - v).sum(axis=1)
+            j = int(np.argmin(d))
+            if d[j] > 1e-3:
+                break  # a triangle using Subdiv2D's outer virtual vertices
+            idx.append(j)
+        if len(idx) == 3 and len(set(idx)) == 3:
+            tris.add(tuple(sorted(idx)))
+    if not tris:
+        raise UsageError("delaunay: the points do not span any triangle (collinear?)")
+    return np.array(sorted(tris), dtype=np.int32)
+
+
+def _affine_from_triangles(dst: np.ndarray, src: np.ndarray) -> np.ndarray | None:
+    """(2, 3) affine mapping dst triangle vertices onto src ones; None when degenerate."""
+    a = np.c_[dst, np.ones(3)]
+    if abs(np.linalg.det(a)) < 1e-6:
+        return None
+    return np.linalg.solve(a, src).T  # rows: [a, b, c] for x, then y
+
+
+def piecewise_affine(
+    src: np.ndarray,
+    src_points: np.ndarray,
+    dst_points: np.ndarray,
+    triangles: np.ndarray,
+    dst_box: tuple[int, int, int, int],
+    *,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``src`` so that ``src_points`` land on ``dst_points``, inside ``dst_box`` only.
+
+    Args:
+        src: HxWxC image (any dtype cv2.remap accepts).
+        src_points, dst_points: (N, 2) corresponding points.
+        triangles: (M, 3) indices into the points (e.g. :func:`delaunay` of ``src_points``).
+        dst_box: (y0, x0, y1, x1) region of the destination image to fill (exclusive ends).
+
+    Returns:
+        ``(warped, covered)``: the (y1-y0, x1-x0, C) warped region and a bool mask of the
+        pixels that lie inside some destination triangle (others are 0).
+    """
+    y0, x0, y1, x1 = (int(v) for v in dst_box)
+    h, w = y1 - y0, x1 - x0
+    if h <= 0 or w <= 0:
+        raise UsageError(f"empty destination box {dst_box}")
+    sp = np.asarray(src_points, dtype=np.float64)
+    dp = np.asarray(dst_points, dtype=np.float64) - [x0, y0]
+    index = np.full((h, w), -1, dtype=np.int32)
+    mats = np.zeros((len(triangles) + 1, 2, 3), dtype=np.float64)
+    for t, tri in enumerate(triangles):
+        m = _affine_from_triangles(dp[tri], sp[tri])
+        if m is None:
+            continue
+        mats[t] = m
+        poly = np.round(dp[tri] * (1 << _SHIFT)).astype(np.int32)
+        cv2.fillConvexPoly(index, poly, int(t), lineType=cv2.LINE_8, shift=_SHIFT)
+    covered = index >= 0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    m = mats[np.where(covered, index, len(triangles))]
+    map_x = (m[..., 0, 0] * xx + m[..., 0, 1] * yy + m[..., 0, 2]).astype(np.float32)
+    map_y = (m[..., 1, 0] * xx + m[..., 1, 1] * yy + m[..., 1, 2]).astype(np.float32)
+    map_x[~covered] = -1e4
+    map_y[~covered] = -1e4
+    warped = cv2.remap(src, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    warped[~covered] = 0
+    return warped, covered

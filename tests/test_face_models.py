@@ -1,0 +1,53 @@
+"""Locating the dlib model files of face_recognition_models without importing that package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imnkit.errors import WeightsError
+from imnkit.face import models
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_locator_finds_every_file_without_importing_the_package():
+    # A fresh interpreter, so nothing else has imported face_recognition_models (whose
+    # __init__ needs pkg_resources) before the locator runs.
+    code = (
+        "import sys\n"
+        "from imnkit.face import models\n"
+        "paths = [models.model_path(f) for f in models.MODEL_FILES]\n"
+        "assert all(p.is_file() and p.stat().st_size > 1000 for p in paths), paths\n"
+        "assert 'face_recognition_models' not in sys.modules\n"
+        "models.shape_predictor(); models.recognition_model()\n"
+        "assert 'face_recognition_models' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop(models.ENV_DIR, None)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "ok"
+
+
+def test_missing_model_file_is_a_weights_error_with_a_hint(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "_package_dirs", lambda: [])
+    monkeypatch.setenv(models.ENV_DIR, str(tmp_path))
+    with pytest.raises(WeightsError) as err:
+        models.model_path(models.SHAPE_68)
+    assert models.SHAPE_68 in str(err.value)
+    assert "face_recognition_models" in (err.value.hint or "")
+
+
+def test_env_folder_overrides_and_a_corrupt_file_is_a_weights_error(monkeypatch, tmp_path):
+    bad = tmp_path / models.SHAPE_68
+    bad.write_bytes(b"not a dlib model")
+    monkeypatch.setenv(models.ENV_DIR, str(tmp_path))
+    assert models.model_path(models.SHAPE_68) == bad
+    with pytest.raises(WeightsError, match="cannot load"):
+        models.shape_predictor()

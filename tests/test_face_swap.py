@@ -1,0 +1,223 @@
+"""The classical swap, the built-in identity pool and the dlib identity distance."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imnkit.errors import UsageError
+from imnkit.face.detect import detect_faces, fit_landmarks, make_face
+from imnkit.face.identities import (
+    MANIFEST,
+    assign_identities,
+    default_dir,
+    get_identity,
+    identity_names,
+    load_pool,
+)
+from imnkit.face.identity import (
+    SAME_PERSON_THRESHOLD,
+    descriptor_distance,
+    face_descriptor,
+    identity_distance,
+)
+from imnkit.face.swap import SwapParams, swap_faces
+
+
+def _faces_dir() -> Path:
+    root = Path(os.environ.get("IMNKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    d = root / "data" / "faces"
+    if not d.is_dir():
+        pytest.skip(f"real test photos not found at {d} (set IMNKIT_SHARED to the shared/ folder)")
+    return d
+
+
+@functools.lru_cache(maxsize=None)
+def _photo(name: str) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(_faces_dir() / name) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            bg.alpha_composite(im)
+            im = bg
+        arr = np.asarray(im.convert("RGB"))
+    arr.flags.writeable = False
+    return arr
+
+
+@functools.lru_cache(maxsize=None)
+def _faces(name: str):
+    return detect_faces(_photo(name)).faces
+
+
+def _mask_distance(img, mask, face) -> float:
+    """Independent re-measurement: landmarks re-fitted on the Mask image in the face's box."""
+    again = make_face(fit_landmarks(mask, face.box), face.box)
+    return descriptor_distance(face_descriptor(img, face), face_descriptor(mask, again))
+
+
+def _assert_only_region_changed(img, res):
+    assert res.image.shape == img.shape and res.image.dtype == np.uint8
+    assert res.region is not None
+    y0, x0, y1, x1 = res.region
+    assert 0 <= y0 < y1 <= img.shape[0] and 0 <= x0 < x1 <= img.shape[1]
+    outside = np.ones(img.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(res.image[outside], img[outside])
+    changed = np.any(res.image != img, axis=2)
+    ys, xs = np.nonzero(changed)
+    # The box is tight: changed pixels touch all four sides.
+    assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == res.region
+
+
+# ---------------------------------------------------------------- the identity pool
+
+
+def test_pool_is_small_distinct_and_documented():
+    pool = load_pool()
+    assert 4 <= len(pool) <= 6
+    root = default_dir()
+    total = sum(p.stat().st_size for p in root.iterdir())
+    assert total < 4_000_000, "the shipped pool must stay a few MB"
+    meta = json.loads((root / MANIFEST).read_text())
+    sources = (root / "SOURCES.md").read_text()
+    for ident, entry in zip(pool, meta["identities"]):
+        assert ident.image.dtype == np.uint8 and ident.image.ndim == 3 and ident.image.shape[2] == 3
+        h, w = ident.image.shape[:2]
+        assert ident.landmarks.shape == (68, 2)
+        assert (ident.landmarks >= 0).all() and (ident.landmarks < [w, h]).all()
+        assert hashlib.sha256((root / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        assert ident.licence and ident.origin
+        assert ident.name in sources
+    descs = {}
+    for ident in pool:
+        found = detect_faces(np.ascontiguousarray(ident.image), faces="largest").faces
+        assert len(found) == 1, f"{ident.name} is not detected as a face"
+        descs[ident.name] = face_descriptor(ident.image, found[0])
+    names = list(descs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert descriptor_distance(descs[a], descs[b]) >= SAME_PERSON_THRESHOLD, (a, b)
+
+
+def test_assignment_is_seeded_and_spreads_over_the_pool():
+    names = identity_names()
+    a = assign_identities(len(names), seed=7)
+    assert a == assign_identities(len(names), seed=7)
+    assert sorted(a) == sorted(names), "one face per identity until the pool is used up"
+    assert len({tuple(assign_identities(len(names), seed=s)) for s in range(10)}) > 1
+    long = assign_identities(2 * len(names) + 1, seed=3)
+    assert long[: len(names)] == long[len(names) : 2 * len(names)]
+
+
+def test_unknown_identity_names_the_valid_ones():
+    with pytest.raises(UsageError) as err:
+        get_identity("nobody")
+    assert all(n in err.value.hint for n in identity_names())
+
+
+# ---------------------------------------------------------------- identity distance
+
+
+def test_identity_distance_tells_people_apart():
+    obama, group = _photo("portrait_01.jpg"), _photo("multi_01.jpg")  # Obama; Obama and Biden
+    f0 = _faces("portrait_01.jpg")[0]
+    left, right = sorted(_faces("multi_01.jpg"), key=lambda f: f.box[1])
+    assert identity_distance(obama, f0, obama, f0) == pytest.approx(0.0, abs=1e-6)
+    assert identity_distance(obama, f0, group, left) < SAME_PERSON_THRESHOLD
+    assert identity_distance(obama, f0, group, right) >= SAME_PERSON_THRESHOLD
+    d = face_descriptor(obama, f0)
+    assert d.shape == (128,) and d.dtype == np.float32
+
+
+# ---------------------------------------------------------------- swap
+
+
+@pytest.mark.parametrize("name", ["portrait_01.jpg", "portrait_03.png", "portrait_05.png"])
+@pytest.mark.parametrize("who", ["composite_f", "composite_mix"])
+def test_swap_alone_changes_identity(name, who):
+    # The swap itself (no retry with other identities) moves the face past dlib's threshold.
+    img = _photo(name)
+    face = _faces(name)[0]
+    res = swap_faces(img, [face], replace=who, min_distance=None)
+    assert res.identities == [who] and res.distances == [None]
+    _assert_only_region_changed(img, res)
+    assert _mask_distance(img, res.image, face) >= SAME_PERSON_THRESHOLD
+
+
+def test_swap_is_deterministic_and_leaves_the_input_alone():
+    img = _photo("portrait_08.jpg")
+    before = img.copy()
+    a = swap_faces(img, _faces("portrait_08.jpg"), seed=5)
+    b = swap_faces(img, _faces("portrait_08.jpg"), seed=5)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.region == b.region and a.identities == b.identities
+    np.testing.assert_array_equal(img, before)
+    _assert_only_region_changed(img, a)
+    # The default checks identity: the reported distance is far, and so is a re-measurement.
+    assert a.distances[0] >= SAME_PERSON_THRESHOLD
+    assert _mask_distance(img, a.image, _faces("portrait_08.jpg")[0]) >= SAME_PERSON_THRESHOLD
+
+
+def test_group_photo_faces_get_different_identities():
+    img = _photo("multi_06.jpg")
+    faces = _faces("multi_06.jpg")
+    assert len(faces) == 6
+    res = swap_faces(img, faces, seed=0)
+    _assert_only_region_changed(img, res)
+    n_pool = len(identity_names())
+    assert len(set(res.identities)) == n_pool, "every pool identity is used before any repeats"
+    assert len(res.face_regions) == 6 and all(r is not None for r in res.face_regions)
+    for face, dist in zip(faces, res.distances):
+        assert dist >= SAME_PERSON_THRESHOLD
+        # Each face's changes stay near that face.
+        fy0, fx0, fy1, fx1 = face.box
+        s = face.size
+        ry0, rx0, ry1, rx1 = res.face_regions[faces.index(face)]
+        assert ry0 >= fy0 - s and rx0 >= fx0 - s and ry1 <= fy1 + s and rx1 <= fx1 + s
+
+
+def test_replace_picks_one_identity_for_all_faces():
+    img = _photo("multi_03.jpg")
+    faces = _faces("multi_03.jpg")
+    res = swap_faces(img, faces, replace="composite_m", min_distance=None)
+    assert res.identities == ["composite_m"] * len(faces)
+    with pytest.raises(UsageError, match="lists 1 identities"):
+        swap_faces(img, faces, replace=["composite_m"])
+
+
+def test_grey_photo_stays_grey_and_no_faces_changes_nothing():
+    img = _photo("portrait_12_gray.png")
+    assert (img[..., 0] == img[..., 1]).all()
+    res = swap_faces(img, _faces("portrait_12_gray.png"), seed=1)
+    assert (res.image[..., 0] == res.image[..., 1]).all() and (res.image[..., 1] == res.image[..., 2]).all()
+    _assert_only_region_changed(img, res)
+    none = swap_faces(img, [])
+    assert none.region is None and none.identities == []
+    np.testing.assert_array_equal(none.image, img)
+
+
+def test_poisson_blend_also_keeps_the_outside_exact():
+    img = _photo("portrait_01.jpg")
+    res = swap_faces(img, _faces("portrait_01.jpg"), params=SwapParams(blend="poisson"), min_distance=None)
+    _assert_only_region_changed(img, res)
+
+
+def test_similar_assignment_keeps_faces_apart_and_far_from_themselves():
+    img = _photo("multi_03.jpg")
+    faces = _faces("multi_03.jpg")
+    res = swap_faces(img, faces, assign="similar")
+    assert len(set(res.identities)) == len(faces)
+    assert all(d >= SAME_PERSON_THRESHOLD for d in res.distances)
+    _assert_only_region_changed(img, res)
+    with pytest.raises(UsageError, match="assign"):
+        swap_faces(img, faces, assign="random")
