@@ -327,7 +327,7 @@ def test_bad_inputs_raise_clear_errors(target):
         hub_swap.simswap_faces(img, [lmk, lmk], torch.cat([unit_latent()] * 3), gen, "cpu")
     with pytest.raises(UsageError, match="NaN"):
         hub_swap.simswap_faces(img, [np.full((5, 2), np.nan)], unit_latent(), gen, "cpu")
-    with pytest.raises(UsageError, match="one place"):
+    with pytest.raises(UsageError, match="same place"):
         hub_swap.simswap_faces(img, [np.zeros((5, 2))], unit_latent(), gen, "cpu")
     with pytest.raises(UsageError, match="template"):
         hub_swap.simswap_affine(lmk, template="ffhq")  # type: ignore[arg-type]

@@ -82,7 +82,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     s_c, d_c = src - mu_s, dst - mu_d
     var_s = (s_c**2).sum() / len(src)
     if var_s <= 1e-12:
-        raise UsageError("umeyama: source points are all at the same place")
+        raise UsageError("the landmarks are all at the same place: no face geometry to align")
     cov = d_c.T @ s_c / len(src)
     u, sig, vt = np.linalg.svd(cov)
     d = np.ones(2)
@@ -106,9 +106,12 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 def invert_affine(m: np.ndarray) -> np.ndarray:
     """Inverse of a (2, 3) affine (maps template pixels back to photo pixels)."""
     m = np.asarray(m, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise UsageError(f"an affine must have shape (2, 3), got {m.shape}")
     a = m[:, :2]
-    if abs(np.linalg.det(a)) < 1e-12:
-        raise UsageError("affine is singular and cannot be inverted")
+    det = float(np.linalg.det(a))
+    if abs(det) < 1e-12 or not np.isfinite(det):
+        raise UsageError("the affine is singular and cannot be inverted")
     ai = np.linalg.inv(a)
     out = np.zeros((2, 3), dtype=np.float64)
     out[:, :2] = ai

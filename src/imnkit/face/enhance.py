@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from imnkit.errors import UsageError
+from imnkit.face.align import ARCFACE_TEMPLATE
 from imnkit.face.paste import (
     Box,
     check_landmarks,
@@ -65,10 +66,7 @@ __all__ = [
 
 GPEN_SIZES = (256, 512)
 
-_ARCFACE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float64,
-)
+_ARCFACE_112 = ARCFACE_TEMPLATE.astype(np.float64)
 
 
 def gpen_template(size: int) -> np.ndarray:

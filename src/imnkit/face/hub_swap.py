@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imnkit.face.align import ARCFACE_TEMPLATE
 from imnkit.errors import UsageError
 from imnkit.face.paste import (
     Box,
@@ -87,10 +88,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: insightface's ArcFace 5-point template for a 112 x 112 crop, (x, y) pixels.
-ARCFACE_TEMPLATE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float64,
-)
+ARCFACE_TEMPLATE_112 = ARCFACE_TEMPLATE.astype(np.float64)
 
 #: SimSwap's five pose-specific 112 px templates (insightface "newarc" set), in the order
 #: profile-left, left, frontal, right, profile-right; the best-fitting one is used per face.

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imnkit.face.align import apply_affine, invert_affine, umeyama
 from imnkit.errors import DeviceError, UsageError
 
 __all__ = [
@@ -95,52 +96,8 @@ def check_landmarks(points: np.ndarray, name: str = "landmarks") -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity ``src -> dst`` (rotation, uniform scale, translation; no reflection).
-
-    Umeyama (1991), the estimator behind scikit-image's ``SimilarityTransform.estimate`` that
-    SimSwap and GPEN use. Returns the float64 (2, 3) ``M`` with ``dst ~ M @ [src, 1]``.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape or len(src) < 2:
-        raise UsageError(f"similarity needs two (N, 2) point sets with N >= 2, got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s_c, d_c = src - mu_s, dst - mu_d
-    var_s = float((s_c**2).sum()) / len(src)
-    if var_s <= 1e-12:
-        raise UsageError("the landmarks are all at one place: no face geometry to align")
-    u, sig, vt = np.linalg.svd(d_c.T @ s_c / len(src))
-    d = np.array([1.0, 1.0])
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1.0  # a reflection would fit better: forbid it
-    rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum()) / var_s
-    m = np.empty((2, 3), dtype=np.float64)
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
-
-
-def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map (N, 2) ``(x, y)`` points with a (2, 3) affine; float64 result."""
-    m = np.asarray(m, dtype=np.float64)
-    return np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    """The exact inverse of a (2, 3) affine, float64 (crop pixel -> photo pixel for a crop affine)."""
-    m = np.asarray(m, dtype=np.float64)
-    if m.shape != (2, 3):
-        raise UsageError(f"an affine must have shape (2, 3), got {m.shape}")
-    det = float(np.linalg.det(m[:, :2]))
-    if abs(det) < 1e-12 or not np.isfinite(det):
-        raise UsageError("the affine is singular and cannot be inverted")
-    ai = np.linalg.inv(m[:, :2])
-    out = np.empty((2, 3), dtype=np.float64)
-    out[:, :2] = ai
-    out[:, 2] = -ai @ m[:, 2]
-    return out
+# One implementation of the geometry for the whole face package (Umeyama similarity, affine maps).
+similarity = umeyama
 
 
 def _scale(m: np.ndarray) -> float:
