@@ -260,3 +260,22 @@ def test_evaluate_net_png_round_trip() -> None:
     res = evaluate_net(InvertibleMaskNet(TINY), pairs, ssim=False)
     assert res["n"] == 1 and res["masked_y"] == float("inf")  # identity at init: masked == Mask
     assert res["rec_y"] < 30  # untrained: recovery is noise
+
+
+def test_swap_pairs_are_crops_of_a_photo_and_its_mask(faces_dir):
+    """The swap pair source: same place in photo and Mask, differing inside the face only."""
+    from imnkit.imageio import load_image
+    from imnkit.train.swap_pairs import SwapPairs
+
+    img = torch.from_numpy(load_image(faces_dir / "portrait_02.png")).permute(2, 0, 1).contiguous()
+    src = SwapPairs.from_images([img])
+    (prot, mask, boxes), = src.pairs
+    assert boxes and not torch.equal(prot, mask)
+    y0, x0, y1, x1 = boxes[0]
+    outside = torch.ones(prot.shape[-2:], dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert torch.equal(prot[:, outside], mask[:, outside])
+    gen = torch.Generator().manual_seed(0)
+    p, m = src(4, 32, gen)
+    assert p.shape == m.shape == (4, 3, 32, 32) and 0 <= float(p.min()) and float(p.max()) <= 1
+    assert (p - m).abs().mean() > 0  # the face differs

@@ -35,7 +35,7 @@ def train_cmd(
     blocks: Annotated[int, typer.Option("--blocks", help="Coupling blocks K.")] = 6,
     growth: Annotated[int, typer.Option("--growth", help="Growth channels of each dense block.")] = 24,
     hide: Annotated[str, typer.Option("--hide", help="What is hidden: difference (protected - Mask) or image.")] = "difference",
-    pairs: Annotated[str, typer.Option("--pairs", help="realistic (face region replaced, colour-matched) or unrelated.")] = "realistic",
+    pairs: Annotated[str, typer.Option("--pairs", help="realistic (an elliptical region replaced by another colour-matched crop), swap (photos and their swap-stage Masks) or unrelated.")] = "realistic",
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
     lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",

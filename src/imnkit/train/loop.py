@@ -60,7 +60,7 @@ class TrainConfig:
     max_minutes: float | None = None
     crop: int = 64
     batch: int = 8
-    pairs: Literal["realistic", "unrelated"] = "realistic"
+    pairs: Literal["realistic", "unrelated", "swap"] = "realistic"
     max_short_side: int = 512  # images are decoded once at this bounded size
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -95,8 +95,8 @@ class TrainConfig:
             raise UsageError(f"batch and steps must be positive, got batch={self.batch} steps={self.steps}")
         if self.lr <= 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
-        if self.pairs not in ("realistic", "unrelated"):
-            raise UsageError(f"pairs must be 'realistic' or 'unrelated', got {self.pairs!r}")
+        if self.pairs not in ("realistic", "unrelated", "swap"):
+            raise UsageError(f"pairs must be 'realistic', 'unrelated' or 'swap', got {self.pairs!r}")
         if self.balance not in ("fixed", "equalize"):
             raise UsageError(f"balance must be 'fixed' or 'equalize', got {self.balance!r}")
 
@@ -449,7 +449,12 @@ def train(
         if data_dir is None:
             raise UsageError("train needs a data folder or a pair source")
         images = load_images(data_dir, config.max_short_side, min_side=config.crop // 2)
-        pair_source = make_pair_source(config.pairs, images)
+        if config.pairs == "swap":
+            from imnkit.train.swap_pairs import SwapPairs
+
+            pair_source = SwapPairs.from_images(images, seed=config.seed)
+        else:
+            pair_source = make_pair_source(config.pairs, images)
     trainer = Trainer(config, pair_source, device)
     if resume is not None:
         path = resume
