@@ -21,7 +21,6 @@ def test_every_stage_is_documented_with_every_parameter():
 
 
 def test_every_command_has_an_example_in_the_readme():
-    from imnkit.cli import app
 
     text = (REPO / "README.md").read_text()
     for cmd in ("run", "extract", "metrics", "stage", "stages", "inspect", "train", "doctor", "weights list",

@@ -4,8 +4,6 @@ These use a small randomly initialised network (recovery quality is the benchmar
 test_shipped_weights checks the shipped model); they check what must hold for any weights.
 """
 
-import io
-import json
 
 import numpy as np
 import pytest
@@ -14,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imnkit.api import extract_file
-from imnkit.bundle import Bundle, load_bundle
+from imnkit.bundle import Bundle
 from imnkit.cli import app
 from imnkit.embedding import even_box, merge_boxes, pixels_digest
-from imnkit.errors import IntegrityError, UsageError
+from imnkit.errors import UsageError
 from imnkit.imageio import load_image, save_png
 from imnkit.nets.imn import InvertibleMaskNet
 from imnkit.stage import StageContext, get_stage, run_stage

@@ -41,7 +41,7 @@ import torch
 
 from .bundle import Bundle, image_to_tensor, load_bundle, tensor_to_image
 from .devices import check_device_name, resolve_device
-from .errors import ExitCode, ImnkitError, InputError, OutputError, UsageError
+from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
 from .stage import Stage, StageContext, get_stage, run_stage
 
@@ -222,10 +222,7 @@ def bundle_from_input(path: Path) -> Bundle:
     """An image file -> a bundle with ``image.protected``; a .safetensors file -> that bundle."""
     if path.suffix.lower() == ".safetensors":
         return load_bundle(path)
-    if not is_image_path(path) and path.exists():
-        # Try anyway: the suffix may lie; load_image gives the clear error if it is not an image.
-        pass
-    image = load_image(path)
+    image = load_image(path)  # any other suffix is tried as an image: load_image says if it is not one
     return Bundle(tensors={INPUT_IMAGE_KEY: image_to_tensor(image)}, meta={"source.name": path.name}, source=str(path))
 
 

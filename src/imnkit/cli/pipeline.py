@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,7 +43,7 @@ def run_cmd(
 ) -> None:
     """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors."""
     from ..batch import mirror_out_dirs, select_shard
-    from ..recipe import Runner, expand_inputs, load_recipe, run_many, summary_exit_code
+    from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
 
     with handle_errors():
         recipe_obj = load_recipe(resolve_recipe_path(recipe), sets=sets, device=device)
