@@ -81,6 +81,8 @@ def train_cmd(
                     status = (f"loss {p.loss:.4g}  masked {p.masked_ypsnr:.1f} dB  recovered {p.recovered_ypsnr:.1f} dB"
                               f"  lr {p.lr:.2g}")
                     progress.update(task, completed=p.step, status=status)
+                    if not err_console.is_terminal and p.step % 100 == 0:  # a log file gets plain lines
+                        err_console.print(f"step {p.step}: {status}  {p.sec_per_step:.2f} s/step")
                 if p.event in ("rollback", "checkpoint") and p.message:
                     progress.console.print(f"{p.event}: {escape(p.message)}")
 
