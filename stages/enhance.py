@@ -40,10 +40,11 @@ class EnhanceStage(Stage):
     params = (
         Param("backend", str, "classical", "classical, none, gpen256 or gpen512", choices=("classical", "none", "gpen256", "gpen512")),
         Param("amount", float, 0.5, "classical: sharpening strength (0 = unchanged)", min=0.0, max=3.0),
+        Param("weights", str, "", "gpen: weights name or local file ('' = gpen.bfr_256 / gpen.bfr_512 by backend)"),
     )
 
     def weights_for(self, params):
-        return (_GPEN[params["backend"]][0],) if params["backend"] in _GPEN else ()
+        return ((params["weights"] or _GPEN[params["backend"]][0]),) if params["backend"] in _GPEN else ()
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         backend = params["backend"]
@@ -60,8 +61,9 @@ class EnhanceStage(Stage):
             from imnkit.face.enhance import gpen_enhance
             from imnkit.weights import build
 
-            name, size = _GPEN[backend]
-            model = ctx.cached(("model", name, str(ctx.device)), lambda: build(name, ctx.device)[0])
+            default_name, size = _GPEN[backend]
+            name = params["weights"] or default_name
+            model = ctx.cached(("model", name, str(ctx.device)), lambda: build(name, ctx.device, like=default_name)[0])
             points = list(bundle.require("faces.points5").numpy())
             out, boxes = gpen_enhance(image, points, model, size, ctx.device)
             changed = [list(b) for b in boxes if b is not None]

@@ -83,8 +83,8 @@ def _simswap(image, faces, names, params, ctx):
     from imnkit.face.align import five_points
     from imnkit.weights import build
 
-    generator = ctx.cached(("model", params["generator"], str(ctx.device)), lambda: build(params["generator"], ctx.device)[0])
-    arcface = ctx.cached(("model", params["arcface"], str(ctx.device)), lambda: build(params["arcface"], ctx.device)[0])
+    generator = ctx.cached(("model", params["generator"], str(ctx.device)), lambda: build(params["generator"], ctx.device, like="simswap.224")[0])
+    arcface = ctx.cached(("model", params["arcface"], str(ctx.device)), lambda: build(params["arcface"], ctx.device, like="arcface.simswap")[0])
     latents = []
     for name in names:
         ident = get_identity(name)

@@ -220,12 +220,20 @@ def _import(ref: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def build(name: str, device: Any = "cpu"):
+def build(name: str, device: Any = "cpu", *, like: str | None = None):
     """Build the model of weights ``name``, load it strictly, put it in eval mode on ``device``.
 
+    ``like``: for a local file given as ``name``, the registry entry whose architecture and checkpoint
+    filter it uses (e.g. a hand-downloaded ``GPEN-BFR-512.pth`` is ``like="gpen.bfr_512"``).
     Returns ``(model, metadata)``.
     """
     spec = get_spec(name)
+    if spec.source == "local" and not spec.arch and like:
+        base = get_spec(like)
+        from dataclasses import replace
+
+        spec = replace(spec, arch=base.arch, filter_fn=base.filter_fn)
+        _REGISTRY.setdefault(spec.name, spec)
     path = resolve_path(name)
     state, meta = load_state_dict(path)
     arch = spec.arch or ARCH_BY_TAG.get(meta.get("imnkit.arch", ""), "")

@@ -21,7 +21,8 @@ def manual_fetch_hint(spec) -> str:
         f"fetch it by hand on a machine with network: "
         f"`hf download {spec.repo_id} {spec.filename} --repo-type {spec.repo_type} --revision {spec.revision or 'main'}` "
         f"(or download {spec.hub_url()}) and copy the Hugging Face cache here, "
-        f"or pass the file's path as the stage's `weights` parameter"
+        f"or give the file's path to the stage (swap: --set swap.generator=PATH / swap.arcface=PATH; "
+        f"enhance: --set enhance.weights=PATH)"
     )
 
 
@@ -37,7 +38,7 @@ def fetch_hub_file(spec, *, download: bool = True) -> Path:
     )
 
     offline = hub_offline() or not download
-    where = f"{spec.filename} from {spec.repo_id}@{(spec.revision or '')[:12]}"
+    where = f"{spec.filename} from {spec.repo_id}@{(spec.revision or 'main, unpinned')[:15]}"
     try:
         path = hf_hub_download(
             repo_id=spec.repo_id,
