@@ -220,6 +220,15 @@ class InvertibleMaskNet(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, enabled=False)
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """Give the sub-bands the memory layout of the conv weights (channels_last after
+        ``net.to(memory_format=torch.channels_last)``): mixed layouts make every dense-block
+        concatenation copy, which costs more than the convolutions on the CPU."""
+        first = next(self.parameters(), None)
+        if first is not None and first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def forward(
         self, secret: torch.Tensor, mask: torch.Tensor, *, allow_autocast: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,8 +239,8 @@ class InvertibleMaskNet(nn.Module):
         check_image_pair(secret, mask, ("secret", "mask"))
         dtype = torch.promote_types(_wide(secret).dtype, _wide(mask).dtype)
         with self._no_autocast(secret.device.type, allow_autocast):
-            s = haar_dwt(secret.to(dtype))
-            c = haar_dwt(mask.to(dtype))
+            s = self._layout(haar_dwt(secret.to(dtype)))
+            c = self._layout(haar_dwt(mask.to(dtype)))
             for block in self.blocks:
                 c, s = block(c, s)
             return haar_iwt(c), haar_iwt(s)
@@ -243,8 +252,8 @@ class InvertibleMaskNet(nn.Module):
         check_image_pair(masked, aux_noise, ("masked", "aux_noise"))
         dtype = torch.promote_types(_wide(masked).dtype, _wide(aux_noise).dtype)
         with self._no_autocast(masked.device.type, allow_autocast):
-            c = haar_dwt(masked.to(dtype))
-            s = haar_dwt(aux_noise.to(dtype))
+            c = self._layout(haar_dwt(masked.to(dtype)))
+            s = self._layout(haar_dwt(aux_noise.to(dtype)))
             for block in reversed(self.blocks):
                 c, s = block.inverse(c, s)
             return haar_iwt(s), haar_iwt(c)
@@ -289,6 +298,8 @@ def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int) -> torch.Te
     the result is ``recovered_mask + recovered_difference``.
     """
     noise = draw_aux_noise(masked.shape, seed, device=masked.device)
+    if masked.dim() == 4 and masked.is_contiguous(memory_format=torch.channels_last):
+        noise = noise.contiguous(memory_format=torch.channels_last)  # same values, the layout of `masked`
     rec_secret, rec_mask = net.inverse(masked, noise)
     if net.config.hide == "difference":
         rec = rec_mask + rec_secret
