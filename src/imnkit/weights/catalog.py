@@ -12,7 +12,7 @@ register_weights(
         arch="imnkit.embedding:build_imn",
         source="package",
         filename="imn_default.safetensors",
-        license="MIT (trained by imnkit; training data listed in the README)",
+        license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
         origin_url="https://github.com/imnkit/imnkit",
         description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
         input_range="RGB in [0, 1]",
