@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,26 +17,7 @@ from imnkit.face.detect import (
 )
 
 
-def _faces_dir() -> Path:
-    root = Path(os.environ.get("IMNKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
-    d = root / "data" / "faces"
-    if not d.is_dir():
-        pytest.skip(f"real test photos not found at {d} (set IMNKIT_SHARED to the shared/ folder)")
-    return d
-
-
-def photo(name: str) -> np.ndarray:
-    """HxWx3 uint8 RGB, EXIF orientation applied, transparency flattened onto white."""
-    from PIL import Image, ImageOps
-
-    with Image.open(_faces_dir() / name) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            bg.alpha_composite(im)
-            im = bg
-        return np.asarray(im.convert("RGB"))
+from _photos import faces_dir as _faces_dir, photo
 
 
 def _check_five_points(face, shape):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,28 +28,7 @@ from imnkit.face.identity import (
 from imnkit.face.swap import SwapParams, swap_faces
 
 
-def _faces_dir() -> Path:
-    root = Path(os.environ.get("IMNKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
-    d = root / "data" / "faces"
-    if not d.is_dir():
-        pytest.skip(f"real test photos not found at {d} (set IMNKIT_SHARED to the shared/ folder)")
-    return d
-
-
-@functools.lru_cache(maxsize=None)
-def _photo(name: str) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    with Image.open(_faces_dir() / name) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            bg.alpha_composite(im)
-            im = bg
-        arr = np.asarray(im.convert("RGB"))
-    arr.flags.writeable = False
-    return arr
+from _photos import photo as _photo
 
 
 @functools.lru_cache(maxsize=None)
