@@ -37,7 +37,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         steps=a.steps, max_minutes=a.minutes, crop=a.crop, batch=a.batch, pairs=a.pairs, lr=a.lr,
         weights=LossWeights(*a.lam), balance=a.balance, balance_offset_db=a.offset,
         bf16=not a.fp32, channels_last=not a.fp32, checkpoint_every=a.ckpt_every, keep_checkpoints=0,
-        log_every=a.log_every, seed=a.seed, threads=a.threads,
+        log_every=a.log_every, seed=a.seed, threads=a.threads, warmup_steps=a.warmup,
     )
     (run / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
@@ -55,7 +55,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         return time.monotonic(), busy, t.user + t.system
 
     def adapt(p: TrainProgress) -> None:
-        if not a.threads_auto or p.event != "step":
+        if not a.threads_auto or p.event != "step" or a.device != "cpu":
             return
         now = cpu_snapshot()
         last, pick["last"] = pick["last"], now
@@ -76,8 +76,10 @@ def cmd_train(a: argparse.Namespace) -> None:
               f"lr={p.lr:.2e} loss={p.loss:.3e} rec_y={p.recovered_ypsnr:.2f} masked_y={p.masked_ypsnr:.2f} "
               f"lam_e={p.lambda_embed:.3f} rb={p.rollbacks} thr={pick['cur']} {p.message}", flush=True)
 
-    train(cfg, a.data_dir, run / "imn_final.safetensors", "cpu", a.resume, cb,
-          checkpoint_dir=run / "checkpoints")
+    if a.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed crop and batch: let cuDNN pick its fastest kernels
+    train(cfg, a.data_dir, run / "imn_final.safetensors", a.device, a.resume, cb,
+          checkpoint_dir=run / "checkpoints", init_weights=a.init, pairs_cache=a.pairs_cache)
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -169,6 +171,10 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--no-threads-auto", dest="threads_auto", action="store_false")
     t.add_argument("--resume", default=None)
+    t.add_argument("--init", default=None, help="start from these weights (fresh optimizer and schedule)")
+    t.add_argument("--pairs-cache", default=None, help="swap pairs file: read if present, else built and written")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--warmup", type=int, default=0, help="linear lr warm-up steps")
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("eval")
     e.add_argument("ckpt_dir")

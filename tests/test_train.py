@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imnkit.errors import InputError
+from imnkit.errors import InputError, UsageError
 from imnkit.nets.imn import ImnConfig
 from imnkit.train import (
     LossWeights,
@@ -279,3 +279,83 @@ def test_swap_pairs_are_crops_of_a_photo_and_its_mask(faces_dir):
     p, m = src(4, 32, gen)
     assert p.shape == m.shape == (4, 3, 32, 32) and 0 <= float(p.min()) and float(p.max()) <= 1
     assert (p - m).abs().mean() > 0  # the face differs
+
+
+def _synthetic_swap_pairs():
+    from imnkit.train.swap_pairs import SwapPairs
+
+    photos = [_smooth_image(20 + i, 48, 56) for i in range(2)]
+    pairs = []
+    for i, photo in enumerate(photos):
+        mask = photo.clone()
+        boxes = [(4, 6, 20, 30), (24, 30, 44, 52)] if i == 0 else [(10, 10, 40, 40)]
+        for y0, x0, y1, x1 in boxes:
+            mask[:, y0:y1, x0:x1] = _smooth_image(40 + i, y1 - y0, x1 - x0)
+        pairs.append((photo, mask, boxes))
+    return SwapPairs(pairs)
+
+
+def test_swap_pairs_cache_round_trip(tmp_path: Path) -> None:
+    """The cache keeps the boxes and the Mask boxes exactly; the photo is JPEG, so close but lossy."""
+    from imnkit.train.swap_pairs import SwapPairs
+
+    src = _synthetic_swap_pairs()
+    path = src.save(tmp_path / "pairs.safetensors")
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically
+    back = SwapPairs.load(path)
+    assert len(back.pairs) == len(src.pairs)
+    for (p, m, boxes), (p2, m2, boxes2) in zip(src.pairs, back.pairs):
+        assert boxes2 == [tuple(b) for b in boxes]
+        assert p2.dtype == torch.uint8 and p2.shape == p.shape
+        assert (p2.float() - p.float()).abs().mean() < 4.0  # JPEG q95 of a noisy synthetic photo
+        outside = torch.ones(p.shape[-2:], dtype=torch.bool)
+        for y0, x0, y1, x1 in boxes:
+            assert torch.equal(m2[:, y0:y1, x0:x1], m[:, y0:y1, x0:x1])  # lossless inside
+            outside[y0:y1, x0:x1] = False
+        assert torch.equal(m2[:, outside], p2[:, outside])  # outside: exactly the (decoded) photo
+    gen = torch.Generator().manual_seed(0)
+    prot, mask = back(3, 16, gen)
+    assert prot.shape == mask.shape == (3, 3, 16, 16)
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InputError, match="not a swap-pairs cache"):
+        SwapPairs.load(tmp_path / "other.safetensors")
+
+
+def test_train_reads_the_pairs_cache_without_a_data_folder(tmp_path: Path) -> None:
+    cache = _synthetic_swap_pairs().save(tmp_path / "pairs.safetensors")
+    out = train(_cfg(steps=2, pairs="swap"), None, tmp_path / "w.safetensors", pairs_cache=cache)
+    assert json.loads(read_metadata(out)["imnkit.train_summary"])["pairs"] == "swap"
+    with pytest.raises(UsageError, match="swap"):
+        train(_cfg(steps=2, pairs="realistic"), None, tmp_path / "x.safetensors", pairs_cache=cache)
+
+
+def test_warmup_raises_the_rate_linearly() -> None:
+    trainer = Trainer(_cfg(lr=1e-3, warmup_steps=4, steps=100), _fixed_source())
+    rates = []
+    for _ in range(6):
+        rates.append(trainer.current_lr())
+        trainer.step()
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    with pytest.raises(UsageError):
+        _cfg(warmup_steps=-1)
+
+
+def test_init_weights_starts_from_them_with_a_fresh_schedule(tmp_path: Path) -> None:
+    first = train(_cfg(steps=3), None, tmp_path / "a.safetensors", pair_source=_fixed_source())
+    start = load_weights(first).state_dict()
+    seen = {}
+
+    def grab(p: TrainProgress) -> None:
+        seen.setdefault("first_step", p.step)
+
+    # steps=1: the result is the init weights after exactly one update, from step 0.
+    second = train(_cfg(steps=1, lr=1e-9), None, tmp_path / "b.safetensors", pair_source=_fixed_source(),
+                   init_weights=first, progress_callback=grab)
+    assert seen["first_step"] == 1
+    for k, v in load_weights(second).state_dict().items():
+        torch.testing.assert_close(v, start[k], atol=1e-6, rtol=0)
+    with pytest.raises(UsageError, match="holds"):
+        train(_cfg(steps=1, model=ImnConfig(num_blocks=2, growth=4, hide="difference")), None,
+              tmp_path / "c.safetensors", pair_source=_fixed_source(), init_weights=first)

@@ -37,6 +37,7 @@ def train_cmd(
     hide: Annotated[str, typer.Option("--hide", help="What is hidden: difference (protected - Mask) or image.")] = "difference",
     pairs: Annotated[str, typer.Option("--pairs", help="realistic (an elliptical region replaced by another colour-matched crop), swap (photos and their swap-stage Masks) or unrelated.")] = "realistic",
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
+    warmup: Annotated[int, typer.Option("--warmup", help="Raise the rate linearly over the first N steps (use it with --init: a cold start at full rate wrecks trained weights).")] = 0,
     lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU.")] = True,
@@ -45,6 +46,8 @@ def train_cmd(
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write a safetensors checkpoint every N steps.")] = 500,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     resume: Annotated[Optional[str], typer.Option("--resume", help="A checkpoint file, or 'latest'.")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (same --blocks/--growth/--hide) with a fresh optimizer and schedule.")] = None,
+    pairs_cache: Annotated[Optional[Path], typer.Option("--pairs-cache", help="With --pairs swap: read the pairs from this file if it exists, else build and write it (lets a machine without dlib train on them).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing weights file.")] = False,
 ) -> None:
@@ -57,6 +60,8 @@ def train_cmd(
     with handle_errors():
         if not data_dir.is_dir():
             raise UsageError(f"{data_dir}: not a folder of photos")
+        if init is not None and not init.is_file():
+            raise UsageError(f"--init {init}: no such weights file")
         if output.suffix != ".safetensors":
             raise UsageError(f"{output}: weights are written as .safetensors")
         check_output_path(output, overwrite=overwrite)
@@ -69,7 +74,8 @@ def train_cmd(
 
         config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
                              lr=lr, weights=_parse_lambdas(lambdas), balance=balance, bf16=bf16,
-                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads)
+                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads,
+                             warmup_steps=warmup)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -86,5 +92,6 @@ def train_cmd(
                 if p.event in ("rollback", "checkpoint") and p.message:
                     progress.console.print(f"{p.event}: {escape(p.message)}")
 
-            path = train(config, data_dir, output, dev, resume=resume, progress_callback=on_progress)
+            path = train(config, data_dir, output, dev, resume=resume, progress_callback=on_progress,
+                         init_weights=init, pairs_cache=pairs_cache)
     err_console.print(f"wrote {escape(str(path))}")

@@ -8,14 +8,21 @@ faces, at the same place in the photo and in its Mask, with the same flip and co
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imnkit.errors import InputError
 from imnkit.train.data import _randint, _uniform
+
+CACHE_FORMAT = "imnkit.swap_pairs/1"
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ class SwapPairs:
 
     @classmethod
     def from_images(cls, images: Sequence[torch.Tensor], seed: int = 0,
-                    progress: Callable[[int, int], None] | None = None) -> "SwapPairs":
+                    progress: Callable[[int, int], None] | None = None) -> SwapPairs:
         """Run detection + classical swap on each (3, H, W) uint8 image; photos without a face are left out."""
         from imnkit.face.detect import detect_faces
         from imnkit.face.swap import swap_faces
@@ -54,6 +61,68 @@ class SwapPairs:
                 progress(i + 1, len(images))
         log.info("swap pairs: %d of %d photos have swapped faces", len(pairs), len(images))
         return cls(pairs)
+
+    def to(self, device: str | torch.device) -> SwapPairs:
+        """Move the decoded pairs (uint8) to ``device`` so crops are cut there (cheap on a GPU)."""
+        self.pairs = [(p.to(device), m.to(device), boxes) for p, m, boxes in self.pairs]
+        return self
+
+    def save(self, path: str | Path, jpeg_quality: int = 95) -> Path:
+        """Write the pairs compactly: each photo as JPEG, each Mask only where it differs, as PNG.
+
+        Building the pairs needs dlib and minutes of CPU; the cache lets a machine without either (a
+        lent GPU) train on them. The photo is stored lossy to fit (318 photos: tens of MB, not hundreds);
+        :meth:`load` rebuilds the Mask as the decoded photo with the lossless Mask boxes pasted in, so
+        outside the swapped boxes protected and Mask stay exactly equal, as in real pairs.
+        """
+        from PIL import Image
+
+        tensors: dict[str, torch.Tensor] = {}
+        boxes_meta = []
+        for i, (prot, mask, boxes) in enumerate(self.pairs):
+            buf = io.BytesIO()
+            Image.fromarray(prot.permute(1, 2, 0).cpu().numpy()).save(buf, "JPEG", quality=jpeg_quality, subsampling=0)
+            tensors[f"photo.{i:05d}"] = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+            for j, (y0, x0, y1, x1) in enumerate(boxes):
+                buf = io.BytesIO()
+                Image.fromarray(mask[:, y0:y1, x0:x1].permute(1, 2, 0).cpu().numpy()).save(buf, "PNG")
+                tensors[f"mask.{i:05d}.{j:02d}"] = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+            boxes_meta.append([list(map(int, b)) for b in boxes])
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT, "boxes": json.dumps(boxes_meta)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> SwapPairs:
+        """Read a cache written by :meth:`save`."""
+        from PIL import Image
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != CACHE_FORMAT:
+                raise InputError(f"{Path(path).name} is not a swap-pairs cache", hint="write one with --pairs-cache")
+            boxes_meta = json.loads(meta["boxes"])
+
+            def decode(name: str) -> torch.Tensor:
+                with Image.open(io.BytesIO(f.get_tensor(name).numpy().tobytes())) as im:
+                    return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+
+            pairs = []
+            for i, boxes in enumerate(boxes_meta):
+                prot = decode(f"photo.{i:05d}")
+                mask = prot.clone()
+                for j, (y0, x0, y1, x1) in enumerate(boxes):
+                    mask[:, y0:y1, x0:x1] = decode(f"mask.{i:05d}.{j:02d}")
+                pairs.append((prot, mask, [tuple(b) for b in boxes]))
+        return cls(pairs, **kwargs)
 
     def _one(self, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         prot, mask, boxes = self.pairs[_randint(gen, len(self.pairs))]
