@@ -153,7 +153,9 @@ def encode_png(image: np.ndarray, *, metadata: dict[str, str] | None = None, exi
             info.add_text(k, v)
     buf = io.BytesIO()
     extra = {"exif": exif} if exif else {}
-    Image.fromarray(image).save(buf, format="PNG", pnginfo=info, compress_level=6, **extra)
+    # Level 3, not 6: a 1024² photo encodes in 0.10 s instead of 0.28 s for 9 % more bytes (a third of
+    # the gap to the 3 s extract target of a frame-filling portrait).
+    Image.fromarray(image).save(buf, format="PNG", pnginfo=info, compress_level=3, **extra)
     return buf.getvalue()
 
 
