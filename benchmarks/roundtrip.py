@@ -142,11 +142,27 @@ def speed(weights: str, sizes=(512, 1024), repeats: int = 3) -> dict:
     return out
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (Linux VmHWM; elsewhere getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_memory(weights: str) -> float:
     """Peak RSS (MB) of a fresh process doing one 1024x1024 embed + extract."""
+    # VmHWM, not getrusage's ru_maxrss: on Linux a child's ru_maxrss keeps the parent's RSS at fork
+    # time (it read 2.5 GB here, the size of this benchmark process after the face front end).
     code = (
-        "import resource, sys, json; sys.path.insert(0, %r); import roundtrip; roundtrip.speed(%r, sizes=(1024,), repeats=1);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "import sys; sys.path.insert(0, %r); import roundtrip; from imnkit.memory import reuse_freed_memory;"
+        "reuse_freed_memory(); roundtrip.speed(%r, sizes=(1024,), repeats=1);"
+        "print(roundtrip.own_peak_rss_mb())"
     ) % (str(Path(__file__).resolve().parent), weights)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -161,7 +177,12 @@ def main() -> int:
     parser.add_argument("--pattern", default="*", help="glob of photos in DATA (e.g. 'portrait_*')")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
     args = parser.parse_args()
+    if not args.keep_malloc:
+        from imnkit.memory import reuse_freed_memory
+
+        reuse_freed_memory()  # as the imnkit command does (see imnkit.memory)
 
     from imnkit.embedding import load_network
     from imnkit.imageio import IMAGE_SUFFIXES

@@ -28,7 +28,12 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
     args = parser.parse_args()
+    if not args.keep_malloc:
+        from imnkit.memory import reuse_freed_memory
+
+        reuse_freed_memory()  # as the imnkit command does (see imnkit.memory)
 
     from imnkit.recipe import Runner, expand_inputs, load_recipe
 
