@@ -1,5 +1,5 @@
 #!/bin/sh
-# Trains the shipped default IMN weights (src/imnkit/weights/imn_default.safetensors).
+# Trains the CPU phase of the shipped default IMN weights (src/imnkit/weights/imn_default.safetensors).
 #
 #   sh scripts/train_default.sh [TRAIN_DIR] [RUN_DIR]
 #
@@ -13,6 +13,7 @@
 #   2. steps 1,000-6,000: RESUME=$RUN/checkpoints/step_00001000.safetensors sh scripts/train_default.sh
 #   3. steps 6,000-8,882: PAIRS=swap MINUTES=80 RESUME=$RUN/checkpoints/step_00006000.safetensors sh scripts/train_default.sh
 #      (pairs made by the swap stage: an A/B run measured them better, see the README)
+# Phase 4 (the shipped weights): those weights fine-tuned on a GPU with scripts/train_gpu.sh (README, Training).
 # benchmarks/train_curve.py wraps `imnkit.train.train` to pick 1 or 2 threads by what else is
 # running; `imnkit train DATA -o W --blocks 6 --growth 24 --minutes 82 --balance equalize` trains
 # the same configuration.
