@@ -100,7 +100,7 @@ def make_pairs_photos(files, limit):
         yield f"{a.name}+{b.name}", _square(load_image(a), 512), _square(load_image(b), 512), [(64, 64, 448, 448)]
 
 
-def round_trip(net, weights, protected, mask, regions, tmp: Path):
+def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 0):
     from imnkit.embedding import even_box, merge_boxes, put_off_regions, put_on_regions, read_aux
     from imnkit.imageio import load_image, save_png
     from imnkit.weights import weights_digest
@@ -109,7 +109,8 @@ def round_trip(net, weights, protected, mask, regions, tmp: Path):
     boxes = merge_boxes([even_box(b, h, w, 8) for b in regions])
     dev = torch.device("cpu")
     t0 = time.perf_counter()
-    res = put_on_regions(net, protected, mask, boxes, seed=0, weights=weights, weights_digest=weights_digest(weights), device=dev)
+    res = put_on_regions(net, protected, mask, boxes, seed=0, weights=weights, weights_digest=weights_digest(weights), device=dev,
+                         refine=refine)
     t_embed = time.perf_counter() - t0
     path = save_png(tmp / "masked.png", res.masked, overwrite=True)
     masked = load_image(path)  # recovery always from the saved 8-bit file
@@ -176,6 +177,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="at most this many pairs (0 = all)")
     parser.add_argument("--pattern", default="*", help="glob of photos in DATA (e.g. 'portrait_*')")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--refine", type=int, default=0, help="embed stage's refine steps (default 0, as the recipe)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
     args = parser.parse_args()
@@ -193,7 +195,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         for name, protected, mask, regions in pairs:
-            boxes, masked, recovered, te, tx = round_trip(net, args.weights, protected, mask, regions, Path(d))
+            boxes, masked, recovered, te, tx = round_trip(net, args.weights, protected, mask, regions, Path(d),
+                                                          refine=args.refine)
             rec = region_metrics(protected, recovered, boxes)
             msk = region_metrics(mask, masked, boxes)
             row = {"pair": name, "size": list(protected.shape[:2]), "regions": [list(b) for b in boxes],

@@ -37,6 +37,9 @@ class EmbedStage(Stage):
         Param("weights", str, DEFAULT_WEIGHTS, "IMN weights: a registry name or a path to a .safetensors file"),
         Param("seed", int, 0, "seed of the auxiliary noise n (stored in the aux)", min=0),
         Param("margin", int, 8, "pixels added around each changed region before hiding", min=0, max=256),
+        Param("refine", int, 0, "optimisation steps that adjust the masked pixels for a better recovery "
+              "(about +2 dB recovered PSNR at 10 steps; each step costs ~3 network passes: for a GPU or "
+              "for archiving)", min=0, max=1000),
     )
 
     def weights_for(self, params):
@@ -58,7 +61,8 @@ class EmbedStage(Stage):
         if "dwt.image.protected" in bundle.tensors and "dwt.mask.image" in bundle.tensors:
             coeffs = (bundle.tensors["dwt.image.protected"], bundle.tensors["dwt.mask.image"])
         result = put_on_regions(net, protected, mask, boxes, seed=params["seed"], weights=params["weights"],
-                                weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs)
+                                weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs,
+                                refine=params["refine"])
         bundle.add("image.masked", torch.from_numpy(result.masked))
         for key, value in result.aux.tensors.items():
             bundle.add(key, value)

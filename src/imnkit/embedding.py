@@ -135,19 +135,20 @@ class EmbedResult:
 
 def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *, seed: int,
                    weights: str, weights_digest: str | None, device: torch.device,
-                   coeffs: tuple[torch.Tensor, torch.Tensor] | None = None) -> EmbedResult:
+                   coeffs: tuple[torch.Tensor, torch.Tensor] | None = None, refine: int = 0) -> EmbedResult:
     """Hide each region of ``protected`` in the same region of ``mask``; returns masked + aux.
 
     ``coeffs``: optional Haar coefficients (B, 12, H/2, W/2) of the whole protected and Mask images;
     a box with even corners maps to the coefficient box ``[y0/2:y1/2, x0/2:x1/2]``, which is exactly
     the DWT of the crop (the Haar transform works on disjoint 2x2 blocks).
+    ``refine``: steps of :func:`imnkit.nets.imn.refine_masked` per region (0: the network's output as is).
     """
-    from .nets.imn import put_on
+    from .nets.imn import put_on, refine_masked
 
     if protected.shape != mask.shape:
         raise UsageError(f"the protected and Mask images differ in size: {protected.shape[:2]} vs {mask.shape[:2]}")
     masked = mask.copy()
-    for box in boxes:
+    for index, box in enumerate(boxes):
         y0, x0, y1, x1 = box
         if coeffs is not None:
             cp, cm = (c[..., y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].to(device).float().contiguous(memory_format=torch.channels_last)
@@ -155,6 +156,9 @@ def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *,
             out = _put_on_wavelet(net, cp, cm)
         else:
             out = put_on(net, _crop_float(protected, box, device), _crop_float(mask, box, device))
+        if refine > 0:  # the seed extraction will use for this region (see put_off_regions)
+            out = refine_masked(net, _crop_float(protected, box, device), _crop_float(mask, box, device), out,
+                                region_seed(seed, index), refine)
         masked[y0:y1, x0:x1] = _to_uint8(out)
     aux = make_aux(masked, boxes, seed=seed, weights=weights, weights_digest=weights_digest, hide=net.config.hide)
     return EmbedResult(masked=masked, regions=list(boxes), aux=aux)

@@ -28,6 +28,7 @@ give the same numbers whatever precision the caller runs in. Only training may o
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -289,6 +290,40 @@ def put_on(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) 
     check_image_pair(protected, mask, ("protected", "mask"))
     masked, _lost = net(_secret_of(net, protected, mask), mask)
     return masked
+
+
+def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor,
+                  seed: int, steps: int, lr: float = 0.1 / 255, mask_weight: float = 1.0) -> torch.Tensor:
+    """Adjust ``masked`` so that :func:`put_off` with ``seed`` recovers ``protected`` more closely.
+
+    Extraction reads 8-bit pixels and replaces the lost information m with n drawn from the seed in
+    the aux; embedding can run exactly that and correct what it gets wrong: ``steps`` Adam steps on the
+    masked pixels, through the 8-bit rounding (straight-through), minimising
+    ``|put_off(masked) - protected|² + mask_weight * |masked - mask|²``. Measured on 8 face regions:
+    +2.0 dB recovered Y-PSNR after 10 steps, +2.6 dB after 20, masked PSNR unchanged; each step costs
+    about three network passes. (On a synthetic pair the gain held almost as well with another seed's
+    n, so most of it corrects the network's own error, not m ≠ n.) Works under
+    ``torch.inference_mode`` (it computes on copies).
+    Returns the refined float masked image (unrounded, in [0, 1]).
+    """
+    if steps <= 0:
+        return masked
+    with torch.inference_mode(False), torch.enable_grad():
+        work = copy.deepcopy(net).eval()  # normal tensors, even when ``net`` was made in inference mode
+        for p in work.parameters():
+            p.requires_grad_(False)
+        protected, mask = protected.clone(), mask.clone()
+        x = masked.detach().clone().clamp_(0.0, 1.0).requires_grad_(True)
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            q = x + (torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0 - x).detach()  # 8-bit, straight-through
+            loss = torch.mean((put_off(work, q, seed) - protected) ** 2) + mask_weight * torch.mean((q - mask) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(0.0, 1.0)
+        return x.detach().clone()
 
 
 def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int) -> torch.Tensor:
