@@ -29,26 +29,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from imnkit.face.detect import detect_faces, fit_landmarks, make_face  # noqa: E402
 from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.swap import swap_faces  # noqa: E402
+from imnkit.imageio import load_image  # noqa: E402
 
 THRESHOLD = 0.6
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            bg.alpha_composite(im)
-            im = bg
-        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    return load_image(path, background=(255, 255, 255))  # transparency shown on white, as a viewer does
 
 
 def resized(img: np.ndarray, side: int) -> np.ndarray:

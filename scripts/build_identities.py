@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -40,6 +40,7 @@ from imnkit.face.detect import detect_faces, fit_landmarks  # noqa: E402
 from imnkit.face.identities import FORMAT_VERSION, MANIFEST  # noqa: E402
 from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
+from imnkit.imageio import load_image  # noqa: E402
 
 SIZE = 512
 MIN_CONTRIBUTORS = 12
@@ -66,14 +67,7 @@ def shared_dir() -> Path:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            bg.alpha_composite(im)
-            im = bg
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return load_image(path, background=(255, 255, 255))  # transparency shown on white, as a viewer does
 
 
 def largest_landmarks(img: np.ndarray, name: str):

@@ -21,15 +21,8 @@ def faces_dir() -> Path:
 @functools.lru_cache(maxsize=None)
 def photo(name: str) -> np.ndarray:
     """HxWx3 uint8 RGB (read-only, cached), EXIF orientation applied, transparency flattened onto white."""
-    from PIL import Image, ImageOps
+    from imnkit.imageio import load_image
 
-    with Image.open(faces_dir() / name) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            bg.alpha_composite(im)
-            im = bg
-        arr = np.asarray(im.convert("RGB"))
+    arr = load_image(faces_dir() / name, background=(255, 255, 255))
     arr.flags.writeable = False
     return arr

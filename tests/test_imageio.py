@@ -143,3 +143,20 @@ def test_unwritable_folder(tmp_path, photo, monkeypatch):
     with pytest.raises(OutputError, match="cannot write here.*Permission denied"):
         save_png(tmp_path / "x.png", photo)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_background_composites_transparency(tmp_path):
+    """By default alpha is dropped (the pixels under it kept); background= shows it as a viewer does."""
+    from PIL import Image
+
+    from imnkit.imageio import load_image
+
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., :3] = (10, 200, 30)
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    kept = load_image(tmp_path / "a.png")
+    assert (kept == (10, 200, 30)).all()
+    flat = load_image(tmp_path / "a.png", background=(255, 255, 255))
+    assert tuple(flat[0, 0]) == (10, 200, 30) and tuple(flat[0, 1]) == (255, 255, 255)
+    assert tuple(flat[1, 0]) == tuple(np.round((np.array([10, 200, 30]) * 128 + 255 * 127) / 255).astype(int))
