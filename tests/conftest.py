@@ -16,6 +16,18 @@ def shared_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared"
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: two OpenMP threads on a shared 2-core box are far slower than one when the
+    other core is busy (network and training tests use it)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     path = shared_dir()

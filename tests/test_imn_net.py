@@ -18,13 +18,7 @@ from imnkit.nets.imn import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core box are far slower than one when the other core is busy.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturb(net: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:

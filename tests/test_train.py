@@ -30,12 +30,7 @@ from imnkit.train.data import CropSampler, RealisticPairs
 TINY = ImnConfig(num_blocks=1, growth=4, hide="difference")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth_image(seed: int, h: int, w: int) -> torch.Tensor:
