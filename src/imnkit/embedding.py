@@ -150,15 +150,17 @@ def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *,
     masked = mask.copy()
     for index, box in enumerate(boxes):
         y0, x0, y1, x1 = box
+        crops = None
+        if coeffs is None or refine > 0:
+            crops = _crop_float(protected, box, device), _crop_float(mask, box, device)
         if coeffs is not None:
             cp, cm = (c[..., y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].to(device).float().contiguous(memory_format=torch.channels_last)
                       for c in coeffs)
             out = _put_on_wavelet(net, cp, cm)
         else:
-            out = put_on(net, _crop_float(protected, box, device), _crop_float(mask, box, device))
+            out = put_on(net, *crops)
         if refine > 0:  # the seed extraction will use for this region (see put_off_regions)
-            out = refine_masked(net, _crop_float(protected, box, device), _crop_float(mask, box, device), out,
-                                region_seed(seed, index), refine)
+            out = refine_masked(net, *crops, out, region_seed(seed, index), refine)
         masked[y0:y1, x0:x1] = _to_uint8(out)
     aux = make_aux(masked, boxes, seed=seed, weights=weights, weights_digest=weights_digest, hide=net.config.hide)
     return EmbedResult(masked=masked, regions=list(boxes), aux=aux)
