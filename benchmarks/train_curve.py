@@ -38,6 +38,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         weights=LossWeights(*a.lam), balance=a.balance, balance_offset_db=a.offset,
         bf16=not a.fp32, channels_last=not a.fp32, checkpoint_every=a.ckpt_every, keep_checkpoints=0,
         log_every=a.log_every, seed=a.seed, threads=a.threads, warmup_steps=a.warmup,
+        weight_ema_decay=a.ema,
     )
     (run / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
@@ -175,6 +176,7 @@ def main() -> None:
     t.add_argument("--pairs-cache", default=None, help="swap pairs file: read if present, else built and written")
     t.add_argument("--device", default="cpu")
     t.add_argument("--warmup", type=int, default=0, help="linear lr warm-up steps")
+    t.add_argument("--ema", type=float, default=0.999, help="weight-average decay (0: off)")
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("eval")
     e.add_argument("ckpt_dir")

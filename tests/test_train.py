@@ -161,8 +161,16 @@ def test_train_checkpoint_and_resume(data_dir: Path, tmp_path: Path) -> None:
     net = load_weights(out)
     assert net.config == TINY
 
-    _, _, optim, state, rng = load_checkpoint(ckpts[0])
-    assert state["step"] == 3 and optim["state"] and "gen" in rng
+    ck = load_checkpoint(ckpts[0])
+    assert ck.state["step"] == 3 and ck.optim["state"] and "gen" in ck.rng
+    # The final file holds the weight average, and a checkpoint offers its average for inference.
+    assert ck.average is not None and set(ck.average) == set(ck.model)
+    final_ck = load_checkpoint(ckpts[-1])
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, final_ck.average[k], atol=0, rtol=0)
+    assert any(not torch.equal(final_ck.model[k], final_ck.average[k]) for k in final_ck.model)
+    for k, v in load_weights(ckpts[-1]).state_dict().items():
+        assert torch.equal(v, final_ck.average[k])
 
     # Resume from step 3 with a 6-step budget: ends at 6, and matches the uninterrupted run exactly.
     events2: list[TrainProgress] = []
@@ -201,6 +209,7 @@ def test_guard_rolls_back_on_nan() -> None:
     for _ in range(10):
         assert trainer.step()[0] == "step"
     snap = {k: v.clone() for k, v in trainer._snapshot["model"].items()}
+    avg_snap = {k: v.clone() for k, v in trainer._snapshot["average"].items()}
     assert trainer._snapshot["step"] == 10
     lr_before = trainer.current_lr()
     event, _, msg = trainer.step()
@@ -209,6 +218,9 @@ def test_guard_rolls_back_on_nan() -> None:
     assert trainer.current_lr() == pytest.approx(lr_before * 0.5)
     for k, v in trainer.net.state_dict().items():
         assert torch.equal(v, snap[k])
+    for k, v in trainer.average.items():  # the weight average goes back with the weights
+        assert torch.equal(v, avg_snap[k])
+    assert trainer.average_updates == 10
     event, res, _ = trainer.step()
     assert event == "step" and res.loss == res.loss
 
@@ -354,3 +366,52 @@ def test_init_weights_starts_from_them_with_a_fresh_schedule(tmp_path: Path) -> 
     with pytest.raises(UsageError, match="holds"):
         train(_cfg(steps=1, model=ImnConfig(num_blocks=2, growth=4, hide="difference")), None,
               tmp_path / "c.safetensors", pair_source=_fixed_source(), init_weights=first)
+
+
+def test_weight_average_is_the_ema_of_the_live_weights() -> None:
+    trainer = Trainer(_cfg(weight_ema_decay=0.6), _fixed_source())
+    expected = {k: v.detach().clone().double() for k, v in trainer.net.state_dict().items()}
+    for t in range(1, 6):
+        assert trainer.step()[0] == "step"
+        decay = min(0.6, (1 + t) / (10 + t))  # the ramp, then the configured decay from t = 5
+        for k, v in trainer.net.state_dict().items():
+            expected[k] = decay * expected[k] + (1 - decay) * v.double()
+    for k, v in trainer.average.items():
+        torch.testing.assert_close(v.double(), expected[k], atol=1e-6, rtol=0)
+    averaged = trainer.averaged_net().state_dict()
+    assert all(torch.equal(averaged[k], trainer.average[k]) for k in averaged)
+    with pytest.raises(UsageError, match="weight_ema_decay"):
+        _cfg(weight_ema_decay=1.0)
+
+
+def test_without_averaging_the_final_file_is_the_live_net(tmp_path: Path) -> None:
+    out = train(_cfg(steps=3, weight_ema_decay=0.0, checkpoint_every=3), None, tmp_path / "w.safetensors",
+                pair_source=_fixed_source())
+    ck = load_checkpoint(list_checkpoints(tmp_path / "w_checkpoints")[-1])
+    assert ck.average is None
+    for k, v in load_weights(out).state_dict().items():
+        assert torch.equal(v, ck.model[k])
+
+
+def test_average_weights_is_the_uniform_mean(tmp_path: Path) -> None:
+    from imnkit.errors import WeightsError
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train import average_weights
+    from imnkit.train.checkpoint import save_weights
+
+    files = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = InvertibleMaskNet(TINY)
+        for p in net.parameters():
+            torch.nn.init.normal_(p)
+        files.append(save_weights(net, tmp_path / f"n{seed}.safetensors"))
+    states = [load_weights(f).state_dict() for f in files]
+    mean = average_weights(files).state_dict()
+    for k in mean:
+        torch.testing.assert_close(mean[k], (states[0][k] + states[1][k] + states[2][k]) / 3, atol=1e-6, rtol=0)
+    other = save_weights(InvertibleMaskNet(ImnConfig(num_blocks=2, growth=4, hide="difference")), tmp_path / "o.safetensors")
+    with pytest.raises(WeightsError, match="holds"):
+        average_weights([files[0], other])
+    with pytest.raises(WeightsError):
+        average_weights([])

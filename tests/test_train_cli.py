@@ -26,6 +26,8 @@ def test_train_command_writes_loadable_weights_and_resumes(tmp_path):
     assert bad.exit_code == 2 and "not a folder" in bad.stderr
     lam = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "y.safetensors"), "--lambda", "1:x:1"])
     assert lam.exit_code == 2 and "embed:recover:low" in lam.stderr
+    ema = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "y.safetensors"), "--ema", "1"])
+    assert ema.exit_code == 2 and "--ema" in ema.stderr and not (tmp_path / "y.safetensors").exists()
     # Fine-tuning from those weights, with a warm-up; a missing --init file is a usage error.
     tuned = tmp_path / "tuned.safetensors"
     ft = CliRunner().invoke(app, args[:3] + [str(tuned)] + args[4:] + ["--init", str(out), "--warmup", "2"])

@@ -39,6 +39,7 @@ def train_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
     warmup: Annotated[int, typer.Option("--warmup", help="Raise the rate linearly over the first N steps (use it with --init: a cold start at full rate wrecks trained weights).")] = 0,
     lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
+    ema: Annotated[float, typer.Option("--ema", help="Decay of the moving average of the weights that checkpoints and the final file hold (0: off, the raw weights).")] = 0.999,
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU.")] = True,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format in training.")] = True,
@@ -62,6 +63,8 @@ def train_cmd(
             raise UsageError(f"{data_dir}: not a folder of photos")
         if init is not None and not init.is_file():
             raise UsageError(f"--init {init}: no such weights file")
+        if not 0.0 <= ema < 1.0:
+            raise UsageError(f"--ema {ema}: the decay must be in [0, 1) (0 turns the weight average off)")
         if output.suffix != ".safetensors":
             raise UsageError(f"{output}: weights are written as .safetensors")
         check_output_path(output, overwrite=overwrite)
@@ -75,7 +78,7 @@ def train_cmd(
         config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
                              lr=lr, weights=_parse_lambdas(lambdas), balance=balance, bf16=bf16,
                              channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads,
-                             warmup_steps=warmup)
+                             warmup_steps=warmup, weight_ema_decay=ema)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

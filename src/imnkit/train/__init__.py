@@ -1,6 +1,8 @@
 """Training the Invertible Mask Network: a callable API the ``imnkit train`` command wraps."""
 
 from imnkit.train.checkpoint import (
+    Checkpoint,
+    average_weights,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
@@ -25,6 +27,7 @@ from imnkit.train.loop import (
 from imnkit.train.losses import LossWeights, quantize_ste, rgb_psnr, y_psnr
 
 __all__ = [
+    "Checkpoint",
     "CropSampler",
     "LossWeights",
     "PairSource",
@@ -34,6 +37,7 @@ __all__ = [
     "Trainer",
     "TrainingDivergedError",
     "UnrelatedPairs",
+    "average_weights",
     "default_checkpoint_dir",
     "latest_checkpoint",
     "load_checkpoint",

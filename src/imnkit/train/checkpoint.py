@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import safe_open
@@ -59,7 +59,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Invert
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"{path} has no valid imnkit.config metadata") from exc
     if meta.get("imnkit.kind") == CKPT_KIND:
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        # A checkpoint offers its weight average for inference when the run kept one.
+        prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
+        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     net = InvertibleMaskNet(config).to(device)
     _load_strict(net, tensors, path)
     return net.eval()
@@ -83,10 +85,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     rng: dict[str, torch.Tensor],
+    average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Model, optimizer tensors and RNG states as tensors; step/config/scalars as JSON metadata."""
+    """Model, weight average, optimizer tensors and RNG states as tensors; step/config/scalars as JSON metadata."""
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in net.state_dict().items()}
+    for k, v in (average or {}).items():
+        tensors[f"average.{k}"] = v
     opt = optimizer.state_dict()
     for idx, pstate in opt["state"].items():
         for key, value in pstate.items():
@@ -106,10 +111,17 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[ImnConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
-    """Returns ``(config, model_state, optimizer_state_dict, train_state, rng)``."""
+class Checkpoint(NamedTuple):
+    config: ImnConfig
+    model: dict[str, torch.Tensor]
+    optim: dict[str, Any]  # an optimizer state_dict
+    state: dict[str, Any]  # the trainer's scalars (step, elapsed, ...)
+    rng: dict[str, torch.Tensor]
+    average: dict[str, torch.Tensor] | None  # the weight average, when the run kept one
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a training checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
     try:
         meta = read_metadata(path)
@@ -120,6 +132,7 @@ def load_checkpoint(
         raise WeightsError(f"{path} is not an imnkit training checkpoint")
     config = ImnConfig.from_json(meta["imnkit.config"])
     model = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")}
+    average = {k[8:]: v.to(device) for k, v in tensors.items() if k.startswith("average.")} or None
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
@@ -129,7 +142,27 @@ def load_checkpoint(
             opt_state.setdefault(int(idx), {})[key] = v if key == "step" else v.to(device)
     optim = {"state": opt_state, "param_groups": json.loads(meta["imnkit.optim_param_groups"])}
     train_state = json.loads(meta["imnkit.train_state"])
-    return config, model, optim, train_state, rng
+    return Checkpoint(config, model, optim, train_state, rng, average)
+
+
+def average_weights(paths: list[str | Path]) -> InvertibleMaskNet:
+    """The uniform average of several weights files or checkpoints of one architecture.
+
+    Meant for late checkpoints of one run (one basin of the loss), where averaging removes the
+    step-to-step noise of single checkpoints; it is not a way to merge unrelated runs.
+    """
+    if not paths:
+        raise WeightsError("average_weights needs at least one file")
+    nets = [load_weights(p) for p in paths]
+    config = nets[0].config
+    for p, n in zip(paths, nets):
+        if n.config != config:
+            raise WeightsError(f"{Path(p).name} holds {n.config.to_dict()}, not {config.to_dict()}")
+    states = [n.state_dict() for n in nets]
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).to(states[0][k].dtype) for k in states[0]}
+    out = InvertibleMaskNet(config)
+    out.load_state_dict(mean)
+    return out.eval()
 
 
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
