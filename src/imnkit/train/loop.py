@@ -74,10 +74,11 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0
     # Exponential moving average of the weights (Polyak averaging); 0 turns it off. The averaged weights
-    # are what checkpoints offer for inference and what the final file holds. Single checkpoints of
-    # this net swing by ±0.5 dB from one to the next; the uniform average of four late checkpoints of a
-    # fine-tuning run beat every one of them (recovered / masked Y 45.3 / 46.2 dB vs at best 44.6 / 46.4
-    # and 44.8 / 45.8 on 20 face regions).
+    # are what checkpoints offer for inference and what the final file holds. Single checkpoints of this
+    # net swing from one to the next (a 6x24 fine-tune at 3e-5, 20 face regions, recovered / masked Y:
+    # 44.6/46.4, 45.4/46.1, 45.1/46.2, 44.8/45.8 dB; one checkpoint of a sister run, written during a
+    # transient spike the guard let pass, measured 41.1/38.8); the mean of those four sets of weights
+    # measured 45.3/46.2, above their average, and an average dilutes a transient spike.
     weight_ema_decay: float = 0.999
     weights: LossWeights = field(default_factory=LossWeights)
     balance: Literal["fixed", "equalize"] = "fixed"  # equalize: steer λ_embed so masked ≈ recovered PSNR
