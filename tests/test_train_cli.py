@@ -30,8 +30,13 @@ def test_train_command_writes_loadable_weights_and_resumes(tmp_path):
     assert ema.exit_code == 2 and "--ema" in ema.stderr and not (tmp_path / "y.safetensors").exists()
     # Fine-tuning from those weights, with a warm-up; a missing --init file is a usage error.
     tuned = tmp_path / "tuned.safetensors"
-    ft = CliRunner().invoke(app, args[:3] + [str(tuned)] + args[4:] + ["--init", str(out), "--warmup", "2"])
+    ft = CliRunner().invoke(app, args[:3] + [str(tuned)] + args[4:] + ["--init", str(out), "--warmup", "2",
+                                                                    "--balance", "equalize", "--balance-offset", "-1.5"])
     assert ft.exit_code == 0, ft.stderr
+    from imnkit.train import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "tuned_checkpoints" / "step_00000004.safetensors")
+    assert ck.state["train_config"]["balance_offset_db"] == -1.5 and ck.state["train_config"]["balance"] == "equalize"
     assert build(str(tuned))[0].config == net.config
     missing = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "z.safetensors"), "--init",
                                        str(tmp_path / "none.safetensors")])

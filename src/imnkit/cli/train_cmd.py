@@ -41,6 +41,7 @@ def train_cmd(
     lambdas: Annotated[str, typer.Option("--lambda", help="Loss weights embed:recover:low-frequency.")] = "1:3:1",
     ema: Annotated[float, typer.Option("--ema", help="Decay of the moving average of the weights that checkpoints and the final file hold (0: off, the raw weights).")] = 0.999,
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
+    balance_offset: Annotated[float, typer.Option("--balance-offset", help="With --balance equalize: the masked minus recovered Y-PSNR (dB, on training crops) to steer to; negative favours recovery.")] = 0.0,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU.")] = True,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format in training.")] = True,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for training (default: torch's choice).")] = None,
@@ -76,7 +77,7 @@ def train_cmd(
         from ..train import TrainConfig, train
 
         config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
-                             lr=lr, weights=_parse_lambdas(lambdas), balance=balance, bf16=bf16,
+                             lr=lr, weights=_parse_lambdas(lambdas), balance=balance, balance_offset_db=balance_offset, bf16=bf16,
                              channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads,
                              warmup_steps=warmup, weight_ema_decay=ema)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
