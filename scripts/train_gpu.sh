@@ -9,7 +9,9 @@
 #   imnkit train ../shared/data/train_faces -o /tmp/x.safetensors --pairs swap --pairs-cache pairs.safetensors --steps 1
 # (the GPU machine has no dlib). Small nets leave an H100 mostly idle, so the five runs share it; each
 # gets the same wall time, which makes the quality-vs-size comparison one at equal (shared) compute.
-# Runs: name:blocks:growth:hidden:peak lr:init weights. Every run warms its rate up over $WARMUP steps.
+# Runs: name:blocks:growth:hidden:peak lr:init weights. Every run warms its rate up over $WARMUP steps,
+# steers masked - recovered Y-PSNR to $OFFSET dB (default -1.5, as the shipped weights' last phase) and
+# keeps a moving average of its weights (decay $EMA, default 0.999).
 set -u
 CACHE=${1:?usage: train_gpu.sh PAIRS_CACHE}
 OUT=${OUT:?set OUT}
@@ -38,7 +40,7 @@ for spec in $RUNS; do
   mkdir -p "$run"
   timeout "$HARD_LIMIT" python3 benchmarks/train_curve.py train - "$run" --device "$DEVICE" --pairs swap \
     --pairs-cache "$CACHE" --minutes "$MINUTES" --blocks "$blocks" --growth "$growth" --hide "$hide" \
-    --crop "$CROP" --batch "$BATCH" --lr "$lr" --lam 1 3 1 --balance equalize --ckpt-every 1000 --warmup "${WARMUP:-500}" \
+    --crop "$CROP" --batch "$BATCH" --lr "$lr" --lam 1 3 1 --balance equalize --offset "${OFFSET:--1.5}" --ema "${EMA:-0.999}" --ckpt-every 1000 --warmup "${WARMUP:-500}" \
     --log-every 20 --threads 1 ${init:+--init "$init"} > "$run/stdout.log" 2>&1 &
   pids="$pids $!"
 done
