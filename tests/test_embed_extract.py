@@ -228,3 +228,25 @@ def test_refine_improves_recovery_from_the_8bit_image():
     assert gain > 0.5, gain
     assert rgb_psnr(rec_refined, protected) > rgb_psnr(rec_plain, protected)
     assert y_psnr(as_8bit[1], mask) > y_psnr(as_8bit[0], mask) - 0.5  # the masked image looks the same
+
+
+def test_refine_keeps_the_best_point_it_has_scored():
+    """A wild step size cannot make refine worse than the plain embedding: it returns the start."""
+    from imnkit.embedding import load_network
+    from imnkit.nets.imn import put_off, put_on, refine_masked
+
+    net = load_network("imn.default", torch.device("cpu"))
+    protected, mask = _face_like_pair()
+    seed = 3
+
+    def objective(m: torch.Tensor) -> float:
+        q = torch.round(m.clamp(0, 1) * 255) / 255
+        with torch.inference_mode():
+            return float(torch.mean((put_off(net, q, seed) - protected) ** 2) + torch.mean((q - mask) ** 2))
+
+    with torch.inference_mode():
+        plain = put_on(net, protected, mask)
+        wild = refine_masked(net, protected, mask, plain, seed, 3, lr=0.5)
+        tuned = refine_masked(net, protected, mask, plain, seed, 3)
+    assert torch.equal(wild, plain.clamp(0, 1))
+    assert objective(tuned) < objective(plain)
