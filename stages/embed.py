@@ -37,9 +37,9 @@ class EmbedStage(Stage):
         Param("weights", str, DEFAULT_WEIGHTS, "IMN weights: a registry name or a path to a .safetensors file"),
         Param("seed", int, 0, "seed of the auxiliary noise n (stored in the aux)", min=0),
         Param("margin", int, 8, "pixels added around each changed region before hiding", min=0, max=256),
-        Param("refine", int, 0, "optimisation steps that adjust the masked pixels for a better recovery "
-              "(about +2 dB recovered PSNR at 10 steps; each step costs ~3 network passes: for a GPU or "
-              "for archiving)", min=0, max=1000),
+        Param("refine", int, 0, "optimisation steps on the masked pixels against what extraction will "
+              "compute (lower recovery + masked error, best point kept; each step costs ~3 network passes: "
+              "for a GPU or for archiving; gains depend on the weights, see README)", min=0, max=1000),
     )
 
     def weights_for(self, params):
