@@ -323,8 +323,9 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
         for step in range(steps + 1):
             q = x + (torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0 - x).detach()  # 8-bit, straight-through
             loss = torch.mean((put_off(work, q, seed) - protected) ** 2) + mask_weight * torch.mean((q - mask) ** 2)
-            if float(loss) < best_loss:
-                best_loss, best = float(loss), x.detach().clone()
+            value = float(loss.detach())
+            if value < best_loss:
+                best_loss, best = value, x.detach().clone()
             if step == steps:
                 break
             opt.zero_grad(set_to_none=True)
