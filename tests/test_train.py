@@ -415,3 +415,17 @@ def test_average_weights_is_the_uniform_mean(tmp_path: Path) -> None:
         average_weights([files[0], other])
     with pytest.raises(WeightsError):
         average_weights([])
+
+
+def test_eval_fn_sees_the_averaged_weights(tmp_path: Path) -> None:
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def grab(net, step: int) -> dict:
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return {"step_seen": step}
+
+    out = train(_cfg(steps=4, weight_ema_decay=0.9), None, tmp_path / "w.safetensors", pair_source=_fixed_source(),
+                eval_fn=grab, eval_every=4)
+    assert len(seen) == 1
+    for k, v in load_weights(out).state_dict().items():
+        assert torch.equal(v, seen[0][k])

@@ -569,10 +569,9 @@ def train(
     def run_eval() -> None:
         if eval_fn is None:
             return
-        trainer.net.eval()
         t = time.perf_counter()
-        with torch.no_grad():
-            result = eval_fn(trainer.net, trainer.step_count)
+        with torch.no_grad():  # the weights a checkpoint would offer: the average when one is kept
+            result = eval_fn(trainer.averaged_net(), trainer.step_count)
         result = dict(result, eval_seconds=round(time.perf_counter() - t, 2))
         emit(trainer.progress("eval", None, extra=result))
 
