@@ -64,8 +64,6 @@ def train_cmd(
             raise UsageError(f"{data_dir}: not a folder of photos")
         if init is not None and not init.is_file():
             raise UsageError(f"--init {init}: no such weights file")
-        if not 0.0 <= ema < 1.0:
-            raise UsageError(f"--ema {ema}: the decay must be in [0, 1) (0 turns the weight average off)")
         if output.suffix != ".safetensors":
             raise UsageError(f"{output}: weights are written as .safetensors")
         check_output_path(output, overwrite=overwrite)

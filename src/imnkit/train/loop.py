@@ -109,7 +109,7 @@ class TrainConfig:
         if self.lr <= 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.weight_ema_decay < 1.0:
-            raise UsageError(f"weight_ema_decay must be in [0, 1), got {self.weight_ema_decay}")
+            raise UsageError(f"weight_ema_decay (--ema) must be in [0, 1) (0 turns the average off), got {self.weight_ema_decay}")
         if self.pairs not in ("realistic", "unrelated", "swap"):
             raise UsageError(f"pairs must be 'realistic', 'unrelated' or 'swap', got {self.pairs!r}")
         if self.balance not in ("fixed", "equalize"):
