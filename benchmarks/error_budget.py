@@ -29,17 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from imnkit.nets.imn import _secret_of, draw_aux_noise
+from imnkit.nets.imn import _secret_of, draw_aux_noise, recover_protected
 from imnkit.train.evaluate import build_eval_pairs, png_round_trip
 from imnkit.train.losses import rgb_psnr, y_psnr
 
 CASES = ("float + m", "float + n", "8-bit + m", "8-bit + n", "8-bit + 0")
-
-
-def _recover(net, masked: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-    rec_secret, rec_mask = net.inverse(masked, aux)
-    rec = rec_mask + rec_secret if net.config.hide == "difference" else rec_secret
-    return rec.clamp(0.0, 1.0)
 
 
 @torch.no_grad()
@@ -53,7 +47,7 @@ def error_budget(net, pairs, seed: int = 1234) -> dict[str, dict[str, float]]:
         inputs = {"float + m": (masked, lost), "float + n": (masked, n), "8-bit + m": (saved, lost),
                   "8-bit + n": (saved, n), "8-bit + 0": (saved, torch.zeros_like(n))}
         for case, (x, aux) in inputs.items():
-            rec = _recover(net, x, aux)
+            rec = recover_protected(net, x, aux)
             rows[case].append((y_psnr(rec, protected), rgb_psnr(rec, protected)))
     out = {}
     for case, vals in rows.items():

@@ -48,6 +48,7 @@ __all__ = [
     "draw_aux_noise",
     "put_off",
     "put_on",
+    "recover_protected",
 ]
 
 HideMode = Literal["image", "difference"]
@@ -345,9 +346,14 @@ def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int) -> torch.Te
     noise = draw_aux_noise(masked.shape, seed, device=masked.device)
     if masked.dim() == 4 and masked.is_contiguous(memory_format=torch.channels_last):
         noise = noise.contiguous(memory_format=torch.channels_last)  # same values, the layout of `masked`
-    rec_secret, rec_mask = net.inverse(masked, noise)
-    if net.config.hide == "difference":
-        rec = rec_mask + rec_secret
-    else:
-        rec = rec_secret
+    return recover_protected(net, masked, noise)
+
+
+def recover_protected(net: InvertibleMaskNet, masked: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+    """The protected image from ``masked`` and the lost-information input ``aux`` (n, or m in studies).
+
+    With ``hide="difference"`` it is ``recovered_mask + recovered_difference``; clamped to [0, 1].
+    """
+    rec_secret, rec_mask = net.inverse(masked, aux)
+    rec = rec_mask + rec_secret if net.config.hide == "difference" else rec_secret
     return rec.clamp(0.0, 1.0)
