@@ -14,7 +14,7 @@
 #   3. steps 6,000-8,882: PAIRS=swap MINUTES=80 RESUME=$RUN/checkpoints/step_00006000.safetensors sh scripts/train_default.sh
 #      (pairs made by the swap stage: an A/B run measured them better, see the README)
 # The shipped weights continue from there: phase 2 fine-tuned on a GPU (scripts/train_gpu.sh), phases 3
-# and 4 fine-tuned on the CPU and averaged over checkpoints (scripts/average_weights.py); README, Training.
+# to 5 fine-tuned on the CPU and averaged over checkpoints (scripts/average_weights.py); README, Training.
 # benchmarks/train_curve.py wraps `imnkit.train.train` to pick 1 or 2 threads by what else is
 # running; `imnkit train DATA -o W --blocks 6 --growth 24 --minutes 82 --balance equalize` trains
 # the same configuration.
