@@ -1,4 +1,12 @@
-"""embed stage: put the Mask on — hide the protected face regions inside the Mask photo.
+"""embed stage: put the Mask on — hide the protected face regions in or beside the Mask photo.
+
+Methods (``method``):
+    sealed    (default) the regions compressed, encrypted (AES-256-GCM, fresh key per photo, kept in
+              the aux, optionally wrapped by a passphrase or key file) and embedded invisibly in the
+              Mask photo's own face regions in a keyed order (imnkit.keyed)
+    detached  the same ciphertext, lossless by default, kept in the aux; image.masked = mask.image
+    inn       the paper's invertible network (imnkit.embedding): no key — anyone with imnkit can
+              take this Mask off; kept to reproduce the paper
 
 Contract:
     requires  image.protected    (H, W, 3) uint8, the original photo
@@ -6,13 +14,19 @@ Contract:
     optional  swap.regions       int64 (N, 4) boxes y0, x0, y1, x1 (exclusive) of the changed pixels;
                                  without it the whole image is one region
               dwt.image.protected, dwt.mask.image
-                                 Haar coefficients of the whole images (the dwt stage); used, sliced
-                                 at each region, instead of transforming the crops again
+                                 (inn) Haar coefficients of the whole images (the dwt stage); used,
+                                 sliced at each region, instead of transforming the crops again
     provides  image.masked       (H, W, 3) uint8: exactly the pixels that will be saved
               aux.regions        int64 (R, 4) the (merged, even-sided) regions that were hidden
               aux.size           int64 (2,) image height, width
-              meta aux.*         format, weights name and sha256, seed, sha256 of the masked pixels
+              aux.key | aux.key_wrapped, aux.payload (detached)
+                                 uint8 (keyed methods): the content key, bare or wrapped; the ciphertext
+              meta aux.*         format, method, header (keyed) or weights/seed (inn), sha256 of the masked pixels
               embed.region       int64 (4,) the bounding box of all regions (for the metrics stage)
+              meta report.embed  method and, per region, codec, quality, bytes and bits per pixel
+
+The passphrase or key file comes from the run's options (``keys``), never from a parameter, so it
+is never recorded in the bundle history.
 """
 
 from __future__ import annotations
@@ -25,29 +39,38 @@ from imnkit.bundle import Bundle, tensor_to_image
 from imnkit.embedding import DEFAULT_WEIGHTS, even_box, load_network, merge_boxes, put_on_regions
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
+INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
+
 
 @register_stage
 class EmbedStage(Stage):
     name = "embed"
-    summary = "Invertible network: hide the protected face regions inside the Mask photo; writes the masked image and the aux"
+    summary = "Hide the protected face regions: sealed (encrypted, in the Mask photo), detached (encrypted, in the aux) or inn (the paper's network, no key)"
     requires = ("image.protected", "mask.image")
     optional = ("swap.regions", "dwt.image.protected", "dwt.mask.image")
     provides = ("image.masked", "aux.regions", "aux.size", "embed.region")
     params = (
-        Param("weights", str, DEFAULT_WEIGHTS, "IMN weights: a registry name or a path to a .safetensors file"),
-        Param("seed", int, 0, "seed of the auxiliary noise n (stored in the aux)", min=0),
+        Param("method", str, "sealed", "sealed (encrypted, embedded in the Mask photo), detached (encrypted, "
+              "in the aux) or inn (the paper's network: no key, anyone with imnkit can take it off)",
+              choices=("sealed", "detached", "inn")),
+        Param("capacity", float, 3.0, "sealed: most payload bits per face-region pixel; sets the codec quality "
+              "and how many carrier samples change (3.0: about 53 dB masked vs Mask)", min=0.5, max=4.5),
+        Param("codec", str, "auto", "keyed methods: auto (sealed: lossless if it fits, else the best AVIF "
+              "quality that fits; detached: lossless), lossless or avif", choices=("auto", "lossless", "avif")),
+        Param("quality", int, 99, "keyed methods, AVIF: the highest quality tried (sealed) or the one used "
+              "(detached with codec=avif)", min=1, max=99),
+        Param("weights", str, DEFAULT_WEIGHTS, "inn: IMN weights, a registry name or a path to a .safetensors file"),
+        Param("seed", int, 0, "inn: seed of the auxiliary noise n (stored in the aux)", min=0),
         Param("margin", int, 8, "pixels added around each changed region before hiding", min=0, max=256),
-        Param("refine", int, 0, "optimisation steps on the masked pixels against what extraction will "
+        Param("refine", int, 0, "inn: optimisation steps on the masked pixels against what extraction will "
               "compute (lower recovery + masked error, best point kept; each step costs ~3 network passes: "
-              "for a GPU or for archiving; gains depend on the weights, see README)", min=0, max=1000),
+              "for a GPU or for archiving; gains depend on the weights, see docs/model-card.md)", min=0, max=1000),
     )
 
     def weights_for(self, params):
-        return (params["weights"],)
+        return (params["weights"],) if params["method"] == "inn" else ()
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
-        from imnkit.weights import weights_digest
-
         protected = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
         mask = tensor_to_image(bundle.require("mask.image", stage=self.name), "mask.image")
         h, w = protected.shape[:2]
@@ -56,20 +79,40 @@ class EmbedStage(Stage):
         else:
             raw = [(0, 0, h, w)]
         boxes = merge_boxes([even_box(b, h, w, params["margin"]) for b in raw])
-        net = load_network(params["weights"], ctx.device, ctx.models)
-        coeffs = None
-        if "dwt.image.protected" in bundle.tensors and "dwt.mask.image" in bundle.tensors:
-            coeffs = (bundle.tensors["dwt.image.protected"], bundle.tensors["dwt.mask.image"])
-        result = put_on_regions(net, protected, mask, boxes, seed=params["seed"], weights=params["weights"],
-                                weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs,
-                                refine=params["refine"])
-        bundle.add("image.masked", torch.from_numpy(result.masked))
-        for key, value in result.aux.tensors.items():
+        if params["method"] == "inn":
+            masked, aux, report = _hide_inn(bundle, protected, mask, boxes, params, ctx)
+        else:
+            masked, aux, report = _hide_keyed(protected, mask, boxes, params, ctx)
+        bundle.add("image.masked", torch.from_numpy(masked))
+        for key, value in aux.tensors.items():
             bundle.add(key, value)
-        bundle.meta.update(result.aux.meta)
+        bundle.meta.update(aux.meta)
+        bundle.meta.setdefault("report", {})["embed"] = {"method": params["method"], "regions": report}
         if boxes:
             union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
         else:
             union = (0, 0, 0, 0)
             bundle.meta.setdefault("notes", []).append("no face region: the photo passed through unchanged")
         bundle.add("embed.region", torch.tensor(union, dtype=torch.int64))
+
+
+def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
+    from imnkit.keyed import hide
+
+    result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
+                  capacity=params["capacity"], codec=params["codec"], max_quality=params["quality"])
+    return result.masked, result.aux, result.report
+
+
+def _hide_inn(bundle: Bundle, protected, mask, boxes, params, ctx: StageContext):
+    from imnkit.weights import weights_digest
+
+    net = load_network(params["weights"], ctx.device, ctx.models)
+    coeffs = None
+    if "dwt.image.protected" in bundle.tensors and "dwt.mask.image" in bundle.tensors:
+        coeffs = (bundle.tensors["dwt.image.protected"], bundle.tensors["dwt.mask.image"])
+    result = put_on_regions(net, protected, mask, boxes, seed=params["seed"], weights=params["weights"],
+                            weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs,
+                            refine=params["refine"])
+    bundle.meta.setdefault("notes", []).append(INN_NOTICE)
+    return result.masked, result.aux, []

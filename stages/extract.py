@@ -1,13 +1,16 @@
 """extract stage: put the Mask off — recover the protected faces from the masked image and the aux.
 
 Contract:
-    requires  image.masked       (H, W, 3) uint8, the masked photo as saved
+    requires  image.masked       (H, W, 3) uint8, the masked photo as saved (for ``detached``, also
+                                 a re-encoded or resized copy)
               aux.regions        int64 (R, 4), aux.size int64 (2,), meta aux.* (from embed)
     provides  image.recovered    (H, W, 3) uint8; pixels outside the regions equal image.masked
 
-The aux must belong to this image: the size, the sha256 of the pixels and the weights digest are
-checked first. A mismatch is an IntegrityError (exit code 4) unless ``force`` is set, which tries
-anyway and records a note saying so.
+The method is the aux's. Keyed methods (sealed, detached) decrypt with the key in the aux, unwrapped
+with the run's passphrase or key file (options ``keys``) when it is wrapped; a wrong key, a changed
+aux or changed carrier pixels fail authentication: IntegrityError, exit code 4, never bypassed.
+Consistency checks come first (size, sha256 of the pixels, weights digest for inn); a mismatch is an
+IntegrityError unless ``force`` is set, which tries anyway — authentication still applies.
 """
 
 from __future__ import annotations
@@ -25,36 +28,61 @@ from imnkit.stage import Param, Stage, StageContext, register_stage
 @register_stage
 class ExtractStage(Stage):
     name = "extract"
-    summary = "Invertible network in reverse: recover the protected faces from the masked image and its aux"
+    summary = "Take the Mask off with the aux (and passphrase or key file): recover the protected faces"
     requires = ("image.masked", "aux.regions", "aux.size")
     provides = ("image.recovered",)
     params = (
-        Param("weights", str, "", "IMN weights; empty = the weights named in the aux"),
-        Param("force", bool, False, "try even when the aux does not match the image (the result may be wrong)"),
+        Param("weights", str, "", "inn: IMN weights; empty = the weights named in the aux"),
+        Param("force", bool, False, "try even when the image does not look like the one masked (the result may be "
+              "wrong; authentication of keyed methods is never skipped)"),
     )
 
     def weights_for(self, params):
         return (params["weights"],) if params["weights"] else ()
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
-        from imnkit.weights import weights_digest
+        from imnkit.keyed import is_keyed
 
         masked = tensor_to_image(bundle.require("image.masked", stage=self.name), "image.masked")
-        info = read_aux(bundle)
-        weights = params["weights"] or info.weights
-        problems = check_aux_matches(info, masked, weights_digest(weights))
-        if problems and not params["force"]:
-            raise IntegrityError(
-                "the aux does not belong to this masked image: " + "; ".join(problems),
-                hint="use the masked PNG exactly as written, with its own aux; --force tries anyway",
-            )
-        if problems:
-            bundle.meta.setdefault("notes", []).append("forced despite: " + "; ".join(problems))
-        if masked.shape[:2] != info.size:
-            raise IntegrityError("cannot recover: the image size differs from the aux's, even with --force")
-        if not info.regions:
-            bundle.add("image.recovered", torch.from_numpy(masked.copy()))
-            bundle.meta.setdefault("notes", []).append("the aux has no face region: nothing to recover")
-            return
-        net = load_network(weights, ctx.device, ctx.models)
-        bundle.add("image.recovered", torch.from_numpy(put_off_regions(net, masked, info, ctx.device)))
+        if is_keyed(bundle):
+            recovered = _recover_keyed(bundle, masked, params, ctx)
+        else:
+            recovered = _recover_inn(bundle, masked, params, ctx)
+        bundle.add("image.recovered", torch.from_numpy(recovered))
+
+
+def _refuse_or_note(bundle: Bundle, problems: list[str], force: bool) -> None:
+    if problems and not force:
+        raise IntegrityError(
+            "the aux does not belong to this masked image: " + "; ".join(problems),
+            hint="use the masked PNG exactly as written, with its own aux; --force tries anyway",
+        )
+    if problems:
+        bundle.meta.setdefault("notes", []).append("forced despite: " + "; ".join(problems))
+
+
+def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
+    from imnkit.keyed import consistency_problems, read_header, recover
+
+    header = read_header(bundle)
+    _refuse_or_note(bundle, consistency_problems(header, bundle, masked), params["force"])
+    recovered, notes = recover(masked, bundle, ctx.options.get("keys"))
+    bundle.meta.setdefault("notes", []).extend(notes)
+    return recovered
+
+
+def _recover_inn(bundle: Bundle, masked, params, ctx: StageContext):
+    from imnkit.stages.embed import INN_NOTICE
+    from imnkit.weights import weights_digest
+
+    info = read_aux(bundle)
+    weights = params["weights"] or info.weights
+    _refuse_or_note(bundle, check_aux_matches(info, masked, weights_digest(weights)), params["force"])
+    bundle.meta.setdefault("notes", []).append(INN_NOTICE)
+    if masked.shape[:2] != info.size:
+        raise IntegrityError("cannot recover: the image size differs from the aux's, even with --force")
+    if not info.regions:
+        bundle.meta.setdefault("notes", []).append("the aux has no face region: nothing to recover")
+        return masked.copy()
+    net = load_network(weights, ctx.device, ctx.models)
+    return put_off_regions(net, masked, info, ctx.device)

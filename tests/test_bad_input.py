@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from imnkit.cli import app
 from imnkit.nets.imn import InvertibleMaskNet
+from imnkit.imageio import load_image
 from imnkit.train import save_weights
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -171,13 +172,23 @@ def test_unwritable_output_folder(tmp_path, weights, face_rgb):
 
 
 def test_determinism_byte_identical_outputs(tmp_path, weights, face_rgb):
+    """The Mask is the same for a given input, recipe and seed; a keyed seal draws a fresh key and nonce
+    (masked bytes differ) but recovers the same pixels; the keyless inn method is byte-identical."""
     p = tmp_path / "face.png"
     face_rgb.save(p)
     outs = []
-    for name in ("a", "b"):
+    for name, method in (("a", "sealed"), ("b", "sealed"), ("c", "inn"), ("d", "inn")):
         r = CliRunner().invoke(app, ["run", str(RECIPE), str(p), "-o", str(tmp_path / name), "--device", "cpu",
-                                     "--set", f"embed.weights={weights}", "--seed", "7", "--save-mask"])
+                                     "--set", f"embed.weights={weights}", "--set", f"embed.method={method}",
+                                     "--seed", "7", "--save-mask"])
+        assert r.exit_code == 0, r.stderr
+        r = CliRunner().invoke(app, ["extract", str(tmp_path / name / "face.masked.png"), "--aux",
+                                     str(tmp_path / name / "face.aux.safetensors")])
         assert r.exit_code == 0, r.stderr
         outs.append({f.name: f.read_bytes() for f in (tmp_path / name).iterdir()})
-    assert outs[0].keys() == {"face.masked.png", "face.aux.safetensors", "face.mask.png"}
-    assert outs[0] == outs[1]
+    assert outs[0].keys() == {"face.masked.png", "face.aux.safetensors", "face.mask.png", "face.recovered.png"}
+    sealed_a, sealed_b, inn_c, inn_d = outs
+    assert sealed_a["face.mask.png"] == sealed_b["face.mask.png"] == inn_c["face.mask.png"]
+    assert sealed_a["face.masked.png"] != sealed_b["face.masked.png"]  # a fresh key per seal
+    assert load_image(tmp_path / "a" / "face.recovered.png").tobytes() == load_image(tmp_path / "b" / "face.recovered.png").tobytes()
+    assert inn_c == inn_d

@@ -11,6 +11,8 @@ from .bundle import Bundle, load_bundle
 from .devices import resolve_device
 from .embedding import read_aux
 from .imageio import check_output_path, load_image, save_png
+from .keyed import check_aux_file, is_keyed
+from .keys import KeySource
 from .recipe import output_stem
 from .stage import StageContext, get_stage, run_stage
 
@@ -29,21 +31,29 @@ class ExtractResult:
 
 def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None = None, *, weights: str = "",
                  force: bool = False, device: str = "auto", overwrite: bool = False,
-                 models: dict | None = None) -> ExtractResult:
-    """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically."""
+                 models: dict | None = None, keys: KeySource | None = None) -> ExtractResult:
+    """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
+
+    ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.keys`).
+    """
     masked, aux = Path(masked), Path(aux)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
     dev = resolve_device(device)
     aux_bundle = load_bundle(aux)
-    read_aux(aux_bundle)  # a file that is not an aux fails here, before the image is read
+    # a file that is not an aux, or a changed keyed aux, fails here, before the image is read
+    if is_keyed(aux_bundle):
+        check_aux_file(aux, aux_bundle)
+    else:
+        read_aux(aux_bundle)
     image = load_image(masked)
     bundle = Bundle(tensors={"image.masked": torch.from_numpy(image), **aux_bundle.tensors},
                     meta=dict(aux_bundle.meta), source=str(aux))
     stage = get_stage("extract")
     params = stage.resolve_params({"weights": weights, "force": force})
     with torch.inference_mode():
-        run_stage(stage, bundle, params, StageContext(device=dev, models=models if models is not None else {}))
+        run_stage(stage, bundle, params, StageContext(device=dev, models=models if models is not None else {},
+                                                      options={"keys": keys}))
     save_png(out, bundle.tensors["image.recovered"].numpy(), overwrite=overwrite, inputs=(masked, aux))
     return ExtractResult(output=out, regions=int(bundle.tensors["aux.regions"].shape[0]),
                          notes=list(bundle.meta.get("notes", [])))

@@ -153,7 +153,10 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]
     for name, entry in header.items():
         if not isinstance(entry, dict) or "data_offsets" not in entry:
             raise not_st
-        end = max(end, int(entry["data_offsets"][1]))
+        try:
+            end = max(end, int(entry["data_offsets"][1]))
+        except (IndexError, KeyError, TypeError, ValueError):
+            raise not_st from None
     if 8 + n + end > size:
         raise BundleError(f"{path}: the bundle is truncated ({size} bytes, needs {8 + n + end})")
     fmt = metadata.get(META_FORMAT)
@@ -185,6 +188,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         history = json.loads(metadata.get(META_HISTORY, "[]"))
     except json.JSONDecodeError:
         raise BundleError(f"{path}: the bundle metadata is corrupt") from None
+    if not isinstance(meta, dict) or not isinstance(history, list):
+        raise BundleError(f"{path}: the bundle metadata is corrupt")
     return Bundle(tensors=dict(tensors), meta=meta, history=history, source=str(path))
 
 

@@ -258,6 +258,7 @@ class RunResult:
     exit_code: int = ExitCode.OK
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)  # what stages report per input (e.g. embed's codecs)
 
 
 class Runner:
@@ -287,7 +288,8 @@ class Runner:
         except ImnkitError as err:
             return RunResult(inp, "failed", message=_message(err), exit_code=err.exit_code, seconds=time.perf_counter() - start)
         notes = list(bundle.meta.get("notes", []))
-        return RunResult(inp, "ok", outputs=written, seconds=time.perf_counter() - start, notes=notes)
+        return RunResult(inp, "ok", outputs=written, seconds=time.perf_counter() - start, notes=notes,
+                         report=dict(bundle.meta.get("report", {})))
 
     def process(self, inp: Path) -> Bundle:
         """Run the stages on one input and return the bundle (nothing written)."""
@@ -312,26 +314,27 @@ def _message(err: ImnkitError) -> str:
 def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: Path, *, overwrite: bool,
                   keep_metadata: bool = False) -> list[Path]:
     """Encode every output first, then write them all atomically; on failure remove what was written."""
-    blobs: list[tuple[Path, bytes]] = []
+    blobs: list[tuple[Path, bytes, int]] = []
     exif = read_exif(inp) if keep_metadata and is_image_path(inp) else None
     for spec, path in planned:
         if spec.image is not None:
             image = tensor_to_image(bundle.require(spec.image), spec.image)
-            blobs.append((path, encode_png(image, exif=exif)))
+            blobs.append((path, encode_png(image, exif=exif), 0o644))
         else:
             part = bundle.subset(spec.bundle or "")
             if not spec.history:
                 part.history = []
-            blobs.append((path, part.to_bytes()))
+            # bundles hold the key (the aux) or the original photo: readable by the owner only
+            blobs.append((path, part.to_bytes(), 0o600))
     written: list[Path] = []
     tmp_paths: list[tuple[Path, Path]] = []
     try:
-        for path, data in blobs:
+        for path, data, mode in blobs:
             check_output_path(path, overwrite=overwrite, inputs=(inp,))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp_paths.append((tmp, path))
-            with open(tmp, "wb") as fh:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

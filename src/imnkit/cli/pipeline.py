@@ -9,6 +9,7 @@ import typer
 
 from . import app
 from ._common import err_console, escape, handle_errors, print_json
+from .keys_cmd import KeyFile, PassphraseFile, PassphraseFlag, key_source
 
 
 def resolve_recipe_path(recipe: str) -> Path:
@@ -40,8 +41,14 @@ def run_cmd(
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
+    passphrase: PassphraseFlag = False,
+    passphrase_file: PassphraseFile = None,
+    key_file: KeyFile = None,
 ) -> None:
-    """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors."""
+    """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors.
+
+    The aux holds the key that takes the Mask off; with a passphrase or key file it is locked by it.
+    """
     from ..batch import mirror_out_dirs, select_shard
     from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
 
@@ -57,6 +64,7 @@ def run_cmd(
             "keep_bundles": keep_bundles,
             "keep_metadata": keep_metadata,
             "seed": seed,
+            "keys": key_source(passphrase, passphrase_file, key_file, confirm=True),
         }
         runner = Runner(recipe_obj, options=options)
         targets = mirror_out_dirs(files, inputs, out_dir)
@@ -112,6 +120,7 @@ def _report(result, *, json_lines: bool, quiet: bool) -> None:
             "exit_code": result.exit_code,
             "message": result.message,
             "notes": result.notes,
+            "report": result.report,
         })
         return
     if result.status == "skipped":
@@ -187,16 +196,24 @@ def extract_cmd(
     aux: Annotated[Path, typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Recovered PNG (default: {stem}.recovered.png beside the input).")] = None,
     weights: Annotated[str, typer.Option("--weights", help="IMN weights (default: those named in the aux).")] = "",
-    force: Annotated[bool, typer.Option("--force", help="Try even if the aux does not match the image; the result may be wrong.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Try even if the image does not look like the one masked; the result may be wrong (never skips authentication).")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the path written.")] = False,
+    passphrase: PassphraseFlag = False,
+    passphrase_file: PassphraseFile = None,
+    key_file: KeyFile = None,
 ) -> None:
-    """Take the Mask off: recover the original faces from a masked photo and its aux file."""
+    """Take the Mask off: recover the original faces from a masked photo and its aux file.
+
+    A wrong key, passphrase or key file, a changed aux or changed masked pixels: exit code 4, nothing written.
+    """
     from ..api import extract_file
 
     with handle_errors():
-        result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite)
+        keys = key_source(passphrase, passphrase_file, key_file, confirm=False)
+        result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite,
+                              keys=keys)
     if quiet:
         print(result.output)
         return

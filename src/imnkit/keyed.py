@@ -1,0 +1,284 @@
+"""The keyed hiding methods: ``sealed`` and ``detached``.
+
+Both compress the protected face regions (:mod:`imnkit.payload`), encrypt them with AES-256-GCM
+under a fresh random content key (:mod:`imnkit.crypto`), and keep that key in the aux, bare or
+wrapped (:mod:`imnkit.keys`):
+
+- ``sealed``: the ciphertext is embedded in the Mask photo's own face regions with ternary matrix
+  codes in a keyed order (:mod:`imnkit.stego`); the aux is small. The regions' compressed size is
+  capped by ``capacity`` bits per pixel, which bounds how many carrier samples change (masked vs
+  Mask PSNR) and sets the codec's quality.
+- ``detached``: the ciphertext (lossless by default) is kept in the aux; the masked photo *is* the
+  Mask photo, so a re-encoded (JPEG) or resized copy still gives the exact face regions back.
+
+The aux header (format, method, image size, regions, codecs, nonce, key wrapping, embedding
+layout) is the cipher's associated data: any change to it, to the key material, to the ciphertext
+or to the carrier pixels it was read from fails authentication. Outside the regions the recovered
+photo is the masked photo, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__, crypto, payload, stego
+from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
+from .bundle import Bundle
+from .errors import BundleError, IntegrityError, UsageError
+from .keys import KeySource, lock_key, unlock_key
+
+AUX_FORMAT = 2
+METHODS = ("sealed", "detached")
+_PAYLOAD_KEY, _ORDER_KEY = "imnkit.payload", "imnkit.stego-order"
+_AUX_META = {"aux.format", "aux.method", "aux.header", "aux.masked_sha256"}
+
+
+@dataclass
+class HideResult:
+    masked: np.ndarray  # (H, W, 3) uint8, exactly what will be saved
+    aux: Bundle
+    report: list[dict] = field(default_factory=list)  # per region: codec, quality, bytes, bpp (no pixels, no key)
+
+
+def associated_data(header: dict) -> bytes:
+    """The canonical bytes of an aux header, authenticated with the payload."""
+    return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, int, int]], *, method: str,
+         source: KeySource | None = None, capacity: float = 3.0, codec: str = "auto", max_quality: int = 99) -> HideResult:
+    """Seal the regions ``boxes`` of ``protected`` and hide them with ``method``; returns masked + aux.
+
+    ``capacity`` (sealed): most payload bits per region pixel. ``codec``: ``auto`` (lossless when
+    it fits, else AVIF: sealed; lossless: detached), ``lossless`` or ``avif`` (at ``max_quality``
+    for detached, the best fitting quality up to it for sealed).
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown keyed method '{method}' (known: {', '.join(METHODS)})")
+    if protected.shape != mask.shape:
+        raise UsageError(f"the protected and Mask images differ in size: {protected.shape[:2]} vs {mask.shape[:2]}")
+    crops = [protected[y0:y1, x0:x1] for y0, x0, y1, x1 in boxes]
+    if method == "sealed" and crops:
+        coded = _fit_sealed(crops, capacity, codec, max_quality)
+    else:  # detached, or sealed with no region (then only the tag, kept in the aux)
+        coded = [_encode_detached(c, codec, max_quality) for c in crops]
+    key = crypto.new_key()
+    key_public, key_tensors = lock_key(key, source)
+    nonce = crypto.new_nonce()
+    h, w = protected.shape[:2]
+    header = {"format": AUX_FORMAT, "method": method, "size": [h, w], "regions": [list(b) for b in boxes],
+              "codecs": [{"codec": c.codec, "quality": c.quality, "bytes": len(c.data)} for c in coded],
+              "cipher": "aes-256-gcm", "nonce": nonce.hex(), "key": key_public, "written_by": __version__,
+              "bundle_format": BUNDLE_FORMAT}
+    plaintext = b"".join(c.data for c in coded)
+    masked = mask.copy()
+    tensors = dict(key_tensors)
+    if method == "sealed" and boxes:
+        carrier = _carrier(mask, boxes)
+        layout = stego.plan(len(carrier), stego.trits_for(len(plaintext) + crypto.TAG_BYTES))
+        header["stego"] = {"code": "ternary-hamming", "order": "chacha20-pixels", "layout": layout.to_list()}
+        _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
+        carrier, _ = stego.embed(carrier, _order(key, len(carrier)), ciphertext)
+        _put_carrier(masked, boxes, carrier)
+    else:
+        _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
+        tensors["aux.payload"] = torch.frombuffer(bytearray(ciphertext), dtype=torch.uint8)
+    aux = make_aux(masked, boxes, header, tensors)
+    report = [c.describe((b[2] - b[0]) * (b[3] - b[1])) for c, b in zip(coded, boxes)]
+    return HideResult(masked=masked, aux=aux, report=report)
+
+
+def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, torch.Tensor]) -> Bundle:
+    from .embedding import pixels_digest
+
+    h, w = masked.shape[:2]
+    return Bundle(
+        tensors={"aux.regions": torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4),
+                 "aux.size": torch.tensor([h, w], dtype=torch.int64), **tensors},
+        meta={"aux.format": AUX_FORMAT, "aux.method": header["method"], "aux.header": header,
+              "aux.masked_sha256": pixels_digest(masked)},
+    )
+
+
+def is_keyed(aux: Bundle) -> bool:
+    return aux.meta.get("aux.method") in METHODS
+
+
+def read_header(aux: Bundle) -> dict:
+    """The aux header, checked for shape and against the aux's region and size tensors."""
+    where = aux.source or "the aux"
+    header = aux.meta.get("aux.header")
+    if not isinstance(header, dict):
+        raise BundleError(f"{where}: the aux file is incomplete or corrupt (no header)")
+    if int(header.get("format", 0)) > AUX_FORMAT:
+        raise BundleError(f"{where}: aux format {header.get('format')} is newer than this imnkit reads ({AUX_FORMAT})",
+                          hint="upgrade imnkit")
+    try:
+        ok = _well_formed(header) and (
+            [list(r) for r in header["regions"]] == aux.require("aux.regions").reshape(-1, 4).tolist()
+            and header["size"] == aux.require("aux.size").tolist() and header["method"] == aux.meta.get("aux.method"))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        ok = False
+    if not ok:  # unauthenticated so far: say no more than a failed authentication would
+        raise crypto.AuthenticationError()
+    return header
+
+
+def consistency_problems(header: dict, aux: Bundle, masked: np.ndarray) -> list[str]:
+    """What makes this image look like another than the one masked (skippable with ``force``).
+
+    For ``detached`` a re-encoded or resized copy is expected and is not a problem.
+    """
+    from .embedding import pixels_digest
+
+    if header["method"] == "detached":
+        return []
+    h, w = masked.shape[:2]
+    if [h, w] != list(header["size"]):
+        return [f"the image is {w}x{h} but the aux was made for {header['size'][1]}x{header['size'][0]} "
+                "(resized, or another photo)"]
+    if pixels_digest(masked) != aux.meta.get("aux.masked_sha256"):
+        return ["the pixels differ from the masked image this aux was made for "
+                "(another photo, or an edited or re-encoded copy such as a JPEG)"]
+    return []
+
+
+def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) -> tuple[np.ndarray, list[str]]:
+    """The protected photo from a masked one and its aux; (recovered, notes).
+
+    Raises AuthenticationError (exit 4) for a wrong key, passphrase or key file, a changed aux or
+    changed carrier pixels; UsageError (exit 2) when a passphrase or key file is needed but missing.
+    """
+    header = read_header(aux)
+    key = unlock_key(header["key"], aux.tensors, source)
+    boxes = [tuple(int(v) for v in r) for r in header["regions"]]
+    sizes = [int(c["bytes"]) for c in header["codecs"]]
+    h, w = (int(v) for v in header["size"])
+    notes: list[str] = []
+    if header["method"] == "sealed" and boxes:
+        if masked.shape[:2] != (h, w):
+            raise IntegrityError(f"cannot recover: the image is {masked.shape[1]}x{masked.shape[0]}, "
+                                 f"the sealed faces were hidden in a {w}x{h} image")
+        _check_boxes(boxes, h, w)
+        carrier = _carrier(masked, boxes)
+        try:
+            layout = stego.Layout.from_list(header["stego"]["layout"])
+            ciphertext = stego.extract(carrier, _order(key, len(carrier)), layout, sum(sizes) + crypto.TAG_BYTES)
+        except (KeyError, TypeError, ValueError):
+            raise crypto.AuthenticationError() from None
+    else:
+        ciphertext = aux.tensors.get("aux.payload", torch.empty(0, dtype=torch.uint8)).numpy().tobytes()
+    plaintext = crypto.open_sealed(crypto.subkey(key, _PAYLOAD_KEY), _nonce(header), ciphertext, associated_data(header))
+    recovered = _same_size(masked, h, w, notes)
+    _check_boxes(boxes, h, w)
+    start = 0
+    for box, spec, n in zip(boxes, header["codecs"], sizes):
+        y0, x0, y1, x1 = box
+        recovered[y0:y1, x0:x1] = payload.decode(plaintext[start : start + n], spec["codec"], (y1 - y0, x1 - x0))
+        start += n
+    return recovered, notes
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _well_formed(header: dict) -> bool:
+    """Every field recover() reads has the type it expects (raises on a missing one)."""
+    ints = lambda values, n: isinstance(values, list) and len(values) == n and all(type(v) is int for v in values)  # noqa: E731
+    codecs = header["codecs"]
+    return (header["method"] in METHODS and ints(header["size"], 2) and isinstance(header["regions"], list)
+            and all(ints(r, 4) for r in header["regions"]) and isinstance(codecs, list)
+            and len(codecs) == len(header["regions"])
+            and all(isinstance(c["codec"], str) and type(c["bytes"]) is int and c["bytes"] >= 0 for c in codecs)
+            and isinstance(header["nonce"], str) and isinstance(header["key"], dict)
+            and (header["method"] != "sealed" or not header["regions"] or ints(header["stego"]["layout"], 3)))
+
+
+def _fit_sealed(crops: list[np.ndarray], capacity: float, codec: str, max_quality: int) -> list[payload.Coded]:
+    """Each region's best encoding within its share (by area) of the payload budget."""
+    pixels = [c.shape[0] * c.shape[1] for c in crops]
+    total = sum(pixels)
+    room = min(int(capacity * total / 8), stego.capacity_bytes(3 * total)) - crypto.TAG_BYTES - 64
+    out = []
+    for crop, n in zip(crops, pixels):
+        budget = max(0, room * n // max(total, 1))
+        if codec == "lossless":
+            coded = payload.encode(crop, "webp-lossless")
+            if len(coded.data) > budget:
+                raise UsageError("a face region does not fit losslessly in the carrier",
+                                 hint="use codec=auto, raise embed.capacity, or use embed.method=detached")
+        else:
+            coded = payload.fit(crop, budget, max_quality=max_quality, try_lossless=codec == "auto")
+        out.append(coded)
+    return out
+
+
+def _encode_detached(crop: np.ndarray, codec: str, quality: int) -> payload.Coded:
+    if codec == "avif":
+        return payload.encode(crop, "avif", quality)
+    return payload.encode(crop, "webp-lossless")
+
+
+def _carrier(image: np.ndarray, boxes) -> np.ndarray:
+    """The samples of the regions, region after region, each in row-major (pixel, channel) order."""
+    return np.concatenate([image[y0:y1, x0:x1].reshape(-1) for y0, x0, y1, x1 in boxes])
+
+
+def _put_carrier(image: np.ndarray, boxes, carrier: np.ndarray) -> None:
+    start = 0
+    for y0, x0, y1, x1 in boxes:
+        n = (y1 - y0) * (x1 - x0) * 3
+        image[y0:y1, x0:x1] = carrier[start : start + n].reshape(y1 - y0, x1 - x0, 3)
+        start += n
+
+
+def _order(key: bytes, samples: int) -> np.ndarray:
+    pixels = samples // 3
+    return stego.sample_order(crypto.keystream(crypto.subkey(key, _ORDER_KEY), 8 * pixels), pixels)
+
+
+def _nonce(header: dict) -> bytes:
+    try:
+        return bytes.fromhex(header["nonce"])
+    except (KeyError, TypeError, ValueError):
+        raise crypto.AuthenticationError() from None
+
+
+def _check_boxes(boxes, h: int, w: int) -> None:
+    for y0, x0, y1, x1 in boxes:
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise crypto.AuthenticationError()
+
+
+def _same_size(masked: np.ndarray, h: int, w: int, notes: list[str]) -> np.ndarray:
+    """A writable copy of ``masked`` at the original size (a resized copy is scaled back, and says so)."""
+    if masked.shape[:2] == (h, w):
+        return masked.copy()
+    from PIL import Image
+
+    notes.append(f"the image is a resized copy ({masked.shape[1]}x{masked.shape[0]}): scaled back to {w}x{h}; "
+                 "the faces are exact, the rest is the copy's")
+    return np.array(Image.fromarray(masked).resize((w, h), Image.Resampling.LANCZOS))
+
+
+def check_aux_file(path, aux: Bundle) -> None:
+    """Refuse an aux file whose bytes are not exactly what imnkit wrote for its contents.
+
+    The header, key material and ciphertext are authenticated by the cipher; this covers the rest of
+    the file (layout, the writer's version, the empty history): AuthenticationError on any change.
+    """
+    from pathlib import Path
+
+    from .bundle import META_FORMAT, META_HISTORY, META_VALUES, META_VERSION, serialize
+    from .bundle import read_header as read_container
+
+    header = read_header(aux)
+    _, strings = read_container(path)
+    written = (strings.get(META_VERSION), strings.get(META_FORMAT))
+    if written != (header.get("written_by"), str(header.get("bundle_format"))) or \
+            set(strings) != {META_FORMAT, META_VERSION, META_VALUES, META_HISTORY} or \
+            set(aux.meta) != _AUX_META or aux.meta["aux.format"] != AUX_FORMAT or \
+            serialize(aux.tensors, strings) != Path(path).read_bytes():
+        raise crypto.AuthenticationError()

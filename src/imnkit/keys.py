@@ -1,0 +1,175 @@
+"""Who can take the Mask off: the content key in the aux, bare or wrapped by a passphrase or key file.
+
+Every keyed photo gets a fresh random content key. The aux keeps it:
+
+- bare (``wrap = "none"``, the default): the aux *is* the key;
+- wrapped with a key derived from a passphrase (Argon2id, parameters and salt in the aux): the aux
+  and the passphrase are both needed;
+- wrapped with a key file (32 random bytes, ``imnkit keygen``): the aux and the key file are needed.
+
+Wrapping is AES-256-GCM (:mod:`imnkit.crypto`). A :class:`KeySource` carries what the user gave
+(passphrase, key file) from the command line to the stages; its ``repr`` never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import torch
+
+from . import crypto
+from .errors import InputError, UsageError
+
+KEY_FILE_BYTES = crypto.KEY_BYTES
+_WRAP_AD = b"imnkit.key-wrap.v1:"  # binds a wrapped key to its kind of wrapping
+PASSPHRASE_ENV = "IMNKIT_PASSPHRASE"
+
+
+class KeySource:
+    """The passphrase or key file a run was given (at most one), and a way to ask for a passphrase.
+
+    ``prompt``: called with no argument when an aux needs a passphrase that was not given (the
+    CLI passes a no-echo terminal prompt when stdin is a terminal). Argon2id results are cached per
+    salt, so a batch with one passphrase derives its key once.
+    """
+
+    def __init__(self, passphrase: str | None = None, key_file: bytes | None = None, prompt=None):
+        if passphrase is not None and key_file is not None:
+            raise UsageError("give either a passphrase or a key file, not both")
+        if passphrase is not None and not passphrase:
+            raise UsageError("the passphrase is empty")
+        if key_file is not None and len(key_file) != KEY_FILE_BYTES:
+            raise UsageError(f"a key file holds exactly {KEY_FILE_BYTES} bytes")
+        self._passphrase = passphrase
+        self._key_file = key_file
+        self._prompt = prompt
+        self._kdf: tuple[crypto.KdfParams, bytes] | None = None
+
+    def __repr__(self) -> str:  # never the secrets themselves
+        return f"KeySource(wrap={self.wrap!r})"
+
+    def __reduce__(self):  # a KeySource travels to worker processes only as what it holds
+        return (KeySource, (self._passphrase, self._key_file, None))
+
+    @property
+    def wrap(self) -> str:
+        if self._passphrase is not None:
+            return "passphrase"
+        return "key-file" if self._key_file is not None else "none"
+
+    def passphrase(self) -> str:
+        if self._passphrase is None and self._prompt is not None:
+            self._passphrase = self._prompt()
+        if not self._passphrase:
+            raise UsageError("this aux is locked with a passphrase, and none was given",
+                             hint=f"set {PASSPHRASE_ENV}, pass --passphrase-file FILE, or run on a terminal to be asked")
+        return self._passphrase
+
+    def key_file(self) -> bytes:
+        if self._key_file is None:
+            raise UsageError("this aux is locked with a key file, and none was given", hint="pass --key-file FILE")
+        return self._key_file
+
+    def passphrase_key(self, params: crypto.KdfParams | None = None) -> tuple[crypto.KdfParams, bytes]:
+        """(KDF parameters, key-encryption key): fresh parameters once per source, or the aux's."""
+        if params is None and self._kdf is not None:
+            return self._kdf
+        params = params or crypto.KdfParams.fresh()
+        if self._kdf is not None and self._kdf[0] == params:
+            return self._kdf
+        self._kdf = (params, crypto.derive_key(self.passphrase(), params))
+        return self._kdf
+
+
+def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Store ``key`` as the source asks: (public description for the aux header, aux tensors)."""
+    source = source or KeySource()
+    if source.wrap == "none":
+        return {"wrap": "none"}, {"aux.key": _tensor(key)}
+    if source.wrap == "passphrase":
+        params, kek = source.passphrase_key()
+        public = {"wrap": "passphrase", "kdf": params.to_dict()}
+    else:
+        kek = crypto.subkey(source.key_file(), "imnkit.key-file")
+        public = {"wrap": "key-file"}
+    nonce, wrapped = crypto.seal(kek, key, _WRAP_AD + public["wrap"].encode())
+    public["nonce"] = nonce.hex()
+    return public, {"aux.key_wrapped": _tensor(wrapped)}
+
+
+def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource | None) -> bytes:
+    """The content key from the aux; AuthenticationError for a wrong passphrase/key file or a changed aux."""
+    source = source or KeySource()
+    wrap = public.get("wrap")
+    if wrap == "none":
+        return _bytes(tensors, "aux.key")
+    if wrap == "passphrase":
+        _, kek = source.passphrase_key(crypto.KdfParams.from_dict(public.get("kdf") or {}))
+    elif wrap == "key-file":
+        kek = crypto.subkey(source.key_file(), "imnkit.key-file")
+    else:
+        raise crypto.AuthenticationError()
+    try:
+        nonce = bytes.fromhex(public["nonce"])
+    except (KeyError, ValueError, TypeError):
+        raise crypto.AuthenticationError() from None
+    return crypto.open_sealed(kek, nonce, _bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
+
+
+def _tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _bytes(tensors: dict[str, torch.Tensor], name: str) -> bytes:
+    t = tensors.get(name)
+    if t is None or t.dtype != torch.uint8 or t.dim() != 1:
+        raise crypto.AuthenticationError()
+    return t.numpy().tobytes()
+
+
+# -- files and passphrases from the command line --------------------------------------------------
+def read_key_file(path: str | os.PathLike) -> bytes:
+    """The 32 bytes of a key file (InputError if missing or of the wrong size)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such key file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the key file ({err.strerror or type(err).__name__})") from None
+    if len(data) != KEY_FILE_BYTES:
+        raise InputError(f"{path}: not an imnkit key file (it must hold exactly {KEY_FILE_BYTES} bytes)",
+                         hint="make one with `imnkit keygen FILE`")
+    return data
+
+
+def key_file_is_private(path: str | os.PathLike) -> bool:
+    """True when only the owner may read the file (mode 0600 or stricter)."""
+    return not (Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def write_key_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write 32 fresh random bytes to ``path`` with mode 0600, atomically; never over a file unless asked."""
+    from .imageio import atomic_output
+
+    with atomic_output(path, overwrite=overwrite) as tmp:  # mkstemp: created 0600
+        os.chmod(tmp, 0o600)
+        tmp.write_bytes(crypto.new_key())
+    return Path(path)
+
+
+def read_passphrase_file(path: str | os.PathLike) -> str:
+    """The passphrase in a file: its first line, without the line ending."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such passphrase file") from None
+    except (OSError, UnicodeDecodeError):
+        raise InputError(f"{path}: cannot read the passphrase file as UTF-8 text") from None
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise InputError(f"{path}: the passphrase file is empty")
+    return lines[0]
