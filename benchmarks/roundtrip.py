@@ -1,7 +1,7 @@
-"""Round-trip quality and speed of the invertible network, measured from the saved 8-bit PNG.
+"""Round-trip quality, speed and the network-inverse attack of each hiding method, from the saved 8-bit PNG.
 
-    python benchmarks/roundtrip.py --data ../shared/data/faces [--mode swap|photos] [--weights imn.default]
-                                   [--limit N] [--json OUT]
+    python benchmarks/roundtrip.py --data ../shared/data/faces [--method sealed|detached|inn]
+                                   [--mode swap|photos] [--weights imn.default] [--limit N] [--json OUT]
 
 Modes (which (protected, Mask) pairs are measured):
     swap    (default) each photo with a face is the protected image; its Mask is made by the default
@@ -11,10 +11,13 @@ Modes (which (protected, Mask) pairs are measured):
             the region is the central 384x384 box (unrelated pairs: the hardest case).
 
 For each pair: embed -> write PNG -> read it back -> extract, then recovered-vs-protected and
-masked-vs-Mask PSNR (Y and RGB), SSIM, RMSE and MAE over the regions and over the whole image.
-Speed: embed and extract of a 512x512 and a 1024x1024 portrait on this machine's CPU (model
+masked-vs-Mask PSNR (Y and RGB), SSIM, RMSE and MAE over the regions and over the whole image, and
+the network-inverse attack (imnkit.attack: the shipped network run backwards over the masked PNG
+with n = 0, no aux): attack_psnr_y over the regions and attack_identity_distance (dlib, the closest
+face; < 0.6 = the same person, i.e. the attack worked). Keyed methods add payload_bpp and codec.
+Speed (inn): embed and extract of a 512x512 and a 1024x1024 portrait on this machine's CPU (model
 loaded once, then timed over 3 runs), and the peak resident memory of a fresh process doing
-one 1024x1024 embed + extract.
+one 1024x1024 embed + extract; keyed methods: the median seconds of the 1024x1024 photos' rows.
 """
 
 from __future__ import annotations
@@ -100,24 +103,48 @@ def make_pairs_photos(files, limit):
         yield f"{a.name}+{b.name}", _square(load_image(a), 512), _square(load_image(b), 512), [(64, 64, 448, 448)]
 
 
-def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 0):
+def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 0, method: str = "inn",
+               capacity: float = 4.0):
+    """(boxes, masked as saved, recovered, embed s, extract s, payload info) of one pair."""
     from imnkit.embedding import even_box, merge_boxes, put_off_regions, put_on_regions, read_aux
     from imnkit.imageio import load_image, save_png
+    from imnkit.keyed import hide, recover
     from imnkit.weights import weights_digest
 
     h, w = protected.shape[:2]
     boxes = merge_boxes([even_box(b, h, w, 8) for b in regions])
     dev = torch.device("cpu")
     t0 = time.perf_counter()
-    res = put_on_regions(net, protected, mask, boxes, seed=0, weights=weights, weights_digest=weights_digest(weights), device=dev,
-                         refine=refine)
+    if method == "inn":
+        res = put_on_regions(net, protected, mask, boxes, seed=0, weights=weights, weights_digest=weights_digest(weights),
+                             device=dev, refine=refine)
+        info = {}
+    else:
+        res = hide(protected, mask, boxes, method=method, capacity=capacity)
+        pixels = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
+        info = {"payload_bpp": 8 * sum(r["bytes"] for r in res.report) / pixels,
+                "codec": [f"{r['codec']} q{r['quality']}" for r in res.report]}
     t_embed = time.perf_counter() - t0
     path = save_png(tmp / "masked.png", res.masked, overwrite=True)
     masked = load_image(path)  # recovery always from the saved 8-bit file
     t0 = time.perf_counter()
-    recovered = put_off_regions(net, masked, read_aux(res.aux), dev)
+    if method == "inn":
+        recovered = put_off_regions(net, masked, read_aux(res.aux), dev)
+    else:
+        recovered, _ = recover(masked, res.aux)
     t_extract = time.perf_counter() - t0
-    return boxes, masked, recovered, t_embed, t_extract
+    return boxes, masked, recovered, t_embed, t_extract, info
+
+
+def attack(net, protected: np.ndarray, masked: np.ndarray, boxes) -> dict:
+    """The network-inverse attack on the masked photo: PSNR over the regions and the closest identity."""
+    from imnkit.attack import network_inverse
+    from imnkit.face.report import identity_report
+
+    attacked = network_inverse(masked, net=net)
+    distances = [f["distance"] for f in identity_report(protected, attacked)]
+    return {"attack_psnr_y": region_metrics(protected, attacked, boxes)["region_psnr_y"],
+            "attack_identity_distance": min(distances) if distances else float("nan")}
 
 
 def speed(weights: str, sizes=(512, 1024), repeats: int = 3) -> dict:
@@ -136,7 +163,7 @@ def speed(weights: str, sizes=(512, 1024), repeats: int = 3) -> dict:
             region = [(size // 4, size // 4, size // 4 + s, size // 4 + s)]
             emb, ext = [], []
             for _ in range(repeats):
-                _, _, _, te, tx = round_trip(net, weights, protected, mask, region, Path(d))
+                _, _, _, te, tx, _ = round_trip(net, weights, protected, mask, region, Path(d))
                 emb.append(te)
                 ext.append(tx)
             out[str(size)] = {"embed_s": statistics.median(emb), "extract_s": statistics.median(ext), "region_px": s}
@@ -173,6 +200,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--mode", choices=("swap", "photos"), default="swap")
+    parser.add_argument("--method", choices=("sealed", "detached", "inn"), default="sealed")
+    parser.add_argument("--capacity", type=float, default=4.0, help="sealed: the embed stage's capacity (bits per pixel)")
+    parser.add_argument("--no-attack", action="store_true", help="skip the network-inverse attack")
     parser.add_argument("--weights", default="imn.default")
     parser.add_argument("--limit", type=int, default=0, help="at most this many pairs (0 = all)")
     parser.add_argument("--pattern", default="*", help="glob of photos in DATA (e.g. 'portrait_*')")
@@ -195,17 +225,25 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         for name, protected, mask, regions in pairs:
-            boxes, masked, recovered, te, tx = round_trip(net, args.weights, protected, mask, regions, Path(d),
-                                                          refine=args.refine)
+            boxes, masked, recovered, te, tx, info = round_trip(
+                net, args.weights, protected, mask, regions, Path(d), refine=args.refine, method=args.method,
+                capacity=args.capacity)
             rec = region_metrics(protected, recovered, boxes)
             msk = region_metrics(mask, masked, boxes)
             row = {"pair": name, "size": list(protected.shape[:2]), "regions": [list(b) for b in boxes],
                    **{f"recovered_{k}": v for k, v in rec.items()}, **{f"masked_{k}": v for k, v in msk.items()},
-                   "embed_s": te, "extract_s": tx}
+                   "embed_s": te, "extract_s": tx, **info}
+            if not args.no_attack and args.mode == "swap":
+                row.update(attack(net, protected, masked, boxes))
             rows.append(row)
+            extra = ""
+            if "attack_psnr_y" in row:
+                extra += f" | attack Y {row['attack_psnr_y']:6.2f} id {row['attack_identity_distance']:.3f}"
+            if "payload_bpp" in row:
+                extra += f" | {row['payload_bpp']:.2f} bpp {','.join(row['codec'])}"
             print(f"{name:32s} recovered Y {row['recovered_region_psnr_y']:6.2f} RGB {row['recovered_region_psnr_rgb']:6.2f} "
                   f"SSIM {row['recovered_region_ssim']:.4f} | masked Y {row['masked_region_psnr_y']:6.2f} "
-                  f"RGB {row['masked_region_psnr_rgb']:6.2f} | {te:.2f}s/{tx:.2f}s")
+                  f"RGB {row['masked_region_psnr_rgb']:6.2f} | {te:.2f}s/{tx:.2f}s{extra}", flush=True)
 
     def mean(key):
         vals = [r[key] for r in rows if np.isfinite(r[key])]
@@ -225,17 +263,28 @@ def main() -> int:
         "masked_whole_psnr_y": mean("masked_whole_psnr_y"),
         "masked_whole_psnr_rgb": mean("masked_whole_psnr_rgb"),
     }
-    if not args.no_speed:
+    if rows and "attack_psnr_y" in rows[0]:
+        summary["attack_psnr_y"] = mean("attack_psnr_y")
+        summary["attack_identity_distance"] = mean("attack_identity_distance")
+        summary["attack_faces_recovered"] = sum(r["attack_identity_distance"] < 0.6 for r in rows)
+    if rows and "payload_bpp" in rows[0]:
+        summary["payload_bpp"] = mean("payload_bpp")
+    if args.method != "inn":
+        big = [r for r in rows if max(r["size"]) >= 1000] or rows
+        summary["embed_s"] = statistics.median(r["embed_s"] for r in big)
+        summary["extract_s"] = statistics.median(r["extract_s"] for r in big)
+    elif not args.no_speed:
         sp = speed(args.weights)
         summary["embed_s"] = sp["1024"]["embed_s"]
         summary["extract_s"] = sp["1024"]["extract_s"]
         summary["speed"] = sp
         summary["peak_rss_mb_1024"] = peak_memory(args.weights)
-    print(f"\n{len(rows)} pairs ({args.mode}), means over the face regions, from the saved 8-bit PNG:")
+    print(f"\n{len(rows)} pairs ({args.mode}, {args.method}), means over the face regions, from the saved 8-bit PNG:")
     for k, v in summary.items():
         print(f"  {k}: {v if isinstance(v, dict) else round(v, 4)}")
     if args.json:
-        args.json.write_text(json.dumps({"mode": args.mode, "weights": args.weights, "pairs": rows, "mean": summary},
+        args.json.write_text(json.dumps({"mode": args.mode, "method": args.method, "weights": args.weights,
+                                         "pairs": rows, "mean": summary},
                                         indent=1, default=float))
     return 0
 

@@ -53,8 +53,8 @@ class EmbedStage(Stage):
         Param("method", str, "sealed", "sealed (encrypted, embedded in the Mask photo), detached (encrypted, "
               "in the aux) or inn (the paper's network: no key, anyone with imnkit can take it off)",
               choices=("sealed", "detached", "inn")),
-        Param("capacity", float, 3.0, "sealed: most payload bits per face-region pixel; sets the codec quality "
-              "and how many carrier samples change (3.0: about 53 dB masked vs Mask)", min=0.5, max=4.5),
+        Param("capacity", float, 4.0, "sealed: most payload bits per carrier pixel (one the Mask changed); sets "
+              "the codec quality and how many carrier samples change (4.0: ~52.5 dB masked vs Mask)", min=0.5, max=4.7),
         Param("codec", str, "auto", "keyed methods: auto (sealed: lossless if it fits, else the best AVIF "
               "quality that fits; detached: lossless), lossless or avif", choices=("auto", "lossless", "avif")),
         Param("quality", int, 99, "keyed methods, AVIF: the highest quality tried (sealed) or the one used "

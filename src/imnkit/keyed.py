@@ -19,13 +19,14 @@ photo is the masked photo, bit for bit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from . import __version__, crypto, payload, stego
+from . import __version__, carrier, crypto, payload, stego
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
 from .bundle import Bundle
 from .errors import BundleError, IntegrityError, UsageError
@@ -50,24 +51,26 @@ def associated_data(header: dict) -> bytes:
 
 
 def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, int, int]], *, method: str,
-         source: KeySource | None = None, capacity: float = 3.0, codec: str = "auto", max_quality: int = 99) -> HideResult:
+         source: KeySource | None = None, capacity: float = 4.0, codec: str = "auto", max_quality: int = 99) -> HideResult:
     """Seal the regions ``boxes`` of ``protected`` and hide them with ``method``; returns masked + aux.
 
-    ``capacity`` (sealed): most payload bits per region pixel. ``codec``: ``auto`` (lossless when
-    it fits, else AVIF: sealed; lossless: detached), ``lossless`` or ``avif`` (at ``max_quality``
-    for detached, the best fitting quality up to it for sealed).
+    ``capacity`` (sealed): most payload bits per carrier pixel (a pixel the Mask changed).
+    ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed; lossless: detached), ``lossless``
+    or ``avif`` (at ``max_quality`` for detached, the best fitting quality up to it for sealed).
     """
     if method not in METHODS:
         raise UsageError(f"unknown keyed method '{method}' (known: {', '.join(METHODS)})")
     if protected.shape != mask.shape:
         raise UsageError(f"the protected and Mask images differ in size: {protected.shape[:2]} vs {mask.shape[:2]}")
     crops = [protected[y0:y1, x0:x1] for y0, x0, y1, x1 in boxes]
-    if method == "sealed" and crops:
-        coded = _fit_sealed(crops, capacity, codec, max_quality)
-    else:  # detached, or sealed with no region (then only the tag, kept in the aux)
+    maps = [carrier.carrier_map(c, mask[y0:y1, x0:x1]) for c, (y0, x0, y1, x1) in zip(crops, boxes)]
+    sealed = method == "sealed" and sum(int(m.sum()) for m in maps) > 0
+    if sealed:
+        coded = _fit_sealed(crops, maps, capacity, codec, max_quality)
+    else:  # detached, or nothing the Mask changed (then only the tag, kept in the aux)
         coded = [_encode_detached(c, codec, max_quality) for c in crops]
     key = crypto.new_key()
-    key_public, key_tensors = lock_key(key, source)
+    key_public, tensors = lock_key(key, source)
     nonce = crypto.new_nonce()
     h, w = protected.shape[:2]
     header = {"format": AUX_FORMAT, "method": method, "size": [h, w], "regions": [list(b) for b in boxes],
@@ -76,17 +79,19 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
               "bundle_format": BUNDLE_FORMAT}
     plaintext = b"".join(c.data for c in coded)
     masked = mask.copy()
-    tensors = dict(key_tensors)
-    if method == "sealed" and boxes:
-        carrier = _carrier(mask, boxes)
-        layout = stego.plan(len(carrier), stego.trits_for(len(plaintext) + crypto.TAG_BYTES))
-        header["stego"] = {"code": "ternary-hamming", "order": "chacha20-pixels", "layout": layout.to_list()}
+    if sealed:
+        packed = carrier.pack(maps)
+        samples = carrier.samples(mask, boxes, maps)
+        layout = stego.plan(len(samples), stego.trits_for(len(plaintext) + crypto.TAG_BYTES))
+        header["stego"] = {"code": "ternary-hamming", "order": "chacha20-pixels", "layout": layout.to_list(),
+                           "map_sha256": hashlib.sha256(packed).hexdigest()}
         _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
-        carrier, _ = stego.embed(carrier, _order(key, len(carrier)), ciphertext)
-        _put_carrier(masked, boxes, carrier)
+        samples, _ = stego.embed(samples, _order(key, len(samples)), ciphertext)
+        carrier.put_samples(masked, boxes, maps, samples)
+        tensors["aux.carrier_map"] = _tensor(packed)
     else:
         _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
-        tensors["aux.payload"] = torch.frombuffer(bytearray(ciphertext), dtype=torch.uint8)
+        tensors["aux.payload"] = _tensor(ciphertext)
     aux = make_aux(masked, boxes, header, tensors)
     report = [c.describe((b[2] - b[0]) * (b[3] - b[1])) for c, b in zip(coded, boxes)]
     return HideResult(masked=masked, aux=aux, report=report)
@@ -159,26 +164,35 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
     sizes = [int(c["bytes"]) for c in header["codecs"]]
     h, w = (int(v) for v in header["size"])
     notes: list[str] = []
-    if header["method"] == "sealed" and boxes:
+    maps = None
+    if "stego" in header:
         if masked.shape[:2] != (h, w):
             raise IntegrityError(f"cannot recover: the image is {masked.shape[1]}x{masked.shape[0]}, "
                                  f"the sealed faces were hidden in a {w}x{h} image")
         _check_boxes(boxes, h, w)
-        carrier = _carrier(masked, boxes)
+        packed = _bytes(aux, "aux.carrier_map")
+        if hashlib.sha256(packed).hexdigest() != header["stego"]["map_sha256"]:
+            raise crypto.AuthenticationError()
+        maps = carrier.unpack(packed, [(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes])
+        samples = carrier.samples(masked, boxes, maps)
         try:
             layout = stego.Layout.from_list(header["stego"]["layout"])
-            ciphertext = stego.extract(carrier, _order(key, len(carrier)), layout, sum(sizes) + crypto.TAG_BYTES)
+            ciphertext = stego.extract(samples, _order(key, len(samples)), layout, sum(sizes) + crypto.TAG_BYTES)
         except (KeyError, TypeError, ValueError):
             raise crypto.AuthenticationError() from None
     else:
-        ciphertext = aux.tensors.get("aux.payload", torch.empty(0, dtype=torch.uint8)).numpy().tobytes()
+        ciphertext = _bytes(aux, "aux.payload")
     plaintext = crypto.open_sealed(crypto.subkey(key, _PAYLOAD_KEY), _nonce(header), ciphertext, associated_data(header))
     recovered = _same_size(masked, h, w, notes)
     _check_boxes(boxes, h, w)
     start = 0
-    for box, spec, n in zip(boxes, header["codecs"], sizes):
+    for i, (box, spec, n) in enumerate(zip(boxes, header["codecs"], sizes)):
         y0, x0, y1, x1 = box
-        recovered[y0:y1, x0:x1] = payload.decode(plaintext[start : start + n], spec["codec"], (y1 - y0, x1 - x0))
+        region = payload.decode(plaintext[start : start + n], spec["codec"], (y1 - y0, x1 - x0))
+        if maps is None:
+            recovered[y0:y1, x0:x1] = region
+        else:  # only the carrier pixels were hidden (and changed): the others are exact as they are
+            recovered[y0:y1, x0:x1][maps[i]] = region[maps[i]]
         start += n
     return recovered, notes
 
@@ -193,16 +207,21 @@ def _well_formed(header: dict) -> bool:
             and len(codecs) == len(header["regions"])
             and all(isinstance(c["codec"], str) and type(c["bytes"]) is int and c["bytes"] >= 0 for c in codecs)
             and isinstance(header["nonce"], str) and isinstance(header["key"], dict)
-            and (header["method"] != "sealed" or not header["regions"] or ints(header["stego"]["layout"], 3)))
+            and ("stego" not in header or (ints(header["stego"]["layout"], 3)
+                                           and isinstance(header["stego"]["map_sha256"], str))))
 
 
-def _fit_sealed(crops: list[np.ndarray], capacity: float, codec: str, max_quality: int) -> list[payload.Coded]:
-    """Each region's best encoding within its share (by area) of the payload budget."""
-    pixels = [c.shape[0] * c.shape[1] for c in crops]
-    total = sum(pixels)
-    room = min(int(capacity * total / 8), stego.capacity_bytes(3 * total)) - crypto.TAG_BYTES - 64
+def _fit_sealed(crops: list[np.ndarray], maps: list[np.ndarray], capacity: float, codec: str,
+                max_quality: int) -> list[payload.Coded]:
+    """Each region's best encoding within its share (by carrier pixels) of the payload budget.
+
+    Pixels outside a region's carrier map are smoothed before encoding: they are never used.
+    """
+    counts = [int(m.sum()) for m in maps]
+    total = sum(counts)
+    room = min(int(capacity * total / 8), stego.capacity_bytes(3 * total)) - crypto.TAG_BYTES
     out = []
-    for crop, n in zip(crops, pixels):
+    for crop, keep, n in zip(crops, maps, counts):
         budget = max(0, room * n // max(total, 1))
         if codec == "lossless":
             coded = payload.encode(crop, "webp-lossless")
@@ -210,7 +229,11 @@ def _fit_sealed(crops: list[np.ndarray], capacity: float, codec: str, max_qualit
                 raise UsageError("a face region does not fit losslessly in the carrier",
                                  hint="use codec=auto, raise embed.capacity, or use embed.method=detached")
         else:
-            coded = payload.fit(crop, budget, max_quality=max_quality, try_lossless=codec == "auto")
+            smooth = carrier.smooth_outside(crop, keep)
+            coded = payload.fit(smooth, budget, max_quality=max_quality, try_lossless=False)
+            if codec == "auto" and 8 * budget > 4 * n:  # lossless may fit a small or flat face
+                exact = payload.encode(crop, "webp-lossless")
+                coded = exact if len(exact.data) <= budget else coded
         out.append(coded)
     return out
 
@@ -221,17 +244,15 @@ def _encode_detached(crop: np.ndarray, codec: str, quality: int) -> payload.Code
     return payload.encode(crop, "webp-lossless")
 
 
-def _carrier(image: np.ndarray, boxes) -> np.ndarray:
-    """The samples of the regions, region after region, each in row-major (pixel, channel) order."""
-    return np.concatenate([image[y0:y1, x0:x1].reshape(-1) for y0, x0, y1, x1 in boxes])
+def _tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _put_carrier(image: np.ndarray, boxes, carrier: np.ndarray) -> None:
-    start = 0
-    for y0, x0, y1, x1 in boxes:
-        n = (y1 - y0) * (x1 - x0) * 3
-        image[y0:y1, x0:x1] = carrier[start : start + n].reshape(y1 - y0, x1 - x0, 3)
-        start += n
+def _bytes(aux: Bundle, name: str) -> bytes:
+    t = aux.tensors.get(name)
+    if t is None or t.dtype != torch.uint8 or t.dim() != 1:
+        raise crypto.AuthenticationError()
+    return t.numpy().tobytes()
 
 
 def _order(key: bytes, samples: int) -> np.ndarray:

@@ -25,6 +25,7 @@ CODECS = ("webp-lossless", "png", "avif")
 _WEBP_MAX_SIDE = 16383
 _AVIF_SPEED = 9  # measured: as fast as 10 here and ~4 % smaller; 8 and below cost 3-8x the time
 _MIN_QUALITY = 1
+_LARGE_REGION = 250_000  # pixels: above this an encode costs ~0.1 s or more on 2 cores
 _TYPICAL_SLOPE = 0.05  # d log(size) / d quality near q90-97 on face regions (measured 0.042-0.074)
 
 
@@ -91,7 +92,8 @@ def fit(region: np.ndarray, budget: int, *, max_quality: int = 99, try_lossless:
         tried[quality] = len(coded.data)
         if len(coded.data) <= budget and (best is None or quality > best.quality):
             best = coded
-        quality = _next_quality(tried, budget, max_quality, best.quality if best else _MIN_QUALITY - 1)
+        quality = _next_quality(tried, budget, max_quality, best.quality if best else _MIN_QUALITY - 1,
+                                large=pixels > _LARGE_REGION)
         if quality is None:
             break
     if best is None:
@@ -100,7 +102,7 @@ def fit(region: np.ndarray, budget: int, *, max_quality: int = 99, try_lossless:
     return best
 
 
-def _next_quality(tried: dict[int, int], budget: int, max_quality: int, best_fit: int) -> int | None:
+def _next_quality(tried: dict[int, int], budget: int, max_quality: int, best_fit: int, large: bool) -> int | None:
     """The next quality to try, or None when the best fitting one is known.
 
     log(size) is about linear in quality: the guess extrapolates from the tried quality whose size
@@ -108,8 +110,8 @@ def _next_quality(tried: dict[int, int], budget: int, max_quality: int, best_fit
     """
     over = [q for q, n in tried.items() if n > budget]
     ceiling = min(over) - 1 if over else max_quality
-    if best_fit >= ceiling - 1:  # one quality step is worth less than another encode
-        return None
+    if best_fit >= ceiling or (best_fit == ceiling - 1 and large):  # on a large region one quality step
+        return None                                                  # is worth less than another encode
     nearest = sorted(tried.items(), key=lambda item: abs(math.log(item[1] / budget)))
     q_ref, n_ref = nearest[0]
     slope = _TYPICAL_SLOPE
