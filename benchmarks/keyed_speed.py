@@ -1,0 +1,88 @@
+"""Speed of the keyed methods on a 1024x1024 portrait: seal, unseal, the passphrase KDF, and the CLI.
+
+    python benchmarks/keyed_speed.py --photo ../shared/data/faces/portrait_03.png [--repeats 3] [--json OUT]
+
+In process (models loaded, the Mask made once by align -> swap -> enhance): median seconds of
+``keyed.hide`` (seal) and ``keyed.recover`` (unseal) for sealed and detached, and of one Argon2id
+derivation with the default parameters. Whole process: median wall seconds of
+``imnkit run recipes/mask.toml PHOTO`` and ``imnkit extract`` (import and model loading included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def in_process(photo: Path, repeats: int) -> dict:
+    from imnkit import crypto, keyed
+    from imnkit.embedding import even_box, merge_boxes
+    from imnkit.recipe import Runner, load_recipe
+
+    recipe = load_recipe(REPO / "recipes" / "mask.toml", device="cpu")
+    recipe.steps = [s for s in recipe.steps if s.id in ("align", "swap", "enhance")]
+    bundle = Runner(recipe).process(photo)
+    protected, mask = bundle.tensors["image.protected"].numpy(), bundle.tensors["mask.image"].numpy()
+    h, w = protected.shape[:2]
+    boxes = merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
+    out = {"size": [h, w], "regions": boxes}
+    for method in ("sealed", "detached"):
+        seal_s, result = timed(lambda: keyed.hide(protected, mask, boxes, method=method), repeats)
+        unseal_s, _ = timed(lambda: keyed.recover(result.masked, result.aux), repeats)
+        out[method] = {"seal_s": round(seal_s, 3), "unseal_s": round(unseal_s, 3), "report": result.report}
+    kdf_s, _ = timed(lambda: crypto.derive_key("a passphrase", crypto.KdfParams.fresh()), repeats)
+    out["argon2id_s"] = round(kdf_s, 3)
+    out["argon2id"] = {k: v for k, v in crypto.KdfParams.fresh().to_dict().items() if k != "salt"}
+    return out
+
+
+def whole_process(photo: Path, repeats: int) -> dict:
+    imnkit = str(Path(sys.executable).with_name("imnkit"))
+    runs, extracts = [], []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(repeats):
+            out = Path(d) / str(i)
+            t0 = time.perf_counter()
+            subprocess.run([imnkit, "run", str(REPO / "recipes" / "mask.toml"), str(photo), "-o", str(out), "-q"],
+                           check=True, capture_output=True)
+            runs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([imnkit, "extract", str(out / f"{photo.stem}.masked.png"), "--aux",
+                            str(out / f"{photo.stem}.aux.safetensors"), "-q"], check=True, capture_output=True)
+            extracts.append(time.perf_counter() - t0)
+    return {"run_s": [round(t, 2) for t in runs], "extract_s": [round(t, 2) for t in extracts],
+            "run_median_s": round(statistics.median(runs), 2), "extract_median_s": round(statistics.median(extracts), 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photo", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = {"in_process": in_process(args.photo, args.repeats), "cli": whole_process(args.photo, args.repeats)}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
