@@ -123,7 +123,7 @@ def test_sealed_round_trip_is_exact_outside_and_close_inside(pair):
     recovered, notes = keyed.recover(result.masked, result.aux)
     assert np.array_equal(outside(recovered), outside(protected))
     assert psnr(recovered, protected) > 35  # noisy synthetic texture; real faces: benchmarks/roundtrip.py
-    assert result.report[0]["codec"] in ("avif", "webp-lossless") and result.report[0]["bpp"] <= 3.0
+    assert result.report[0]["codec"] in ("avif", "webp-lossless") and result.report[0]["bpp"] <= 4.0  # capacity
 
 
 def test_sealed_lossless_when_it_fits_is_bit_exact(pair):

@@ -11,7 +11,7 @@ from .bundle import Bundle, load_bundle
 from .devices import resolve_device
 from .embedding import read_aux
 from .imageio import check_output_path, load_image, save_png
-from .keyed import check_aux_file, is_keyed
+from .keyed import check_aux_bytes, is_keyed
 from .keys import KeySource
 from .recipe import output_stem
 from .stage import StageContext, get_stage, run_stage
@@ -43,7 +43,7 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
     aux_bundle = load_bundle(aux)
     # a file that is not an aux, or a changed keyed aux, fails here, before the image is read
     if is_keyed(aux_bundle):
-        check_aux_file(aux, aux_bundle)
+        check_aux_bytes(aux.read_bytes(), aux_bundle)
     else:
         read_aux(aux_bundle)
     image = load_image(masked)

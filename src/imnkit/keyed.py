@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -284,22 +285,26 @@ def _same_size(masked: np.ndarray, h: int, w: int, notes: list[str]) -> np.ndarr
     return np.array(Image.fromarray(masked).resize((w, h), Image.Resampling.LANCZOS))
 
 
-def check_aux_file(path, aux: Bundle) -> None:
-    """Refuse an aux file whose bytes are not exactly what imnkit wrote for its contents.
+def check_aux_bytes(raw: bytes, aux: Bundle) -> None:
+    """Refuse an aux file whose bytes are not exactly what imnkit writes for its contents.
 
-    The header, key material and ciphertext are authenticated by the cipher; this covers the rest of
-    the file (layout, the writer's version, the empty history): AuthenticationError on any change.
+    ``raw``: the file's bytes; ``aux``: the bundle read from them. The header, key material and
+    ciphertext are authenticated by the cipher; this covers the rest of the file (layout, the
+    writer's version, the empty history, unknown keys): AuthenticationError on any change.
     """
-    from pathlib import Path
-
     from .bundle import META_FORMAT, META_HISTORY, META_VALUES, META_VERSION, serialize
-    from .bundle import read_header as read_container
 
     header = read_header(aux)
-    _, strings = read_container(path)
+    try:
+        (n,) = struct.unpack("<Q", raw[:8])
+        strings = json.loads(raw[8 : 8 + n].decode("utf-8"))["__metadata__"]
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise crypto.AuthenticationError() from None
+    if not isinstance(strings, dict):
+        raise crypto.AuthenticationError()
     written = (strings.get(META_VERSION), strings.get(META_FORMAT))
     if written != (header.get("written_by"), str(header.get("bundle_format"))) or \
             set(strings) != {META_FORMAT, META_VERSION, META_VALUES, META_HISTORY} or \
             set(aux.meta) != _AUX_META or aux.meta["aux.format"] != AUX_FORMAT or \
-            serialize(aux.tensors, strings) != Path(path).read_bytes():
+            serialize(aux.tensors, strings) != raw:
         raise crypto.AuthenticationError()
