@@ -104,7 +104,7 @@ def make_pairs_photos(files, limit):
 
 
 def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 0, method: str = "inn",
-               capacity: float = 4.0):
+               masked_psnr: float = 52.0):
     """(boxes, masked as saved, recovered, embed s, extract s, payload info) of one pair."""
     from imnkit.embedding import even_box, merge_boxes, put_off_regions, put_on_regions, read_aux
     from imnkit.imageio import load_image, save_png
@@ -120,10 +120,9 @@ def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 
                              device=dev, refine=refine)
         info = {}
     else:
-        res = hide(protected, mask, boxes, method=method, capacity=capacity)
+        res = hide(protected, mask, boxes, method=method, masked_psnr=masked_psnr)
         pixels = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
-        info = {"payload_bpp": 8 * sum(r["bytes"] for r in res.report) / pixels,
-                "codec": [f"{r['codec']} q{r['quality']}" for r in res.report]}
+        info = {"payload_bpp": 8 * res.report["bytes"] / pixels, "codec": f"{res.report['codec']} q{res.report['quality']}"}
     t_embed = time.perf_counter() - t0
     path = save_png(tmp / "masked.png", res.masked, overwrite=True)
     masked = load_image(path)  # recovery always from the saved 8-bit file
@@ -201,7 +200,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--mode", choices=("swap", "photos"), default="swap")
     parser.add_argument("--method", choices=("sealed", "detached", "inn"), default="sealed")
-    parser.add_argument("--capacity", type=float, default=4.0, help="sealed: the embed stage's capacity (bits per pixel)")
+    parser.add_argument("--masked-psnr", type=float, default=52.0, help="sealed: the embed stage's masked_psnr (dB)")
     parser.add_argument("--no-attack", action="store_true", help="skip the network-inverse attack")
     parser.add_argument("--weights", default="imn.default")
     parser.add_argument("--limit", type=int, default=0, help="at most this many pairs (0 = all)")
@@ -227,7 +226,7 @@ def main() -> int:
         for name, protected, mask, regions in pairs:
             boxes, masked, recovered, te, tx, info = round_trip(
                 net, args.weights, protected, mask, regions, Path(d), refine=args.refine, method=args.method,
-                capacity=args.capacity)
+                masked_psnr=args.masked_psnr)
             rec = region_metrics(protected, recovered, boxes)
             msk = region_metrics(mask, masked, boxes)
             row = {"pair": name, "size": list(protected.shape[:2]), "regions": [list(b) for b in boxes],
@@ -240,7 +239,7 @@ def main() -> int:
             if "attack_psnr_y" in row:
                 extra += f" | attack Y {row['attack_psnr_y']:6.2f} id {row['attack_identity_distance']:.3f}"
             if "payload_bpp" in row:
-                extra += f" | {row['payload_bpp']:.2f} bpp {','.join(row['codec'])}"
+                extra += f" | {row['payload_bpp']:.2f} bpp {row['codec']}"
             print(f"{name:32s} recovered Y {row['recovered_region_psnr_y']:6.2f} RGB {row['recovered_region_psnr_rgb']:6.2f} "
                   f"SSIM {row['recovered_region_ssim']:.4f} | masked Y {row['masked_region_psnr_y']:6.2f} "
                   f"RGB {row['masked_region_psnr_rgb']:6.2f} | {te:.2f}s/{tx:.2f}s{extra}", flush=True)

@@ -23,7 +23,7 @@ Contract:
                                  uint8 (keyed methods): the content key, bare or wrapped; the ciphertext
               meta aux.*         format, method, header (keyed) or weights/seed (inn), sha256 of the masked pixels
               embed.region       int64 (4,) the bounding box of all regions (for the metrics stage)
-              meta report.embed  method and, per region, codec, quality, bytes and bits per pixel
+              meta report.embed  method, number of regions and (keyed) codec, quality, bytes, bits per region pixel
 
 The passphrase or key file comes from the run's options (``keys``), never from a parameter, so it
 is never recorded in the bundle history.
@@ -53,8 +53,8 @@ class EmbedStage(Stage):
         Param("method", str, "sealed", "sealed (encrypted, embedded in the Mask photo), detached (encrypted, "
               "in the aux) or inn (the paper's network: no key, anyone with imnkit can take it off)",
               choices=("sealed", "detached", "inn")),
-        Param("capacity", float, 4.0, "sealed: most payload bits per carrier pixel (one the Mask changed); sets "
-              "the codec quality and how many carrier samples change (4.0: ~52.5 dB masked vs Mask)", min=0.5, max=4.7),
+        Param("masked_psnr", float, 52.0, "sealed: the masked-vs-Mask PSNR (dB, RGB, over the face regions) the "
+              "hidden payload may cost; lower hides a larger payload, so the faces come back closer", min=40.0, max=70.0),
         Param("codec", str, "auto", "keyed methods: auto (sealed: lossless if it fits, else the best AVIF "
               "quality that fits; detached: lossless), lossless or avif", choices=("auto", "lossless", "avif")),
         Param("quality", int, 99, "keyed methods, AVIF: the highest quality tried (sealed) or the one used "
@@ -87,7 +87,7 @@ class EmbedStage(Stage):
         for key, value in aux.tensors.items():
             bundle.add(key, value)
         bundle.meta.update(aux.meta)
-        bundle.meta.setdefault("report", {})["embed"] = {"method": params["method"], "regions": report}
+        bundle.meta.setdefault("report", {})["embed"] = {"method": params["method"], "regions": len(boxes), **report}
         if boxes:
             union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
         else:
@@ -100,7 +100,7 @@ def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
     from imnkit.keyed import hide
 
     result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
-                  capacity=params["capacity"], codec=params["codec"], max_quality=params["quality"])
+                  masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"])
     return result.masked, result.aux, result.report
 
 
@@ -115,4 +115,4 @@ def _hide_inn(bundle: Bundle, protected, mask, boxes, params, ctx: StageContext)
                             weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs,
                             refine=params["refine"])
     bundle.meta.setdefault("notes", []).append(INN_NOTICE)
-    return result.masked, result.aux, []
+    return result.masked, result.aux, {}

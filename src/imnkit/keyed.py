@@ -5,14 +5,15 @@ under a fresh random content key (:mod:`imnkit.crypto`), and keep that key in th
 wrapped (:mod:`imnkit.keys`):
 
 - ``sealed``: the ciphertext is embedded in the Mask photo's own face regions with ternary matrix
-  codes in a keyed order (:mod:`imnkit.stego`); the aux is small. The regions' compressed size is
-  capped by ``capacity`` bits per pixel, which bounds how many carrier samples change (masked vs
-  Mask PSNR) and sets the codec's quality.
+  codes in a keyed order (:mod:`imnkit.stego`); the aux is small. The masked-vs-Mask PSNR the
+  embedding may cost (``masked_psnr``) bounds how many carrier samples change, and so the size of the
+  payload and the codec's quality.
 - ``detached``: the ciphertext (lossless by default) is kept in the aux; the masked photo *is* the
   Mask photo, so a re-encoded (JPEG) or resized copy still gives the exact face regions back.
 
-The aux header (format, method, image size, regions, codecs, nonce, key wrapping, embedding
-layout) is the cipher's associated data: any change to it, to the key material, to the ciphertext
+The regions travel as one payload image (an atlas: one codec header, one quality for all faces).
+The aux header (format, method, image size, regions, codec and atlas layout, nonce, key wrapping,
+embedding layout) is the cipher's associated data: any change to it, to the key material, to the ciphertext
 or to the carrier pixels it was read from fails authentication. Outside the regions the recovered
 photo is the masked photo, bit for bit.
 """
@@ -43,7 +44,7 @@ _AUX_META = {"aux.format", "aux.method", "aux.header", "aux.masked_sha256"}
 class HideResult:
     masked: np.ndarray  # (H, W, 3) uint8, exactly what will be saved
     aux: Bundle
-    report: list[dict] = field(default_factory=list)  # per region: codec, quality, bytes, bpp (no pixels, no key)
+    report: dict = field(default_factory=dict)  # codec, quality, bytes, bits per region pixel (no pixels, no key)
 
 
 def associated_data(header: dict) -> bytes:
@@ -52,10 +53,12 @@ def associated_data(header: dict) -> bytes:
 
 
 def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, int, int]], *, method: str,
-         source: KeySource | None = None, capacity: float = 4.0, codec: str = "auto", max_quality: int = 99) -> HideResult:
+         source: KeySource | None = None, masked_psnr: float = 52.0, codec: str = "auto",
+         max_quality: int = 99) -> HideResult:
     """Seal the regions ``boxes`` of ``protected`` and hide them with ``method``; returns masked + aux.
 
-    ``capacity`` (sealed): most payload bits per carrier pixel (a pixel the Mask changed).
+    ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over the regions) the embedding may
+    cost; it sets how many carrier samples change and so the codec's quality.
     ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed; lossless: detached), ``lossless``
     or ``avif`` (at ``max_quality`` for detached, the best fitting quality up to it for sealed).
     """
@@ -66,19 +69,22 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     crops = [protected[y0:y1, x0:x1] for y0, x0, y1, x1 in boxes]
     maps = [carrier.carrier_map(c, mask[y0:y1, x0:x1]) for c, (y0, x0, y1, x1) in zip(crops, boxes)]
     sealed = method == "sealed" and sum(int(m.sum()) for m in maps) > 0
-    if sealed:
-        coded = _fit_sealed(crops, maps, capacity, codec, max_quality)
+    if sealed:  # pixels outside the carrier maps are smoothed: extraction keeps the masked ones there
+        atlas, places = payload.pack_atlas([carrier.smooth_outside(c, m) for c, m in zip(crops, maps)])
+        coded = _fit_sealed(atlas, maps, masked_psnr, codec, max_quality)
     else:  # detached, or nothing the Mask changed (then only the tag, kept in the aux)
-        coded = [_encode_detached(c, codec, max_quality) for c in crops]
+        atlas, places = payload.pack_atlas(crops)
+        coded = _encode_detached(atlas, codec, max_quality)
     key = crypto.new_key()
     key_public, tensors = lock_key(key, source)
     nonce = crypto.new_nonce()
     h, w = protected.shape[:2]
     header = {"format": AUX_FORMAT, "method": method, "size": [h, w], "regions": [list(b) for b in boxes],
-              "codecs": [{"codec": c.codec, "quality": c.quality, "bytes": len(c.data)} for c in coded],
+              "payload": {"codec": coded.codec, "quality": coded.quality, "bytes": len(coded.data),
+                          "size": list(atlas.shape[:2]), "places": [list(p) for p in places]},
               "cipher": "aes-256-gcm", "nonce": nonce.hex(), "key": key_public, "written_by": __version__,
               "bundle_format": BUNDLE_FORMAT}
-    plaintext = b"".join(c.data for c in coded)
+    plaintext = coded.data
     masked = mask.copy()
     if sealed:
         packed = carrier.pack(maps)
@@ -94,7 +100,7 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
         _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
         tensors["aux.payload"] = _tensor(ciphertext)
     aux = make_aux(masked, boxes, header, tensors)
-    report = [c.describe((b[2] - b[0]) * (b[3] - b[1])) for c, b in zip(coded, boxes)]
+    report = coded.describe(sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)) if boxes else {}
     return HideResult(masked=masked, aux=aux, report=report)
 
 
@@ -162,7 +168,7 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
     header = read_header(aux)
     key = unlock_key(header["key"], aux.tensors, source)
     boxes = [tuple(int(v) for v in r) for r in header["regions"]]
-    sizes = [int(c["bytes"]) for c in header["codecs"]]
+    spec = header["payload"]
     h, w = (int(v) for v in header["size"])
     notes: list[str] = []
     maps = None
@@ -178,7 +184,7 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
         samples = carrier.samples(masked, boxes, maps)
         try:
             layout = stego.Layout.from_list(header["stego"]["layout"])
-            ciphertext = stego.extract(samples, _order(key, len(samples)), layout, sum(sizes) + crypto.TAG_BYTES)
+            ciphertext = stego.extract(samples, _order(key, len(samples)), layout, spec["bytes"] + crypto.TAG_BYTES)
         except (KeyError, TypeError, ValueError):
             raise crypto.AuthenticationError() from None
     else:
@@ -186,15 +192,13 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
     plaintext = crypto.open_sealed(crypto.subkey(key, _PAYLOAD_KEY), _nonce(header), ciphertext, associated_data(header))
     recovered = _same_size(masked, h, w, notes)
     _check_boxes(boxes, h, w)
-    start = 0
-    for i, (box, spec, n) in enumerate(zip(boxes, header["codecs"], sizes)):
-        y0, x0, y1, x1 = box
-        region = payload.decode(plaintext[start : start + n], spec["codec"], (y1 - y0, x1 - x0))
+    atlas = payload.decode(plaintext, spec["codec"], tuple(spec["size"]))
+    shapes = [(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes]
+    for i, ((y0, x0, y1, x1), region) in enumerate(zip(boxes, payload.unpack_atlas(atlas, spec["places"], shapes))):
         if maps is None:
             recovered[y0:y1, x0:x1] = region
         else:  # only the carrier pixels were hidden (and changed): the others are exact as they are
             recovered[y0:y1, x0:x1][maps[i]] = region[maps[i]]
-        start += n
     return recovered, notes
 
 
@@ -202,41 +206,34 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
 def _well_formed(header: dict) -> bool:
     """Every field recover() reads has the type it expects (raises on a missing one)."""
     ints = lambda values, n: isinstance(values, list) and len(values) == n and all(type(v) is int for v in values)  # noqa: E731
-    codecs = header["codecs"]
+    spec = header["payload"]
     return (header["method"] in METHODS and ints(header["size"], 2) and isinstance(header["regions"], list)
-            and all(ints(r, 4) for r in header["regions"]) and isinstance(codecs, list)
-            and len(codecs) == len(header["regions"])
-            and all(isinstance(c["codec"], str) and type(c["bytes"]) is int and c["bytes"] >= 0 for c in codecs)
+            and all(ints(r, 4) for r in header["regions"]) and isinstance(spec["codec"], str)
+            and type(spec["bytes"]) is int and spec["bytes"] >= 0 and ints(spec["size"], 2)
+            and isinstance(spec["places"], list) and len(spec["places"]) == len(header["regions"])
+            and all(ints(p, 2) for p in spec["places"])
             and isinstance(header["nonce"], str) and isinstance(header["key"], dict)
             and ("stego" not in header or (ints(header["stego"]["layout"], 3)
                                            and isinstance(header["stego"]["map_sha256"], str))))
 
 
-def _fit_sealed(crops: list[np.ndarray], maps: list[np.ndarray], capacity: float, codec: str,
-                max_quality: int) -> list[payload.Coded]:
-    """Each region's best encoding within its share (by carrier pixels) of the payload budget.
+def _fit_sealed(atlas: np.ndarray, maps: list[np.ndarray], masked_psnr: float, codec: str,
+                max_quality: int) -> payload.Coded:
+    """The best encoding of the payload image that keeps the regions' masked-vs-Mask PSNR near ``masked_psnr``.
 
-    Pixels outside a region's carrier map are smoothed before encoding: they are never used.
+    A +-1 change adds 1 to the squared error, so the target allows ``region samples * 255^2 / 10^(psnr/10)``
+    expected changes, spread over the carrier samples as economically as the codes allow.
     """
-    counts = [int(m.sum()) for m in maps]
-    total = sum(counts)
-    room = min(int(capacity * total / 8), stego.capacity_bytes(3 * total)) - crypto.TAG_BYTES
-    out = []
-    for crop, keep, n in zip(crops, maps, counts):
-        budget = max(0, room * n // max(total, 1))
-        if codec == "lossless":
-            coded = payload.encode(crop, "webp-lossless")
-            if len(coded.data) > budget:
-                raise UsageError("a face region does not fit losslessly in the carrier",
-                                 hint="use codec=auto, raise embed.capacity, or use embed.method=detached")
-        else:
-            smooth = carrier.smooth_outside(crop, keep)
-            coded = payload.fit(smooth, budget, max_quality=max_quality, try_lossless=False)
-            if codec == "auto" and 8 * budget > 4 * n:  # lossless may fit a small or flat face
-                exact = payload.encode(crop, "webp-lossless")
-                coded = exact if len(exact.data) <= budget else coded
-        out.append(coded)
-    return out
+    carrier_samples = 3 * sum(int(m.sum()) for m in maps)
+    changes = 3 * sum(m.size for m in maps) * 255.0**2 / 10 ** (masked_psnr / 10)
+    budget = stego.max_bytes(carrier_samples, changes) - crypto.TAG_BYTES
+    if codec == "lossless":
+        coded = payload.encode(atlas, "webp-lossless")
+        if len(coded.data) > budget:
+            raise UsageError("the face regions do not fit losslessly in the carrier",
+                             hint="use codec=auto, lower embed.masked_psnr, or use embed.method=detached")
+        return coded
+    return payload.fit(atlas, budget, max_quality=max_quality, try_lossless=codec == "auto")
 
 
 def _encode_detached(crop: np.ndarray, codec: str, quality: int) -> payload.Coded:

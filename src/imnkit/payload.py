@@ -98,7 +98,7 @@ def fit(region: np.ndarray, budget: int, *, max_quality: int = 99, try_lossless:
             break
     if best is None:
         raise UsageError("the face regions do not fit in the carrier even at the lowest quality",
-                         hint="raise embed.capacity, or use embed.method=detached")
+                         hint="lower embed.masked_psnr, or use embed.method=detached")
     return best
 
 
@@ -129,3 +129,37 @@ def _next_quality(tried: dict[int, int], budget: int, max_quality: int, best_fit
 def _require_avif() -> None:
     if not features.check("avif"):
         raise UsageError("this Pillow has no AVIF codec", hint="pip install 'pillow>=11.3' (its wheels include AVIF)")
+
+
+def pack_atlas(regions: list[np.ndarray], fill: int = 128) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """All regions in one image (shelf packing, tallest first), so one codec header serves them all
+    and one quality setting spreads the budget evenly; the gaps are flat ``fill`` (nearly free).
+
+    Returns the atlas and each region's top-left corner (y, x) in it.
+    """
+    if not regions:
+        return np.full((1, 1, 3), fill, np.uint8), []
+    widest = max(r.shape[1] for r in regions)
+    width = max(widest, int(math.sqrt(sum(r.shape[0] * r.shape[1] for r in regions)) * 1.2))
+    places: list[tuple[int, int]] = [(0, 0)] * len(regions)
+    y = x = shelf = 0
+    for i in sorted(range(len(regions)), key=lambda i: -regions[i].shape[0]):
+        h, w = regions[i].shape[:2]
+        if x + w > width:
+            y, x, shelf = y + shelf, 0, 0
+        places[i] = (y, x)
+        x, shelf = x + w, max(shelf, h)
+    atlas = np.full((y + shelf, width, 3), fill, np.uint8)
+    for (py, px), region in zip(places, regions):
+        atlas[py : py + region.shape[0], px : px + region.shape[1]] = region
+    return atlas, places
+
+
+def unpack_atlas(atlas: np.ndarray, places, shapes) -> list[np.ndarray]:
+    """The regions of ``shapes`` back out of an atlas (IntegrityError if one does not fit)."""
+    out = []
+    for (y, x), (h, w) in zip(places, shapes):
+        if y < 0 or x < 0 or y + h > atlas.shape[0] or x + w > atlas.shape[1]:
+            raise IntegrityError("a hidden region lies outside the payload image")
+        out.append(atlas[y : y + h, x : x + w])
+    return out

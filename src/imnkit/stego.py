@@ -182,3 +182,20 @@ def extract(carrier: np.ndarray, order: np.ndarray, layout: Layout, nbytes: int)
             parts.append(((carrier[idx].astype(np.int64) % 3) @ h.T % 3).reshape(-1))
     trits = np.concatenate(parts)[: trits_for(nbytes)]
     return trits_to_bytes(trits, nbytes)
+
+
+def expected_changes(layout: Layout) -> float:
+    """Expected number of changed samples (a random syndrome misses the target with probability 1 - 3^-p)."""
+    return layout.dense * (1 - 3.0**-layout.p) + layout.sparse * (1 - 3.0 ** -(layout.p + 1))
+
+
+def max_bytes(samples: int, changes: float) -> int:
+    """The most bytes ``samples`` carrier samples hold with at most ``changes`` expected changes."""
+    lo, hi = 0, capacity_bytes(samples)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if expected_changes(plan(samples, trits_for(mid))) <= changes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
