@@ -1,22 +1,148 @@
-"""High-level library calls behind the commands that are not recipes (`imnkit extract`)."""
+"""The Python API: mask and unmask images in memory, and the file-level extract behind `imnkit extract`.
+
+``mask`` and ``unmask`` (exported as ``imnkit.mask`` / ``imnkit.unmask``) take and return
+(H, W, 3) uint8 RGB numpy arrays and the aux as bytes, so services and notebooks need no files.
+Models are loaded once per process and reused (one runner per recipe, overrides and device).
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from .bundle import Bundle, load_bundle
 from .devices import resolve_device
 from .embedding import read_aux
-from .imageio import check_output_path, load_image, save_png
+from .errors import UsageError
+from .imageio import check_output_path, check_rgb8, load_image, save_png
 from .keyed import check_aux_bytes, is_keyed
 from .keys import KeySource
-from .recipe import output_stem
+from .recipe import INPUT_IMAGE_KEY, Runner, load_recipe, output_stem
 from .stage import StageContext, get_stage, run_stage
 
+_RUNNERS: dict[tuple, Runner] = {}
+_RUNNERS_LOCK = threading.Lock()
+_MODELS: dict[tuple, Any] = {}  # the extract stage's models (inn's network), shared by unmask calls
 
+
+@dataclass
+class MaskResult:
+    """What :func:`mask` returns. ``aux`` is the key to the faces: keep it, share only ``masked``."""
+
+    masked: np.ndarray  # (H, W, 3) uint8, the masked photo (save it losslessly, e.g. PNG)
+    aux: bytes  # the aux file's bytes ({stem}.aux.safetensors)
+    mask: np.ndarray  # (H, W, 3) uint8, the Mask photo before hiding
+    regions: list[list[int]] = field(default_factory=list)  # the hidden boxes [y0, x0, y1, x1]
+    faces: list[dict] = field(default_factory=list)  # per face: box [y0, x0, y1, x1] and what the swap did
+    report: dict = field(default_factory=dict)  # what the stages report (e.g. embed's method, codec, quality)
+    notes: list[str] = field(default_factory=list)
+
+
+def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = None, key_file: bytes | None = None,
+         device: str | None = None, seed: int | None = None, allow_no_face: bool = False,
+         **overrides: Any) -> MaskResult:
+    """Put a Mask over every face of ``image`` and hide the originals; returns the masked photo and aux.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        recipe: a built-in recipe name (``mask``, ``mask-inn``, ``mask-hub``) or a path to a TOML recipe.
+        passphrase, key_file: lock the key in the aux with a passphrase or a 32-byte key (one of them).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for every stage (default: the recipe's).
+        seed: seed for every stage that draws randomly.
+        allow_no_face: a photo with no face passes through unchanged instead of raising NoFaceError.
+        overrides: recipe parameters as ``stage__param=value`` (or ``**{"stage.param": value}``),
+            e.g. ``embed__method="detached"``.
+
+    Raises:
+        ImnkitError subclasses: UsageError (bad recipe, parameter, device), NoFaceError, ...
+
+    Example:
+        >>> import numpy as np, imnkit                                        # doctest: +SKIP
+        >>> from PIL import Image                                             # doctest: +SKIP
+        >>> photo = np.asarray(Image.open("examples/astronaut.jpg").convert("RGB"))  # doctest: +SKIP
+        >>> result = imnkit.mask(photo, passphrase="a long passphrase")       # doctest: +SKIP
+        >>> back = imnkit.unmask(result.masked, result.aux, passphrase="a long passphrase")  # doctest: +SKIP
+    """
+    check_rgb8(image, "image")
+    runner = _runner(recipe, overrides, device, allow_no_face)
+    options = {"keys": KeySource(passphrase=passphrase, key_file=key_file), "seed": seed}
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(np.ascontiguousarray(image).copy())})
+    bundle = runner.process(Path("<array>"), bundle=bundle, options=options)
+    aux = bundle.subset("aux.")
+    aux.history = []
+    return MaskResult(
+        masked=bundle.tensors["image.masked"].numpy(), aux=aux.to_bytes(), mask=bundle.tensors["mask.image"].numpy(),
+        regions=bundle.tensors["aux.regions"].tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
+
+
+def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key_file: bytes | None = None,
+           force: bool = False, device: str = "auto") -> np.ndarray:
+    """Take the Mask off: the protected photo from a masked photo and its aux bytes.
+
+    Raises IntegrityError (a wrong key, passphrase or key file, a changed aux or changed masked
+    pixels: never bypassed, ``force`` only skips the consistency checks) and UsageError (a locked aux
+    without its passphrase or key file).
+    """
+    check_rgb8(masked, "masked")
+    bundle_aux = Bundle.from_bytes(aux, source="the aux")
+    _check_aux(aux, bundle_aux)
+    source = KeySource(passphrase=passphrase, key_file=key_file)
+    return _extract(masked, bundle_aux, source, force=force, device=device, weights="")[0]
+
+
+def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool) -> Runner:
+    from .cli.pipeline import resolve_recipe_path
+
+    sets = sorted(f"{k.replace('__', '.', 1)}={v}" for k, v in overrides.items())
+    key = (recipe, tuple(sets), device, allow_no_face)
+    with _RUNNERS_LOCK:
+        if key not in _RUNNERS:
+            if not isinstance(recipe, str) or not recipe:
+                raise UsageError("recipe must be a recipe name or a path")
+            _RUNNERS[key] = Runner(load_recipe(resolve_recipe_path(recipe), sets=sets, device=device),
+                                   options={"allow_no_face": allow_no_face})
+        return _RUNNERS[key]
+
+
+def _faces(bundle: Bundle) -> list[dict]:
+    boxes = bundle.tensors.get("faces.boxes")
+    treatments = bundle.meta.get("swap.treatments") or []
+    out = []
+    for i, box in enumerate(boxes.tolist() if boxes is not None else []):
+        face = {"box": [int(v) for v in box]}
+        if i < len(treatments):
+            face["treatment"] = treatments[i]
+        out.append(face)
+    return out
+
+
+def _check_aux(raw: bytes, aux: Bundle) -> None:
+    """A keyed aux must be byte-exact as written; any aux must be one (before the image is read)."""
+    if is_keyed(aux):
+        check_aux_bytes(raw, aux)
+    else:
+        read_aux(aux)
+
+
+def _extract(masked: np.ndarray, aux: Bundle, source: KeySource | None, *, force: bool, device: str,
+             weights: str) -> tuple[np.ndarray, list[str]]:
+    """Run the extract stage on an image and an aux bundle; (recovered, notes)."""
+    bundle = Bundle(tensors={"image.masked": torch.from_numpy(np.ascontiguousarray(masked)), **aux.tensors},
+                    meta=dict(aux.meta), source=aux.source)
+    stage = get_stage("extract")
+    params = stage.resolve_params({"weights": weights, "force": force})
+    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={"keys": source})
+    with torch.inference_mode():
+        run_stage(stage, bundle, params, ctx)
+    return bundle.tensors["image.recovered"].numpy(), list(bundle.meta.get("notes", []))
+
+
+# -- files: `imnkit extract` ------------------------------------------------------------------------
 def default_recovered_path(masked: Path) -> Path:
     """'photo.masked.png' -> 'photo.recovered.png' beside it."""
     return masked.with_name(f"{output_stem(masked)}.recovered.png")
@@ -31,7 +157,7 @@ class ExtractResult:
 
 def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None = None, *, weights: str = "",
                  force: bool = False, device: str = "auto", overwrite: bool = False,
-                 models: dict | None = None, keys: KeySource | None = None) -> ExtractResult:
+                 keys: KeySource | None = None) -> ExtractResult:
     """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
 
     ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.keys`).
@@ -39,21 +165,9 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
     masked, aux = Path(masked), Path(aux)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
-    dev = resolve_device(device)
+    resolve_device(device)  # an unavailable device fails before any work
     aux_bundle = load_bundle(aux)
-    # a file that is not an aux, or a changed keyed aux, fails here, before the image is read
-    if is_keyed(aux_bundle):
-        check_aux_bytes(aux.read_bytes(), aux_bundle)
-    else:
-        read_aux(aux_bundle)
-    image = load_image(masked)
-    bundle = Bundle(tensors={"image.masked": torch.from_numpy(image), **aux_bundle.tensors},
-                    meta=dict(aux_bundle.meta), source=str(aux))
-    stage = get_stage("extract")
-    params = stage.resolve_params({"weights": weights, "force": force})
-    with torch.inference_mode():
-        run_stage(stage, bundle, params, StageContext(device=dev, models=models if models is not None else {},
-                                                      options={"keys": keys}))
-    save_png(out, bundle.tensors["image.recovered"].numpy(), overwrite=overwrite, inputs=(masked, aux))
-    return ExtractResult(output=out, regions=int(bundle.tensors["aux.regions"].shape[0]),
-                         notes=list(bundle.meta.get("notes", [])))
+    _check_aux(aux.read_bytes(), aux_bundle)  # a file that is not an aux, or a changed one, fails here
+    recovered, notes = _extract(load_image(masked), aux_bundle, keys, force=force, device=device, weights=weights)
+    save_png(out, recovered, overwrite=overwrite, inputs=(masked, aux))
+    return ExtractResult(output=out, regions=int(aux_bundle.tensors["aux.regions"].shape[0]), notes=notes)
