@@ -32,6 +32,7 @@ EXTRA = 'pip install "imnkit[ray]"'
 MANIFEST_NAME = "imnkit-manifest.jsonl"
 SKIPPED_MESSAGE = "already done (outputs exist)"
 _PENDING = "pending"  # a row still travelling between actor groups
+READ_CPUS = 0.25  # Ray's CPU reservation of one read task
 
 
 def require_ray() -> None:
@@ -293,17 +294,22 @@ def _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, pro
         if group.gpu and gpus <= 0:
             raise UsageError(f"stage(s) {', '.join(group.step_ids)} run on CUDA, but the Ray cluster has no GPU",
                              hint="use --device cpu, or add GPU nodes to the cluster")
-    dataset = ray.data.read_binary_files([str(f) for f in todo], include_paths=True)
+    # Reading bytes is I/O, not compute: a fraction of a CPU per read task. Every pool starts one actor
+    # at once, so when the CPUs cannot hold one actor per CPU pool plus a read, the actors share them
+    # (otherwise the pools would take every CPU and the read could never run).
+    cpu_pools = sum(not g.gpu for g in groups)
+    actor_cpus = 1.0 if cpus >= cpu_pools + READ_CPUS else (cpus - READ_CPUS) / max(cpu_pools, 1)
+    dataset = ray.data.read_binary_files([str(f) for f in todo], include_paths=True, num_cpus=READ_CPUS)
     for i, group in enumerate(groups):
         spec = GroupSpec(recipe=group_recipe(recipe, group, last=i == len(groups) - 1), options=dict(options),
                          first=i == 0, last=i == len(groups) - 1, out_dir=out_dir, roots=roots, overwrite=overwrite)
-        size = max(1, int(gpus if group.gpu else cpus))
+        size = max(1, int(gpus if group.gpu else cpus // actor_cpus))
         dataset = dataset.map_batches(
             GroupWorker,
             fn_constructor_kwargs={"spec": spec},
             batch_size=1,  # one photo per task: a killed actor loses one photo's work, rows stream out
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
-            num_cpus=0 if group.gpu else 1,
+            num_cpus=0 if group.gpu else actor_cpus,
             num_gpus=1 if group.gpu else 0,
             # Fault tolerance is Ray Data's default for actor pools (max_restarts=-1, max_task_retries=-1:
             # a dead actor is restarted and its photos retried); passing them again is deprecated in 2.60.
