@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,10 @@ def _error_message(err: Exception) -> str:
     return f"unexpected {type(err).__name__} in a Ray worker (set IMNKIT_DEBUG=1 for the traceback)"
 
 
+def _exit_code(err: Exception) -> int:
+    return err.exit_code if isinstance(err, ImnkitError) else ExitCode.FAILED
+
+
 class GroupWorker:
     """A Ray Data callable class: builds its Runner (and so loads its models) once per actor."""
 
@@ -133,8 +138,6 @@ class GroupWorker:
 
     def one(self, row: dict[str, Any]) -> dict[str, Any]:
         """Run this group's stages on one row; the last group also writes the outputs."""
-        import time
-
         from ..bundle import Bundle
         from ..recipe import bundle_from_input
 
@@ -165,10 +168,6 @@ class GroupWorker:
             return _row(path, "failed", error=_error_message(err), exit_code=err.exit_code,
                         seconds=before + time.perf_counter() - start)
         return _row(path, _PENDING, data=bundle.to_bytes(), seconds=before + time.perf_counter() - start)
-
-
-def _exit_code(err: Exception) -> int:
-    return err.exit_code if isinstance(err, ImnkitError) else ExitCode.FAILED
 
 
 # -- the driver ----------------------------------------------------------------------------------
