@@ -71,6 +71,30 @@ def test_newer_format_is_refused(tmp_path, monkeypatch):
         load_bundle(p)
 
 
+def test_from_bytes_inverts_to_bytes():
+    b = make_bundle()
+    back = Bundle.from_bytes(b.to_bytes(), source="x.jpg")
+    assert set(back.tensors) == set(b.tensors)
+    for k in b.tensors:
+        assert torch.equal(back.tensors[k], b.tensors[k]) and back.tensors[k].dtype == b.tensors[k].dtype
+    assert back.meta == b.meta and back.history == b.history and back.source == "x.jpg"
+    assert back.to_bytes() == b.to_bytes()
+
+
+def test_from_bytes_refuses_bad_bytes(monkeypatch):
+    data = make_bundle().to_bytes()
+    for bad in (b"abc", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, data[:20]):
+        with pytest.raises(BundleError, match="x.jpg: not a safetensors bundle"):
+            Bundle.from_bytes(bad, source="x.jpg")
+    with pytest.raises(BundleError, match="corrupt"):
+        Bundle.from_bytes(data[:-10])
+    monkeypatch.setattr(bundle_mod, "FORMAT_VERSION", 99)
+    newer = make_bundle().to_bytes()
+    monkeypatch.setattr(bundle_mod, "FORMAT_VERSION", 1)
+    with pytest.raises(BundleError, match="format 99 is newer"):
+        Bundle.from_bytes(newer)
+
+
 def test_save_is_atomic_and_refuses_to_overwrite(tmp_path):
     p = make_bundle().save(tmp_path / "b.safetensors")
     with pytest.raises(OutputError, match="already exists"):

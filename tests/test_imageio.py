@@ -32,6 +32,17 @@ def test_exif_orientation_is_applied(tmp_path, photo):
     assert np.abs(out.astype(int) - np.rot90(plain, k=-1).astype(int)).mean() < 2
 
 
+def test_bytes_already_read_decode_like_the_file(tmp_path, photo):
+    p = write(Image.fromarray(photo), tmp_path / "a.jpg", quality=95)
+    assert np.array_equal(load_image("elsewhere/a.jpg", data=p.read_bytes()), load_image(p))
+    with pytest.raises(InputError, match="elsewhere/b.jpg: the file is empty"):
+        load_image("elsewhere/b.jpg", data=b"")
+    with pytest.raises(InputError, match="elsewhere/c.png: not an image"):
+        load_image("elsewhere/c.png", data=b"hello, not a picture")
+    with pytest.raises(InputError, match="truncated|corrupt|unreadable"):
+        load_image("elsewhere/d.jpg", data=p.read_bytes()[:300])
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "L", "LA", "P", "CMYK", "I;16"])
 def test_modes_become_rgb8(tmp_path, photo, mode):
     src = Image.fromarray(photo)

@@ -37,16 +37,21 @@ def mirror_out_dirs(files: list[Path], items: list[str], out_dir: Path | None) -
     Without ``out_dir`` outputs go beside their input (None). With it, a file found inside a folder
     given on the command line keeps its sub-folder path below ``out_dir``, so names never collide.
     """
+    roots = mirror_roots(items)
+    return [(f, mirror_target(f, roots, out_dir)) for f in files]
+
+
+def mirror_roots(items: list[str]) -> list[Path]:
+    """The folders among the command-line items, resolved: the roots whose trees are mirrored."""
+    return [Path(item).resolve() for item in items if Path(item).is_dir()]
+
+
+def mirror_target(f: Path, roots: list[Path], out_dir: Path | None) -> Path | None:
+    """The output folder of one file (see ``mirror_out_dirs``); computable wherever the file is read."""
     if out_dir is None:
-        return [(f, None) for f in files]
-    roots = [Path(item).resolve() for item in items if Path(item).is_dir()]
-    pairs = []
-    for f in files:
-        target = out_dir
-        rf = f.resolve()
-        for root in roots:
-            if rf.is_relative_to(root):
-                target = out_dir / rf.parent.relative_to(root)
-                break
-        pairs.append((f, target))
-    return pairs
+        return None
+    rf = f.resolve()
+    for root in roots:
+        if rf.is_relative_to(root):
+            return out_dir / rf.parent.relative_to(root)
+    return out_dir

@@ -84,6 +84,41 @@ class Bundle:
     def to_bytes(self) -> bytes:
         return serialize(self.tensors, self.metadata_strings())
 
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str | None = None) -> Bundle:
+        """The inverse of ``to_bytes``: a bundle from safetensors bytes (e.g. passed between processes).
+
+        Raises BundleError for bytes that are not a safetensors bundle, are truncated, or come from a
+        newer format; ``source`` names them in the message.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_tensors
+
+        where = source or "<bytes>"
+        not_st = BundleError(f"{where}: not a safetensors bundle")
+        if len(data) < 8:
+            raise not_st
+        (n,) = struct.unpack("<Q", data[:8])
+        if n < 2 or n > _MAX_HEADER or 8 + n > len(data):
+            raise not_st
+        try:
+            header = json.loads(data[8 : 8 + n].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise not_st from None
+        if not isinstance(header, dict):
+            raise not_st
+        metadata = header.get("__metadata__") or {}
+        _check_format(metadata.get(META_FORMAT), where)
+        try:
+            tensors = load_tensors(bytes(data))
+            meta = json.loads(metadata.get(META_VALUES, "{}"))
+            history = json.loads(metadata.get(META_HISTORY, "[]"))
+        except SafetensorError:
+            raise BundleError(f"{where}: the bundle is corrupt (tensor data unreadable)") from None
+        except json.JSONDecodeError:
+            raise BundleError(f"{where}: the bundle metadata is corrupt") from None
+        return cls(tensors=dict(tensors), meta=meta, history=history, source=source)
+
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
         """Write the bundle atomically (temp file + rename)."""
         data = self.to_bytes()
@@ -159,18 +194,23 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]
             raise not_st from None
     if 8 + n + end > size:
         raise BundleError(f"{path}: the bundle is truncated ({size} bytes, needs {8 + n + end})")
-    fmt = metadata.get(META_FORMAT)
-    if fmt is not None:
-        try:
-            fmt_int = int(fmt)
-        except ValueError:
-            raise BundleError(f"{path}: unreadable bundle format version") from None
-        if fmt_int > FORMAT_VERSION:
-            raise BundleError(
-                f"{path}: bundle format {fmt_int} is newer than this imnkit reads ({FORMAT_VERSION})",
-                hint="upgrade imnkit",
-            )
+    _check_format(metadata.get(META_FORMAT), path)
     return header, metadata
+
+
+def _check_format(fmt: str | None, where) -> None:
+    """Refuse a bundle whose format version is unreadable or newer than this imnkit reads."""
+    if fmt is None:
+        return
+    try:
+        fmt_int = int(fmt)
+    except ValueError:
+        raise BundleError(f"{where}: unreadable bundle format version") from None
+    if fmt_int > FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: bundle format {fmt_int} is newer than this imnkit reads ({FORMAT_VERSION})",
+            hint="upgrade imnkit",
+        )
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:

@@ -11,6 +11,7 @@ the same folder and renamed into place, so a failed run never leaves a half-writ
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -64,25 +65,30 @@ def _to_rgb8(img: Image.Image, background: tuple[int, int, int] | None = None) -
     return np.array(img.convert("RGB"))
 
 
-def load_image(path: str | os.PathLike, *, background: tuple[int, int, int] | None = None) -> np.ndarray:
+def load_image(path: str | os.PathLike, *, background: tuple[int, int, int] | None = None,
+               data: bytes | None = None) -> np.ndarray:
     """Read a photo as an (H, W, 3) uint8 RGB array with its EXIF orientation applied.
 
     ``background``: composite transparent pixels onto this RGB colour instead of dropping the alpha
     channel (the pipeline keeps the pixels under the alpha; face detection benchmarks see the photo
     as a viewer shows it, on white).
 
+    ``data``: the file's bytes, already read (a distributed engine reads them elsewhere); ``path`` then
+    only names the photo in messages.
+
     Raises:
         InputError: the file is missing, empty, not an image, truncated or too large.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
-    if path.stat().st_size == 0:
+    if data is None:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not an image")
+    if (len(data) if data is not None else path.stat().st_size) == 0:
         raise InputError(f"{path}: the file is empty (0 bytes)")
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise InputError(

@@ -218,11 +218,14 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return unique
 
 
-def bundle_from_input(path: Path) -> Bundle:
-    """An image file -> a bundle with ``image.protected``; a .safetensors file -> that bundle."""
+def bundle_from_input(path: Path, data: bytes | None = None) -> Bundle:
+    """An image file -> a bundle with ``image.protected``; a .safetensors file -> that bundle.
+
+    ``data``: the file's bytes when they were read already (the Ray engine reads them in its own tasks).
+    """
     if path.suffix.lower() == ".safetensors":
-        return load_bundle(path)
-    image = load_image(path)  # any other suffix is tried as an image: load_image says if it is not one
+        return load_bundle(path) if data is None else Bundle.from_bytes(data, source=str(path))
+    image = load_image(path, data=data)  # any other suffix is tried as an image: load_image says if it is not one
     return Bundle(tensors={INPUT_IMAGE_KEY: image_to_tensor(image)}, meta={"source.name": path.name}, source=str(path))
 
 
@@ -274,7 +277,9 @@ class Runner:
     def planned_outputs(self, inp: Path, out_dir: Path | None) -> list[tuple[OutputSpec, Path]]:
         return output_paths(self.recipe, inp, out_dir, self.options)
 
-    def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> RunResult:
+    def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False,
+                bundle: Bundle | None = None) -> RunResult:
+        """Run the stages on ``inp`` (or on ``bundle``, already read from it) and write the outputs."""
         start = time.perf_counter()
         planned = self.planned_outputs(inp, out_dir)
         if planned and not overwrite and all(path.exists() for _, path in planned):
@@ -283,7 +288,7 @@ class Runner:
         try:
             for _, path in planned:
                 check_output_path(path, overwrite=overwrite, inputs=(inp,))
-            bundle = self.process(inp)
+            bundle = self.process(inp, bundle=bundle)
             written = write_outputs(bundle, planned, inp, overwrite=overwrite, keep_metadata=self.options.get("keep_metadata", False))
         except ImnkitError as err:
             return RunResult(inp, "failed", message=_message(err), exit_code=err.exit_code, seconds=time.perf_counter() - start)
@@ -291,14 +296,20 @@ class Runner:
         return RunResult(inp, "ok", outputs=written, seconds=time.perf_counter() - start, notes=notes,
                          report=dict(bundle.meta.get("report", {})))
 
-    def process(self, inp: Path) -> Bundle:
-        """Run the stages on one input and return the bundle (nothing written)."""
-        bundle = bundle_from_input(inp)
+    def process(self, inp: Path, *, bundle: Bundle | None = None, options: dict[str, Any] | None = None) -> Bundle:
+        """Run the stages on one input and return the bundle (nothing written).
+
+        ``bundle``: the input already read (or made by earlier stages elsewhere); it is changed in place.
+        ``options``: this input's options over the runner's (e.g. its own passphrase, in the Python API).
+        """
+        if bundle is None:
+            bundle = bundle_from_input(inp)
         if inp.suffix.lower() == ".safetensors":
             validate_chain(self.recipe, set(bundle.tensors))
-        seed = self.options.get("seed")
+        options = {**self.options, **(options or {})}
+        seed = options.get("seed")
         for step in self.recipe.steps:
-            ctx = StageContext(device=self.devices[step.id], models=self.models, options=self.options)
+            ctx = StageContext(device=self.devices[step.id], models=self.models, options=options)
             params = dict(step.params)
             if seed is not None and "seed" in params:
                 params["seed"] = seed

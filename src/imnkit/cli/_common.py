@@ -23,9 +23,10 @@ def debug_enabled() -> bool:
 
 
 def report_error(err: ImnkitError) -> None:
-    err_console.print(f"[bold red]error:[/] {err.message}", markup=True, soft_wrap=True)
+    # Escaped: a message may hold brackets (file names, 'imnkit[ray]') that rich would eat as markup.
+    err_console.print(f"[bold red]error:[/] {escape(err.message)}", markup=True, soft_wrap=True)
     if err.hint:
-        err_console.print(f"[dim]hint:[/] {err.hint}", markup=True, soft_wrap=True)
+        err_console.print(f"[dim]hint:[/] {escape(err.hint)}", markup=True, soft_wrap=True)
 
 
 @contextlib.contextmanager

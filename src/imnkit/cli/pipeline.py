@@ -41,6 +41,7 @@ def run_cmd(
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit[ray]).")] = "local",
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
@@ -50,9 +51,16 @@ def run_cmd(
     The aux holds the key that takes the Mask off; with a passphrase or key file it is locked by it.
     """
     from ..batch import mirror_out_dirs, select_shard
+    from ..errors import UsageError
     from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
 
     with handle_errors():
+        if engine not in ("local", "ray"):
+            raise UsageError(f"--engine must be local or ray, got '{engine}'")
+        if engine == "ray":
+            from ..engines.ray_engine import require_ray
+
+            require_ray()
         recipe_obj = load_recipe(resolve_recipe_path(recipe), sets=sets, device=device)
         files = expand_inputs(inputs)
         if shard:
@@ -66,7 +74,8 @@ def run_cmd(
             "seed": seed,
             "keys": key_source(passphrase, passphrase_file, key_file, confirm=True),
         }
-        runner = Runner(recipe_obj, options=options)
+        # The Ray engine builds its Runners in its actors, on the devices Ray gives them.
+        runner = Runner(recipe_obj, options=options) if engine == "local" or dry_run else None
         targets = mirror_out_dirs(files, inputs, out_dir)
         if dry_run:
             _print_plan(recipe_obj, runner, targets)
@@ -75,7 +84,20 @@ def run_cmd(
             err_console.print("nothing to do: no input photos")
             raise typer.Exit(0)
 
-    results = _run_with_progress(runner, targets, overwrite=overwrite, json_lines=json_lines, quiet=quiet)
+    if engine == "ray":
+        from ..engines.ray_engine import result_row, run_on_ray
+
+        def on_result(result) -> None:
+            if json_lines:
+                print_json(result_row(result))  # the manifest's rows
+            else:
+                _report(result, json_lines=False, quiet=quiet)
+
+        with handle_errors():
+            results = run_on_ray(recipe_obj, options, files, inputs, out_dir, overwrite=overwrite, on_result=on_result,
+                                 progress=err_console.is_terminal and not quiet and not json_lines)
+    else:
+        results = _run_with_progress(runner, targets, overwrite=overwrite, json_lines=json_lines, quiet=quiet)
     if len(results) > 1 and not quiet and not json_lines:
         _print_summary(results)
     raise typer.Exit(summary_exit_code(results))
