@@ -52,7 +52,7 @@ def test_unknown_engine_is_a_usage_error():
 
 
 def test_plan_puts_cpu_stages_on_cpu_actors_and_the_rest_on_gpus_when_there_are_some():
-    recipe = load_recipe(MASK_RECIPE)
+    recipe = load_recipe(REPO / "recipes" / "mask-inn.toml")
     assert plan_groups(recipe, cluster_gpus=0) == [
         StageGroup(("align", "swap", "enhance", "dwt", "embed", "preview"), gpu=False)]
     groups = plan_groups(recipe, cluster_gpus=2)
