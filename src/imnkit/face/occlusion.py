@@ -1,0 +1,135 @@
+"""Occluders in front of a face stay in front of the Mask (glasses frames, medical masks, mics, hair).
+
+Skin/colour segmentation against the landmarks, no model: the face's own skin colour is
+sampled where occluders rarely are (the band under the eyes, the nose bridge and the forehead
+above the brows), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
+the face polygon (jaw line and lifted brows), a pixel whose chroma is far from that skin, or
+that is much darker or brighter than it while grey, is an occluder candidate. Eyes, brows and
+lips are not skin either, so there a pixel counts only when the candidates around it are dense
+(a medical mask over the mouth), not when they are a thin frame (glasses around an eye).
+Small specks are dropped (opening), the mask is feathered, and the original pixels are put
+back over the Mask where it is set: what covered the face still covers it.
+
+Limits (measured on ../shared/data/faces): skin-coloured occluders (a hand) are not found; a
+dark beard counts as an occluder and is kept.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from imnkit.face.detect import Box, Face
+
+_FEATURES = (np.r_[17:22], np.r_[22:27], np.r_[36:42], np.r_[42:48], np.r_[48:60])
+
+
+def _poly(mask: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
+    hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, value, lineType=cv2.LINE_8, shift=4)
+
+
+def _face_size(lm: np.ndarray) -> float:
+    lo, hi = lm.min(axis=0), lm.max(axis=0)
+    return float(np.hypot(*(hi - lo)) / np.sqrt(2))
+
+
+def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tuple[np.ndarray, Box] | None:
+    """Soft (h, w) float32 occluder alpha in [0, 1] over the returned box, or None if none is found.
+
+    ``strength`` scales the distances a pixel must be from skin to be an occluder (higher finds fewer).
+    """
+    lm = np.asarray(face.landmarks, np.float64)
+    size = _face_size(lm)
+    if size < 24:
+        return None
+    hgt, wid = image.shape[:2]
+    top = lm[17:27].copy()
+    top[:, 1] -= 0.06 * size
+    poly = np.vstack([lm[:17], top])
+    lo = np.floor(poly.min(axis=0)).astype(int) - 2
+    hi = np.ceil(poly.max(axis=0)).astype(int) + 3
+    x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(wid, hi[0]), min(hgt, hi[1])
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    off = np.array([x0, y0], np.float64)
+    local = lm - off
+    roi = image[y0:y1, x0:x1]
+    region = np.zeros(roi.shape[:2], np.float32)
+    _poly(region, poly - off)
+    inside = region > 0
+
+    # Skin reference: under-eye band, nose bridge, forehead strip above the brows.
+    ref = np.zeros(roi.shape[:2], np.float32)
+    eye_l, eye_r = local[36:42].mean(0), local[42:48].mean(0)
+    down = 0.12 * size
+    for eye in (eye_l, eye_r):
+        c = eye + [0, down]
+        cv2.ellipse(ref, (int(c[0]), int(c[1])), (max(1, int(0.09 * size)), max(1, int(0.04 * size))), 0, 0, 360, 1.0, -1)
+    bridge = local[27:31]
+    _poly(ref, np.vstack([bridge - [0.03 * size, 0], bridge + [0.03 * size, 0]]))
+    brow = local[17:27].copy()
+    strip = np.vstack([brow - [0, 0.04 * size], brow - [0, 0.12 * size]])
+    _poly(ref, strip)
+    feats = np.zeros(roi.shape[:2], np.float32)
+    for idx in _FEATURES:
+        _poly(feats, local[idx])
+    feats = cv2.dilate(feats, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * size)))
+    ref_sel = (ref > 0) & inside & (feats == 0)
+    if ref_sel.sum() < 20:
+        return None
+    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    sample = ycc[ref_sel]
+    med = np.median(sample, axis=0)
+    mad = np.median(np.abs(sample - med), axis=0) * 1.4826 + [6.0, 2.5, 2.5]  # floors: noise, JPEG
+    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
+    d_chroma = np.hypot((ycc[..., 1] - med[1]) / mad[1], (ycc[..., 2] - med[2]) / mad[2])
+    d_luma = np.abs(ycc[..., 0] - med[0]) / mad[0]
+    cand = (d_luma > 4.0 * strength) if grey else ((d_chroma > 4.0 * strength) | (d_luma > 5.0 * strength))
+    cand &= inside
+    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
+    k = max(3, int(0.18 * size) | 1)
+    dens = cv2.blur((cand & (feats == 0)).astype(np.float32), (k, k))
+    occ = (cand & (feats == 0)) | (cand & (feats > 0) & (dens > 0.45))
+    occ = occ.astype(np.uint8)
+    r = max(1, int(0.015 * size))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
+    occ = keep[labels].astype(np.float32)
+    if occ.sum() == 0:
+        return None
+    alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
+    alpha[alpha < 1.0 / 512] = 0.0
+    return np.clip(alpha, 0.0, 1.0), (y0, x0, y1, x1)
+
+
+def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
+                   regions: list[Box | None], *, strength: float = 1.0) -> tuple[np.ndarray, list[float]]:
+    """Put the occluders of each face back over the Mask image; returns (image, occluded fraction per face).
+
+    Only pixels inside each face's changed region are touched, so the result still equals the
+    protected photo outside ``regions``.
+    """
+    out = masked.copy()
+    fractions: list[float] = []
+    for face, reg in zip(faces, regions):
+        found = None if reg is None else occluder_mask(protected, face, strength=strength)
+        if found is None:
+            fractions.append(0.0)
+            continue
+        alpha, (y0, x0, y1, x1) = found
+        ry0, rx0, ry1, rx1 = reg
+        clip = np.zeros_like(alpha)
+        cy0, cx0, cy1, cx1 = max(y0, ry0), max(x0, rx0), min(y1, ry1), min(x1, rx1)
+        if cy1 <= cy0 or cx1 <= cx0:
+            fractions.append(0.0)
+            continue
+        clip[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        a = clip[..., None]
+        cur = out[y0:y1, x0:x1].astype(np.float32)
+        orig = protected[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(np.rint(cur + a * (orig - cur)), 0, 255).astype(np.uint8)
+        fractions.append(round(float((clip > 0.5).sum()) / max(1.0, float((alpha >= 0).sum())), 4))
+    return out, fractions
