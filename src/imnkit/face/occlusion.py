@@ -2,7 +2,7 @@
 
 Skin/colour segmentation against the landmarks, no model: the face's own skin colour is
 sampled where occluders rarely are (the band under the eyes, the nose bridge and the forehead
-above the brows), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
+above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
 the face polygon (jaw line and lifted brows), a pixel whose chroma is far from that skin, or
 that is much darker or brighter than it while grey, is an occluder candidate. Eyes, brows and
 lips are not skin either, so there a pixel counts only when the candidates around it are dense
@@ -79,13 +79,21 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     if ref_sel.sum() < 20:
         return None
     ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
+    if not grey:
+        # Only skin-like reference pixels (Chai & Ngan's YCrCb box): a medical mask reaching
+        # under the eyes, or a white blob over the brow, must not become the skin reference.
+        cr, cb = ycc[..., 1], ycc[..., 2]
+        prior = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130)
+        if (ref_sel & prior).sum() >= 20:
+            ref_sel = ref_sel & prior
     sample = ycc[ref_sel]
     med = np.median(sample, axis=0)
     mad = np.median(np.abs(sample - med), axis=0) * 1.4826 + [6.0, 2.5, 2.5]  # floors: noise, JPEG
-    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
     d_chroma = np.hypot((ycc[..., 1] - med[1]) / mad[1], (ycc[..., 2] - med[2]) / mad[2])
     d_luma = np.abs(ycc[..., 0] - med[0]) / mad[0]
-    cand = (d_luma > 4.0 * strength) if grey else ((d_chroma > 4.0 * strength) | (d_luma > 5.0 * strength))
+    cand = (d_luma > 4.0 * strength) if grey else (
+        (d_chroma > 3.0 * strength) | ((d_luma > 4.0 * strength) & (d_chroma > 1.5 * strength)))
     cand &= inside
     # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
     k = max(3, int(0.18 * size) | 1)
