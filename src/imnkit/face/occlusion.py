@@ -34,6 +34,18 @@ def _face_size(lm: np.ndarray) -> float:
     return float(np.hypot(*(hi - lo)) / np.sqrt(2))
 
 
+def _fill_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
+    """Set the 0-regions of a 0/1 uint8 mask that do not touch its border and are under ``max_area``."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask == 0).astype(np.uint8), connectivity=4)
+    h, w = mask.shape
+    out = mask.copy()
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if x > 0 and y > 0 and x + bw < w and y + bh < h and area <= max_area:
+            out[labels == i] = 1
+    return out
+
+
 def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tuple[np.ndarray, Box] | None:
     """Soft (h, w) float32 occluder alpha in [0, 1] over the returned box, or None if none is found.
 
@@ -47,8 +59,9 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     top = lm[17:27].copy()
     top[:, 1] -= 0.06 * size
     poly = np.vstack([lm[:17], top])
-    lo = np.floor(poly.min(axis=0)).astype(int) - 2
-    hi = np.ceil(poly.max(axis=0)).astype(int) + 3
+    grow = int(np.ceil(0.08 * size))  # the swap paints a little past the polygon (feathered edge)
+    lo = np.floor(poly.min(axis=0)).astype(int) - 2 - grow
+    hi = np.ceil(poly.max(axis=0)).astype(int) + 3 + grow
     x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(wid, hi[0]), min(hgt, hi[1])
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
@@ -57,7 +70,8 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     roi = image[y0:y1, x0:x1]
     region = np.zeros(roi.shape[:2], np.float32)
     _poly(region, poly - off)
-    inside = region > 0
+    polygon = region > 0
+    inside = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
 
     # Skin reference: under-eye band, nose bridge, forehead strip above the brows.
     ref = np.zeros(roi.shape[:2], np.float32)
@@ -75,7 +89,7 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     for idx in _FEATURES:
         _poly(feats, local[idx])
     feats = cv2.dilate(feats, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * size)))
-    ref_sel = (ref > 0) & inside & (feats == 0)
+    ref_sel = (ref > 0) & polygon & (feats == 0)
     if ref_sel.sum() < 20:
         return None
     ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
@@ -102,6 +116,11 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     occ = occ.astype(np.uint8)
     r = max(1, int(0.015 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
+    # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
+    rc = max(1, int(0.03 * size))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1, 2 * rc + 1)))
+    occ = _fill_holes(occ, max_area=0.04 * size * size) & inside.astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
