@@ -315,7 +315,8 @@ def _add_centerface(
         box = _box_of(_rotate_back(corners, k, shape), shape)
         side = max(x1 - x0, y1 - y0)
         if side < min_size:
-            skipped.append(SkippedFace(box, hit.score, REASON_SMALL))
+            if not any(_overlap(box, k.box) > 0.4 for k in skipped):  # dlib may have said so already
+                skipped.append(SkippedFace(box, hit.score, REASON_SMALL))
             continue
         if any(_overlap(box, f.box) > 0.4 for f in faces):
             continue  # the same face as a dlib one (or a better CenterFace one)
