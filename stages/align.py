@@ -85,7 +85,7 @@ class AlignStage(Stage):
         if not (params["allow_no_face"] or ctx.options.get("allow_no_face")):
             where = bundle.meta.get("source.name", "the photo")
             raise NoFaceError(f"no face found in {where}{why}",
-                              hint="lower --set align.threshold / min_size, or pass --allow-no-face to keep it unchanged")
+                              hint="lower --set align.centerface_threshold / threshold / min_size, or pass --allow-no-face to keep it unchanged")
         bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
 
     @staticmethod
