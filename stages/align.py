@@ -8,6 +8,9 @@ Contract:
               faces.points5       float32 (N, 5, 2) eye centres, nose tip, mouth corners (x, y)
               faces.affine        float32 (N, 2, 3) photo pixel (x, y) -> 112 px ArcFace template pixel
               meta faces.skipped  [{"box": [...], "reason": "..."}] detections left out, and why
+              meta faces.treatment  per face: "swap" (dlib's 68 landmarks) or "fallback" (landmarks fitted
+                                  from CenterFace's 5 points; the swap stage picks the best Mask that works)
+              meta faces.source   per face: the detector that found it ("dlib" or "centerface")
 
 Convention: ``faces.affine`` maps a source pixel (x, y, 1) to template pixels, as cv2.warpAffine's M.
 A photo with no face is a NoFaceError (exit code 3) unless ``allow_no_face`` (or --allow-no-face),
@@ -40,7 +43,7 @@ def parse_faces(text: str) -> str | int:
 @register_stage
 class AlignStage(Stage):
     name = "align"
-    summary = "Find every face (dlib HOG + 68 landmarks), 5 points and the similarity to the ArcFace 112 template"
+    summary = "Find every face (dlib HOG + CenterFace, 68 landmarks), 5 points and the similarity to the ArcFace 112 template"
     requires = ("image.protected",)
     provides = ("faces.boxes", "faces.scores", "faces.landmarks", "faces.points5", "faces.affine")
     params = (
@@ -49,7 +52,9 @@ class AlignStage(Stage):
         Param("min_size", int, 32, "smallest face box side in pixels; smaller faces are skipped", min=8),
         Param("upsample", int, 1, "detector upsampling passes (each finds faces half as big, ~4x slower)", min=0, max=3),
         Param("max_side", int, 1024, "longest side of the working image the detector runs on", min=64),
-        Param("try_rotations", bool, False, "when nothing is found upright, try the photo turned 90/180/270 degrees"),
+        Param("try_rotations", bool, True, "when nothing natural is found upright, try the photo turned 90/270/180 degrees"),
+        Param("detector", str, "union", "union (dlib HOG + CenterFace, shipped) or dlib (HOG alone)", choices=("union", "dlib")),
+        Param("centerface_threshold", float, 0.5, "CenterFace score a face needs (lower finds more faces)", min=0.05, max=0.99),
         Param("allow_no_face", bool, False, "let a photo with no face pass through unchanged instead of failing"),
     )
 
@@ -63,10 +68,13 @@ class AlignStage(Stage):
             return
         det = detect_faces(image, upsample=params["upsample"], threshold=params["threshold"],
                            min_size=params["min_size"], faces=parse_faces(params["faces"]),
-                           max_side=params["max_side"], try_rotations=params["try_rotations"])
+                           max_side=params["max_side"], try_rotations=params["try_rotations"],
+                           detector=params["detector"], centerface_threshold=params["centerface_threshold"])
         faces = det.faces
         bundle.meta["faces.skipped"] = [{"box": list(s.box), "reason": s.reason} for s in det.skipped]
         bundle.meta["faces.rotation"] = det.rotation
+        bundle.meta["faces.treatment"] = [f.treatment for f in faces]
+        bundle.meta["faces.source"] = [f.source for f in faces]
         if not faces:
             reasons = sorted({s.reason for s in det.skipped})
             self._no_face(bundle, params, ctx, f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else "")
@@ -77,7 +85,7 @@ class AlignStage(Stage):
         if not (params["allow_no_face"] or ctx.options.get("allow_no_face")):
             where = bundle.meta.get("source.name", "the photo")
             raise NoFaceError(f"no face found in {where}{why}",
-                              hint="lower --set align.threshold / min_size, or pass --allow-no-face to keep it unchanged")
+                              hint="lower --set align.centerface_threshold / threshold / min_size, or pass --allow-no-face to keep it unchanged")
         bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
 
     @staticmethod
@@ -108,5 +116,8 @@ def faces_from_bundle(bundle: Bundle):
     p5 = bundle.require("faces.points5").numpy()
     aff = bundle.require("faces.affine").numpy()
     rotation = int(bundle.meta.get("faces.rotation", 0))
+    treatment = list(bundle.meta.get("faces.treatment", [])) or ["swap"] * len(boxes)
+    source = list(bundle.meta.get("faces.source", [])) or ["dlib"] * len(boxes)
     return [Face(box=tuple(int(v) for v in boxes[i]), score=float(scores[i]), landmarks=lms[i], points5=p5[i],
-                 affine=aff[i], rotation=rotation) for i in range(len(boxes))]
+                 affine=aff[i], rotation=rotation, treatment=treatment[i], source=source[i])
+            for i in range(len(boxes))]

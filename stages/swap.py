@@ -6,6 +6,9 @@ Contract:
     provides  mask.image          (H, W, 3) uint8, equal to image.protected outside swap.regions
               swap.regions        int64 (N, 4) y0, x0, y1, x1 (exclusive) of the pixels changed, per face
               meta swap.identities  the replacement identity used for each face
+              meta swap.treatments  per face: swap (natural), warp5 (pool face warped from 5 points) or
+                                    obfuscate (strong pixelation); see imnkit.face.fallback
+              meta swap.occluded    per face: fraction of its box where occluders were kept in front
 
 Backends:
     classical (offline default): the replacement face of the built-in, licence-clean pool is warped
@@ -14,6 +17,9 @@ Backends:
     simswap: SimSwap 224 (ArcFace identity latent + AdaIN generator) from the Hub, pasted back with a
         soft mask; the identity comes from the same pool.
 Identities are dealt from the pool with ``seed`` so that faces of one photo differ; ``replace`` picks one.
+Faces the align stage marks ``fallback`` (no 68 landmarks) and faces the swap left unchanged get the best
+Mask that works (imnkit.face.fallback); with ``occlusion`` on, occluders found in front of each face
+(glasses frames, medical masks, mics: imnkit.face.occlusion) are put back over the Mask.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class SwapStage(Stage):
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
+        Param("occlusion", bool, True, "keep occluders found in front of a face (glasses frames, masks, mics) over the Mask"),
+        Param("occlusion_strength", float, 1.0, "how far from skin colour a pixel must be to be an occluder (higher finds fewer)", min=0.3, max=5.0),
     )
 
     def weights_for(self, params):
@@ -61,20 +69,62 @@ class SwapStage(Stage):
             bundle.meta["swap.identities"] = []
             return
         replace = get_identity(params["replace"]).name if params["replace"] else None
-        if params["backend"] == "classical":
-            result = swap_faces(image, faces, seed=params["seed"], replace=replace,
+        natural = [i for i, f in enumerate(faces) if f.treatment == "swap"]
+        nat_faces = [faces[i] for i in natural]
+        if not nat_faces:
+            mask_image, boxes, names = image.copy(), [], []
+        elif params["backend"] == "classical":
+            result = swap_faces(image, nat_faces, seed=params["seed"], replace=replace,
                                 params=SwapParams(geometry=params["geometry"], blend=params["blend"]),
                                 min_distance=params["min_distance"] or None, assign=params["assign"])
             mask_image, boxes, names = result.image, result.face_regions, result.identities
             if result.distances:
                 bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in result.distances]
         else:
-            names = [replace] * len(faces) if replace else assign_identities(len(faces), params["seed"], identity_names())
-            mask_image, boxes = _simswap(image, faces, names, params, ctx)
+            names = [replace] * len(nat_faces) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
+            mask_image, boxes = _simswap(image, nat_faces, names, params, ctx)
+        mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params, replace)
+        if params["occlusion"]:
+            from imnkit.face.occlusion import keep_occluders
+
+            occl = [f if t != "obfuscate" else None for f, t in zip(faces, treatments)]
+            mask_image, fractions = keep_occluders(image, mask_image, faces,
+                                                   [b if o is not None else None for b, o in zip(boxes, occl)],
+                                                   strength=params["occlusion_strength"])
+            bundle.meta["swap.occluded"] = fractions
+        bundle.meta["swap.treatments"] = treatments
+        counts = {t: treatments.count(t) for t in ("swap", "warp5", "obfuscate") if t in treatments}
+        if set(counts) != {"swap"}:
+            bundle.meta.setdefault("notes", []).append(
+                "faces: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
         regions = [list(b) for b in boxes if b is not None]
         bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(mask_image)))
         bundle.add("swap.regions", torch.tensor(regions, dtype=torch.int64).reshape(-1, 4))
         bundle.meta["swap.identities"] = names
+
+
+def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace):
+    """Give every face the natural swap did not change the best Mask that works; per-face lists out."""
+    from imnkit.face.fallback import mask_fallback_face, obfuscate_face
+    from imnkit.face.identities import assign_identities, get_identity, identity_names
+    from imnkit.face.swap import SwapParams
+
+    dealt = assign_identities(len(faces), params["seed"], identity_names())
+    out_boxes, out_names, treatments = [None] * len(faces), [None] * len(faces), [None] * len(faces)
+    for j, i in enumerate(natural):
+        out_boxes[i], out_names[i], treatments[i] = boxes[j], names[j], "swap"
+    for i, face in enumerate(faces):
+        if treatments[i] == "swap" and out_boxes[i] is not None:
+            continue
+        if treatments[i] == "swap":  # the natural swap changed nothing: never leave a face bare
+            mask_image, out_boxes[i] = obfuscate_face(mask_image, face)
+            treatments[i] = "obfuscate"
+            continue
+        name = replace or dealt[i]
+        mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
+            mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"]))
+        out_names[i] = name if treatments[i] == "warp5" else None
+    return mask_image, out_boxes, out_names, treatments
 
 
 def _simswap(image, faces, names, params, ctx):

@@ -73,11 +73,15 @@ def test_badges_are_rejected_by_the_cnn_check():
     assert len(detect_faces(photo("portrait_02.png"), verify_below=None).faces) > 1
 
 
-def test_face_cut_by_the_border_is_skipped_with_a_reason():
-    det = detect_faces(photo("hard_13_partial.jpg"))
+def test_face_cut_by_the_border_is_skipped_by_dlib_and_found_by_centerface():
+    det = detect_faces(photo("hard_13_partial.jpg"), detector="dlib")
     assert det.faces == []
     assert [s.reason for s in det.skipped] == [REASON_BORDER]
     assert det.skipped[0].landmarks is not None
+    # A partial face is still a face to hide: the union detector returns it.
+    det = detect_faces(photo("hard_13_partial.jpg"))
+    assert len(det.faces) == 1 and det.faces[0].source == "centerface"
+    assert REASON_BORDER in [s.reason for s in det.skipped]
 
 
 def test_face_selection_and_minimum_size():
@@ -95,9 +99,10 @@ def test_rotated_photo_needs_try_rotations_and_maps_landmarks_back():
     img = photo("portrait_01.jpg")
     upright = detect_faces(img).faces[0]
     turned = np.ascontiguousarray(np.rot90(img, 1))  # turned 90 degrees counter-clockwise
-    assert detect_faces(turned).faces == []
-    det = detect_faces(turned, try_rotations=True)
+    assert detect_faces(turned, detector="dlib", try_rotations=False).faces == []
+    det = detect_faces(turned)  # rotations are searched by default
     assert det.rotation in (90, 270) and len(det.faces) == 1
+    assert det.faces[0].treatment == "swap"
     # Landmarks are in the turned photo's pixels: the upright ones, turned the same way.
     h, w = img.shape[:2]
     x, y = upright.landmarks[:, 0], upright.landmarks[:, 1]

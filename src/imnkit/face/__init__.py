@@ -5,6 +5,9 @@ Pure library code on HxWx3 uint8 RGB numpy arrays; the only files it reads are m
 and the built-in replacement identity pool shipped in ``imnkit/data/identities``.
 
 * :mod:`imnkit.face.detect`     -- ``detect_faces(image, ...) -> Detection`` (faces + skipped, with reasons)
+* :mod:`imnkit.face.centerface` -- the shipped CenterFace detector (boxes + 5 points, OpenCV dnn)
+* :mod:`imnkit.face.fallback`   -- Masks for faces the natural swap cannot take (warp5, obfuscate)
+* :mod:`imnkit.face.occlusion`  -- occluders (glasses frames, masks, mics) kept in front of the Mask
 * :mod:`imnkit.face.align`      -- ArcFace 5-point template, Umeyama similarity, affine helpers
 * :mod:`imnkit.face.identity`   -- ``face_descriptor``, ``identity_distance`` (dlib ResNet, < 0.6 = same person)
 * :mod:`imnkit.face.identities` -- the replacement identity pool and seeded assignment

@@ -17,15 +17,26 @@ a second detection overlapping a better one; dubious landmarks (5 points far fro
 layout after the similarity fit); low-score HOG boxes that dlib's CNN detector does not confirm
 on a crop around them (badges, clocks, hands); faces beyond the ``faces`` selection.
 
+Second detector (``detector="union"``, the default): CenterFace (:mod:`imnkit.face.centerface`,
+MIT, shipped) runs on the same photo and finds what the frontal HOG detector misses (profiles,
+raised heads, medical masks, small faces). A CenterFace face that overlaps a dlib face is the
+same face (dlib's landmarks are kept); any other becomes a face of its own: the 68-point
+predictor is run in the box a mean face fitted to CenterFace's 5 points spans, and when its 5
+points agree with CenterFace's (``max_point_disagreement``) the face is a normal one
+(``treatment="swap"``); otherwise its 68 landmarks are the mean face fitted to the 5 points
+and it is marked ``treatment="fallback"``: the swap stage then gives it the best Mask that
+works (:mod:`imnkit.face.fallback`). CenterFace faces are never skipped for touching the
+border: a partial face is still a face to hide.
+
 Rotation: orientation metadata (EXIF) must be applied by the caller before detection. With
-``try_rotations=True`` a photo where nothing is found upright is tried rotated by 90, 180 and
-270 degrees; the first rotation that yields faces wins and their landmarks are mapped back to
-the unrotated photo (so the affine includes the rotation). It is off by default because it
-costs up to three more detector passes on every photo without a face.
+``try_rotations=True`` (the default) a photo where nothing is found upright is tried rotated by
+90, 270 and 180 degrees; the first rotation that yields faces wins and their landmarks are
+mapped back to the unrotated photo (so the affine includes the rotation).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -34,7 +45,7 @@ import numpy as np
 
 from imnkit.errors import UsageError
 from imnkit.face import models
-from imnkit.face.align import alignment_error, five_points, template_affine
+from imnkit.face.align import ARCFACE_TEMPLATE, alignment_error, apply_affine, five_points, template_affine, umeyama
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), exclusive ends
 
@@ -45,6 +56,10 @@ REASON_DUBIOUS = "dubious landmarks (far from a face layout)"
 REASON_DUPLICATE = "overlaps a better detection"
 REASON_UNCONFIRMED = "low score not confirmed by the CNN detector"
 REASON_NOT_SELECTED = "not among the selected faces"
+
+# How a face is to be masked (Face.treatment).
+TREATMENT_SWAP = "swap"  # 68 dlib landmarks: the natural classical swap
+TREATMENT_FALLBACK = "fallback"  # landmarks fitted from 5 points: see imnkit.face.fallback
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +72,8 @@ class Face:
     points5: np.ndarray  # (5, 2) float32: image-left eye, image-right eye, nose tip, mouth corners
     affine: np.ndarray  # (2, 3) float32, photo pixel -> 112 px ArcFace template pixel
     rotation: int = 0  # degrees counter-clockwise the photo was turned for detection (0/90/180/270)
+    treatment: str = TREATMENT_SWAP  # TREATMENT_SWAP, or TREATMENT_FALLBACK when 68 landmarks could not be fitted
+    source: str = "dlib"  # which detector found it: "dlib" or "centerface"
 
     @property
     def size(self) -> int:
@@ -115,12 +132,39 @@ def fit_landmarks(image: np.ndarray, box: Box) -> np.ndarray:
     return _landmarks(image, x0, y0, x1 - 1, y1 - 1)
 
 
-def make_face(landmarks: np.ndarray, box: Box, score: float = 0.0, rotation: int = 0) -> Face:
+def make_face(landmarks: np.ndarray, box: Box, score: float = 0.0, rotation: int = 0,
+              treatment: str = TREATMENT_SWAP, source: str = "dlib") -> Face:
     """Build a :class:`Face` (5 points and affine) from 68 landmarks."""
     lm = np.asarray(landmarks, dtype=np.float32)
     p5 = five_points(lm)
     return Face(box=box, score=float(score), landmarks=lm, points5=p5,
-                affine=template_affine(p5), rotation=rotation)
+                affine=template_affine(p5), rotation=rotation, treatment=treatment, source=source)
+
+
+def mean_landmarks() -> np.ndarray:
+    """A mean 68-point face in ArcFace 112 px template pixels (from the built-in identity pool)."""
+    return _mean_landmarks().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mean_landmarks() -> np.ndarray:
+    from imnkit.face.identities import load_pool
+
+    shapes = [apply_affine(template_affine(five_points(i.landmarks)), i.landmarks) for i in load_pool()]
+    return np.mean(shapes, axis=0).astype(np.float32)
+
+
+def landmarks_from_points5(points5: np.ndarray) -> np.ndarray:
+    """68 landmarks of the mean face fitted to 5 points (eyes, nose tip, mouth corners).
+
+    The fit is a least-squares affine, not a similarity, so a turned or raised head's
+    foreshortening (eyes closer together, nose off the eye-mouth midline) is followed.
+    """
+    mean = _mean_landmarks().astype(np.float64)
+    p5 = np.asarray(points5, dtype=np.float64)
+    a = np.c_[ARCFACE_TEMPLATE.astype(np.float64), np.ones(5)]
+    m, *_ = np.linalg.lstsq(a, p5, rcond=None)
+    return (np.c_[mean, np.ones(len(mean))] @ m).astype(np.float32)
 
 
 def _rotate_back(points: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
@@ -206,6 +250,7 @@ def _detect_once(
     max_jaw_outside: int,
     max_alignment_error: float,
     verify_below: float | None,
+    centerface: dict | None,
 ) -> tuple[list[Face], list[SkippedFace], float]:
     h0, w0 = image.shape[:2]
     img = np.ascontiguousarray(np.rot90(image, k)) if k else image
@@ -243,7 +288,52 @@ def _detect_once(
             skipped.append(SkippedFace(box, score, REASON_UNCONFIRMED, lm))
             continue
         faces.append(face)
+    if centerface is not None:
+        _add_centerface(img, k, (h0, w0), faces, skipped, min_size=min_size,
+                        max_alignment_error=max_alignment_error, **centerface)
     return faces, skipped, scale
+
+
+def _add_centerface(
+    img: np.ndarray,
+    k: int,
+    shape: tuple[int, int],
+    faces: list[Face],
+    skipped: list[SkippedFace],
+    *,
+    min_size: int,
+    max_alignment_error: float,
+    threshold: float,
+    max_point_disagreement: float,
+) -> None:
+    """Add the CenterFace faces of ``img`` (the photo turned ``k`` quarter turns) that dlib missed."""
+    from imnkit.face.centerface import detect_centerface_multiscale
+
+    for hit in detect_centerface_multiscale(img, threshold=threshold):
+        x0, y0, x1, y1 = (float(v) for v in hit.box)
+        corners = np.array([[x0, y0], [x1, y1], [x0, y1], [x1, y0]], np.float32)
+        box = _box_of(_rotate_back(corners, k, shape), shape)
+        side = max(x1 - x0, y1 - y0)
+        if side < min_size:
+            if not any(_overlap(box, k.box) > 0.4 for k in skipped):  # dlib may have said so already
+                skipped.append(SkippedFace(box, hit.score, REASON_SMALL))
+            continue
+        if any(_overlap(box, f.box) > 0.4 for f in faces):
+            continue  # the same face as a dlib one (or a better CenterFace one)
+        mean68 = landmarks_from_points5(hit.points5)  # in the turned photo
+        lo, hi = mean68.min(axis=0), mean68.max(axis=0)
+        lm = _landmarks(img, lo[0], lo[1], hi[0], hi[1])
+        # Relative to the eye-mouth scale, so a profile's crowded points count as much as a frontal face's.
+        scale = max(float(np.linalg.norm(hit.points5[[3, 4]].mean(0) - hit.points5[[0, 1]].mean(0))), 1.0)
+        disagree = float(np.sqrt(((five_points(lm) - hit.points5) ** 2).sum(axis=1).mean())) / scale
+        lm_photo = _rotate_back(lm, k, shape)
+        face = make_face(lm_photo, box, hit.score, rotation=90 * k, source="centerface")
+        inside = not _touches_border(lm_photo, shape, 0.0, 5)
+        if (disagree > max_point_disagreement or not inside
+                or alignment_error(face.points5, face.affine) > max_alignment_error):
+            face = make_face(_rotate_back(mean68, k, shape), box, hit.score, rotation=90 * k,
+                             treatment=TREATMENT_FALLBACK, source="centerface")
+        faces.append(face)
 
 
 def detect_faces(
@@ -258,7 +348,10 @@ def detect_faces(
     max_jaw_outside: int = 5,
     max_alignment_error: float = 12.0,
     verify_below: float | None = 0.5,
-    try_rotations: bool = False,
+    try_rotations: bool = True,
+    detector: Literal["dlib", "union"] = "union",
+    centerface_threshold: float = 0.5,
+    max_point_disagreement: float = 0.25,
 ) -> Detection:
     """Detect faces in an HxWx3 uint8 RGB photo.
 
@@ -279,7 +372,14 @@ def detect_faces(
             similarity fit above which landmarks are called dubious and the face skipped.
         verify_below: HOG candidates scoring below this must be confirmed by dlib's CNN
             detector on a crop around them (removes badges, clocks, hands); None turns it off.
-        try_rotations: when nothing is found upright, try the photo turned by 90/180/270.
+        try_rotations: when nothing is found upright, try the photo turned by 90/270/180.
+        detector: ``"union"`` adds CenterFace's faces to dlib's (see the module docstring);
+            ``"dlib"`` is dlib's HOG detector alone.
+        centerface_threshold: CenterFace heatmap score a face needs (0.5: no false positive
+            on the no-face photos of ``../shared/data/faces``).
+        max_point_disagreement: RMS distance between the 5 points of dlib's 68 landmarks and
+            CenterFace's, over the eye-to-mouth distance, above which the 68 landmarks are not
+            trusted and the face is a ``"fallback"`` one.
 
     Returns:
         :class:`Detection` with faces sorted largest first (ties top-to-bottom, left-to-right)
@@ -292,22 +392,34 @@ def detect_faces(
         raise UsageError(f"max_side must be at least 64 px, got {max_side}")
     if isinstance(faces, bool) or not (faces in ("all", "largest") or (isinstance(faces, int) and faces >= 1)):
         raise UsageError(f"faces must be 'all', 'largest' or a positive int, got {faces!r}")
+    if detector not in ("dlib", "union"):
+        raise UsageError(f"detector must be 'dlib' or 'union', got {detector!r}")
+    cf = (dict(threshold=centerface_threshold, max_point_disagreement=max_point_disagreement)
+          if detector == "union" else None)
     opts = dict(upsample=upsample, threshold=threshold, max_side=max_side, min_size=min_size,
                 border_margin=border_margin, max_jaw_outside=max_jaw_outside,
-                max_alignment_error=max_alignment_error, verify_below=verify_below)
+                max_alignment_error=max_alignment_error, verify_below=verify_below, centerface=cf)
     found, skipped, scale = _detect_once(image, 0, **opts)
     rotation = 0
-    if not found and try_rotations:
-        for k in (1, 3, 2):
+    if try_rotations and not _natural(found):
+        # Nothing found upright, or only faces dlib could not landmark (a sideways face is
+        # found by CenterFace but not by dlib): a turn that gives natural faces is preferred.
+        for k in (1, 3, 2):  # quarter turns first: the commonest wrong orientations
             f, s, sc = _detect_once(image, k, **opts)
-            if f:
+            if _natural(f) or (f and not found):
                 found, skipped, scale, rotation = f, s, sc, 90 * k
+            if _natural(found):
                 break
     found.sort(key=lambda f: (-(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), f.box[0], f.box[1]))
     keep = len(found) if faces == "all" else 1 if faces == "largest" else int(faces)
     for f in found[keep:]:
         skipped.append(SkippedFace(f.box, f.score, REASON_NOT_SELECTED, f.landmarks))
     return Detection(faces=found[:keep], skipped=skipped, rotation=rotation, scale=scale)
+
+
+def _natural(faces: list[Face]) -> bool:
+    """True when there are faces and all of them have dlib's 68 landmarks."""
+    return bool(faces) and all(f.treatment == TREATMENT_SWAP for f in faces)
 
 
 def largest_face(detection: Detection | Sequence[Face]) -> Face | None:

