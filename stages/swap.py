@@ -93,6 +93,7 @@ class SwapStage(Stage):
                                                    strength=params["occlusion_strength"])
             bundle.meta["swap.occluded"] = fractions
         bundle.meta["swap.treatments"] = treatments
+        bundle.meta.setdefault("report", {})["swap"] = {"treatments": treatments}  # per face, in --json
         counts = {t: treatments.count(t) for t in ("swap", "warp5", "obfuscate") if t in treatments}
         if set(counts) != {"swap"}:
             bundle.meta.setdefault("notes", []).append(
