@@ -214,7 +214,7 @@ def peak_memory(weights: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--mode", choices=("swap", "photos"), default="swap")
@@ -228,7 +228,68 @@ def main() -> int:
     parser.add_argument("--refine", type=int, default=0, help="embed stage's refine steps (default 0, as the recipe)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def measure_pair(args, net, name, protected, mask, regions, tmp: Path) -> dict:
+    """One pair's row: recovered and masked metrics, seconds, payload and (swap mode) the attack."""
+    boxes, masked, recovered, te, tx, info = round_trip(
+        net, args.weights, protected, mask, regions, tmp, refine=args.refine, method=args.method,
+        masked_psnr=args.masked_psnr)
+    rec = region_metrics(protected, recovered, boxes)
+    msk = region_metrics(mask, masked, boxes)
+    row = {"pair": name, "size": list(protected.shape[:2]), "regions": [list(b) for b in boxes],
+           **{f"recovered_{k}": v for k, v in rec.items()}, **{f"masked_{k}": v for k, v in msk.items()},
+           "embed_s": te, "extract_s": tx, **info}
+    if not args.no_attack and args.mode == "swap":
+        row.update(attack(net, protected, mask, masked, boxes))
+    return row
+
+
+def print_row(row: dict) -> None:
+    extra = ""
+    if "attack_psnr_y" in row:
+        extra += (f" | attack Y {row['attack_psnr_y']:6.2f} id {row['attack_identity_distance']:.3f}"
+                  f" (Mask {row['mask_identity_distance']:.3f}, control {row['control_identity_distance']:.3f})")
+    if "payload_bpp" in row:
+        extra += f" | {row['payload_bpp']:.2f} bpp {row['codec']}"
+    print(f"{row['pair']:32s} recovered Y {row['recovered_region_psnr_y']:6.2f} RGB {row['recovered_region_psnr_rgb']:6.2f} "
+          f"SSIM {row['recovered_region_ssim']:.4f} | masked Y {row['masked_region_psnr_y']:6.2f} "
+          f"RGB {row['masked_region_psnr_rgb']:6.2f} | {row['embed_s']:.2f}s/{row['extract_s']:.2f}s{extra}", flush=True)
+
+
+def summarize(rows: list[dict], args) -> dict:
+    """Means over the pairs (face regions), attack counts, payload and speed."""
+    def mean(key):
+        vals = [r[key] for r in rows if not np.isnan(r[key])]  # inf (exact) stays inf
+        return float(np.mean(vals)) if vals else float("nan")
+
+    summary = {f"recovered_{k}": mean(f"recovered_region_{k}") for k in KEYS}
+    summary.update({f"recovered_whole_{k}": mean(f"recovered_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
+    summary.update({f"masked_{k}": mean(f"masked_region_{k}") for k in ("psnr_y", "psnr_rgb", "ssim")})
+    summary.update({f"masked_whole_{k}": mean(f"masked_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
+    if rows and "attack_psnr_y" in rows[0]:
+        summary["attack_psnr_y"] = mean("attack_psnr_y")
+        summary["attack_identity_distance"] = mean("attack_identity_distance")
+        summary["attack_faces_recovered"] = sum(r["attack_faces_recovered"] for r in rows)
+        summary["attack_faces_under_0.6"] = sum(r["attack_identity_distance"] < 0.6 for r in rows)
+        summary["faces_measured"] = sum(r["faces"] for r in rows)
+    if rows and "payload_bpp" in rows[0]:
+        summary["payload_bpp"] = mean("payload_bpp")
+    summary["pairs_recovered_exactly"] = sum(r["recovered_region_rmse"] == 0 for r in rows)
+    if args.method != "inn" and rows:
+        big = [r for r in rows if max(r["size"]) >= 1000] or rows
+        summary["embed_s"] = statistics.median(r["embed_s"] for r in big)
+        summary["extract_s"] = statistics.median(r["extract_s"] for r in big)
+    elif not args.no_speed:
+        sp = speed(args.weights)
+        summary.update(embed_s=sp["1024"]["embed_s"], extract_s=sp["1024"]["extract_s"], speed=sp,
+                       peak_rss_mb_1024=peak_memory(args.weights))
+    return summary
+
+
+def main() -> int:
+    args = parse_args()
     if not args.keep_malloc:
         from imnkit.memory import reuse_freed_memory
 
@@ -243,70 +304,15 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         for name, protected, mask, regions in pairs:
-            boxes, masked, recovered, te, tx, info = round_trip(
-                net, args.weights, protected, mask, regions, Path(d), refine=args.refine, method=args.method,
-                masked_psnr=args.masked_psnr)
-            rec = region_metrics(protected, recovered, boxes)
-            msk = region_metrics(mask, masked, boxes)
-            row = {"pair": name, "size": list(protected.shape[:2]), "regions": [list(b) for b in boxes],
-                   **{f"recovered_{k}": v for k, v in rec.items()}, **{f"masked_{k}": v for k, v in msk.items()},
-                   "embed_s": te, "extract_s": tx, **info}
-            if not args.no_attack and args.mode == "swap":
-                row.update(attack(net, protected, mask, masked, boxes))
-            rows.append(row)
-            extra = ""
-            if "attack_psnr_y" in row:
-                extra += (f" | attack Y {row['attack_psnr_y']:6.2f} id {row['attack_identity_distance']:.3f}"
-                          f" (Mask {row['mask_identity_distance']:.3f}, control {row['control_identity_distance']:.3f})")
-            if "payload_bpp" in row:
-                extra += f" | {row['payload_bpp']:.2f} bpp {row['codec']}"
-            print(f"{name:32s} recovered Y {row['recovered_region_psnr_y']:6.2f} RGB {row['recovered_region_psnr_rgb']:6.2f} "
-                  f"SSIM {row['recovered_region_ssim']:.4f} | masked Y {row['masked_region_psnr_y']:6.2f} "
-                  f"RGB {row['masked_region_psnr_rgb']:6.2f} | {te:.2f}s/{tx:.2f}s{extra}", flush=True)
-
-    def mean(key):
-        vals = [r[key] for r in rows if np.isfinite(r[key])]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    summary = {
-        "recovered_psnr_y": mean("recovered_region_psnr_y"),
-        "recovered_psnr_rgb": mean("recovered_region_psnr_rgb"),
-        "recovered_ssim": mean("recovered_region_ssim"),
-        "recovered_rmse": mean("recovered_region_rmse"),
-        "recovered_mae": mean("recovered_region_mae"),
-        "recovered_whole_psnr_y": mean("recovered_whole_psnr_y"),
-        "recovered_whole_psnr_rgb": mean("recovered_whole_psnr_rgb"),
-        "masked_psnr_y": mean("masked_region_psnr_y"),
-        "masked_psnr_rgb": mean("masked_region_psnr_rgb"),
-        "masked_ssim": mean("masked_region_ssim"),
-        "masked_whole_psnr_y": mean("masked_whole_psnr_y"),
-        "masked_whole_psnr_rgb": mean("masked_whole_psnr_rgb"),
-    }
-    if rows and "attack_psnr_y" in rows[0]:
-        summary["attack_psnr_y"] = mean("attack_psnr_y")
-        summary["attack_identity_distance"] = mean("attack_identity_distance")
-        summary["attack_faces_recovered"] = sum(r["attack_faces_recovered"] for r in rows)
-        summary["attack_faces_under_0.6"] = sum(r["attack_identity_distance"] < 0.6 for r in rows)
-        summary["faces_measured"] = sum(r["faces"] for r in rows)
-    if rows and "payload_bpp" in rows[0]:
-        summary["payload_bpp"] = mean("payload_bpp")
-    if args.method != "inn":
-        big = [r for r in rows if max(r["size"]) >= 1000] or rows
-        summary["embed_s"] = statistics.median(r["embed_s"] for r in big)
-        summary["extract_s"] = statistics.median(r["extract_s"] for r in big)
-    elif not args.no_speed:
-        sp = speed(args.weights)
-        summary["embed_s"] = sp["1024"]["embed_s"]
-        summary["extract_s"] = sp["1024"]["extract_s"]
-        summary["speed"] = sp
-        summary["peak_rss_mb_1024"] = peak_memory(args.weights)
+            rows.append(measure_pair(args, net, name, protected, mask, regions, Path(d)))
+            print_row(rows[-1])
+    summary = summarize(rows, args)
     print(f"\n{len(rows)} pairs ({args.mode}, {args.method}), means over the face regions, from the saved 8-bit PNG:")
     for k, v in summary.items():
         print(f"  {k}: {v if isinstance(v, dict) else round(v, 4)}")
     if args.json:
         args.json.write_text(json.dumps({"mode": args.mode, "method": args.method, "weights": args.weights,
-                                         "pairs": rows, "mean": summary},
-                                        indent=1, default=float))
+                                         "pairs": rows, "mean": summary}, indent=1, default=float))
     return 0
 
 
