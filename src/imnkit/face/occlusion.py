@@ -84,6 +84,36 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
 
     ``strength`` scales the distances a pixel must be from skin to be an occluder (higher finds fewer).
     """
+    work = _work_area(image, face)
+    if work is None:
+        return None
+    roi, local, poly, size, grow, z, box = work
+    region = np.zeros(roi.shape[:2], np.float32)
+    _poly(region, poly)
+    polygon = region > 0
+    inside = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
+    feats = np.zeros(roi.shape[:2], np.float32)
+    for idx in _FEATURES:
+        _poly(feats, local[idx])
+    feats = cv2.dilate(feats, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * size)))
+    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
+    ref_sel = _skin_reference(roi.shape[:2], local, size, polygon, feats, ycc, grey)
+    if ref_sel is None:
+        return None
+    cand = _candidates(ycc, ref_sel, grey, strength) & inside
+    occ = _whole_occluders(cand, feats, ycc, local, size, inside)
+    if occ.sum() == 0:
+        return None
+    alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
+    if z < 1.0:
+        alpha = cv2.resize(alpha, (box[3] - box[1], box[2] - box[0]), interpolation=cv2.INTER_LINEAR)
+    alpha[alpha < 1.0 / 512] = 0.0
+    return np.clip(alpha, 0.0, 1.0), box
+
+
+def _work_area(image: np.ndarray, face: Face):
+    """(roi, landmarks, face polygon, face size, feather, scale, box) at about _WORK_SIZE px, or None."""
     lm = np.asarray(face.landmarks, np.float64)
     size = _face_size(lm)
     if size < 24:
@@ -100,7 +130,6 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         return None
     off = np.array([x0, y0], np.float64)
     roi = image[y0:y1, x0:x1]
-    full_shape = roi.shape[:2]
     # Work at about _WORK_SIZE px per face: the segmentation is no better on more pixels, and
     # the morphology's cost grows with the face's area (0.4 s -> 0.03 s for a 550 px face).
     z = min(1.0, _WORK_SIZE / size)
@@ -108,15 +137,12 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         roi = cv2.resize(roi, (max(8, round(roi.shape[1] * z)), max(8, round(roi.shape[0] * z))),
                          interpolation=cv2.INTER_AREA)
         size, grow = size * z, max(1, int(np.ceil(grow * z)))
-    local = (lm - off) * z
-    poly = (poly - off) * z
-    region = np.zeros(roi.shape[:2], np.float32)
-    _poly(region, poly)
-    polygon = region > 0
-    inside = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
+    return roi, (lm - off) * z, (poly - off) * z, size, grow, z, (y0, x0, y1, x1)
 
-    # Skin reference: under-eye band, nose bridge, forehead strip above the brows.
-    ref = np.zeros(roi.shape[:2], np.float32)
+
+def _skin_reference(shape, local, size, polygon, feats, ycc, grey) -> np.ndarray | None:
+    """Skin reference pixels: under-eye band, nose bridge, forehead strip above the brows."""
+    ref = np.zeros(shape, np.float32)
     eye_l, eye_r = local[36:42].mean(0), local[42:48].mean(0)
     down = 0.12 * size
     for eye in (eye_l, eye_r):
@@ -125,17 +151,10 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     bridge = local[27:31]
     _poly(ref, np.vstack([bridge - [0.03 * size, 0], bridge + [0.03 * size, 0]]))
     brow = local[17:27].copy()
-    strip = np.vstack([brow - [0, 0.04 * size], brow - [0, 0.12 * size]])
-    _poly(ref, strip)
-    feats = np.zeros(roi.shape[:2], np.float32)
-    for idx in _FEATURES:
-        _poly(feats, local[idx])
-    feats = cv2.dilate(feats, np.ones((3, 3), np.uint8), iterations=max(1, int(0.02 * size)))
+    _poly(ref, np.vstack([brow - [0, 0.04 * size], brow - [0, 0.12 * size]]))
     ref_sel = (ref > 0) & polygon & (feats == 0)
     if ref_sel.sum() < 20:
         return None
-    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    grey = np.ptp(roi.astype(np.int16), axis=2).max() <= 2
     if not grey:
         # Only skin-like reference pixels (Chai & Ngan's YCrCb box): a medical mask reaching
         # under the eyes, or a white blob over the brow, must not become the skin reference.
@@ -143,6 +162,11 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         prior = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130)
         if (ref_sel & prior).sum() >= 20:
             ref_sel = ref_sel & prior
+    return ref_sel
+
+
+def _candidates(ycc, ref_sel, grey, strength) -> np.ndarray:
+    """Pixels far from the skin reference in chroma (or luma, on grey photos), and near-black ones."""
     sample = ycc[ref_sel]
     med = np.median(sample, axis=0)
     mad = np.median(np.abs(sample - med), axis=0) * 1.4826 + [6.0, 2.5, 2.5]  # floors: noise, JPEG
@@ -152,8 +176,12 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         (d_chroma > 3.0 * strength) | ((d_luma > 4.0 * strength) & (d_chroma > 1.5 * strength)))
     # Near-black is never skin, however dark the skin (black frames on dark skin differ from it
     # by less than its own spread in chroma).
-    cand |= ycc[..., 0] < min(60.0, 0.4 * med[0]) / strength
-    cand &= inside
+    return cand | (ycc[..., 0] < min(60.0, 0.4 * med[0]) / strength)
+
+
+def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
+    """Candidates cleaned into whole occluders: features only inside dense ones, gaps closed, holes
+    filled, specks dropped; float32 0/1."""
     # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
     k = max(3, int(0.18 * size) | 1)
     dens = cv2.blur((cand & (feats == 0)).astype(np.float32), (k, k))
@@ -169,14 +197,7 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
-    occ = keep[labels].astype(np.float32)
-    if occ.sum() == 0:
-        return None
-    alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
-    if z < 1.0:
-        alpha = cv2.resize(alpha, (full_shape[1], full_shape[0]), interpolation=cv2.INTER_LINEAR)
-    alpha[alpha < 1.0 / 512] = 0.0
-    return np.clip(alpha, 0.0, 1.0), (y0, x0, y1, x1)
+    return keep[labels].astype(np.float32)
 
 
 def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
