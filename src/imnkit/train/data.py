@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from imnkit.errors import InputError
+from imnkit.metrics import luma
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,13 @@ class CropSampler:
         j = self.jitter
         if j > 0:
             bright, contrast, sat = (1.0 + _uniform(gen, -j, j, 3)).tolist()
-            gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+            gray = luma(x, channel_axis=0, studio=False)[None]
             x = gray + (x - gray) * sat
             mean = x.mean()
             x = (x - mean) * contrast + mean
             x = x * bright
         if float(torch.rand(1, generator=gen)) < self.gray_prob:
-            x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None].expand(3, -1, -1).clone()
+            x = luma(x, channel_axis=0, studio=False)[None].expand(3, -1, -1).clone()
         return x
 
 

@@ -37,7 +37,7 @@ from imnkit.train.losses import (
     ll_band,
     psnr_from_mse,
     quantize_ste,
-    y_channel,
+    y_mse,
 )
 
 log = logging.getLogger(__name__)
@@ -323,12 +323,7 @@ class Trainer:
         lam = self.lambda_embed
         loss = lam * w.embed * l_embed + w.recover * l_rec + lam * w.low * l_low
         with torch.no_grad():
-            m8 = torch.round(masked_q.detach().clamp(0, 1) * 255) / 255
-            r8 = torch.round(recovered.detach().clamp(0, 1) * 255) / 255
-            p8 = torch.round(protected.clamp(0, 1) * 255) / 255
-            k8 = torch.round(mask.clamp(0, 1) * 255) / 255
-            my = float(((y_channel(m8) - y_channel(k8)) ** 2).mean())
-            ry = float(((y_channel(r8) - y_channel(p8)) ** 2).mean())
+            my, ry = y_mse(masked_q, mask), y_mse(recovered, protected)
         res = StepResult(float(loss.detach()), float(l_embed.detach()), float(l_rec.detach()), float(l_low.detach()), my, ry,
                          masked_q.detach())
         return loss, res
