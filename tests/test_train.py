@@ -417,6 +417,22 @@ def test_average_weights_is_the_uniform_mean(tmp_path: Path) -> None:
         average_weights([])
 
 
+def test_load_weights_is_strict(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from imnkit.errors import WeightsError
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train.checkpoint import save_weights
+
+    good = save_weights(InvertibleMaskNet(TINY), tmp_path / "good.safetensors")
+    tensors, meta = load_file(str(good)), read_metadata(good)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match=rf"bad.safetensors: .*missing 1: \[{dropped}\]"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
 def test_eval_fn_sees_the_averaged_weights(tmp_path: Path) -> None:
     seen: list[dict[str, torch.Tensor]] = []
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from imnkit.errors import WeightsError
 from imnkit.nets.imn import ImnConfig, InvertibleMaskNet
+from imnkit.weights import load_strict
 
 FORMAT_VERSION = "1"
 CKPT_KIND = "imn-train-checkpoint"
@@ -63,20 +64,8 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Invert
         prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
         tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     net = InvertibleMaskNet(config).to(device)
-    _load_strict(net, tensors, path)
+    load_strict(net, tensors, what=str(path))
     return net.eval()
-
-
-def _load_strict(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    own = net.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise WeightsError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-    for k, v in tensors.items():
-        if v.shape != own[k].shape:
-            raise WeightsError(f"{path}: key {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    net.load_state_dict(tensors, strict=True)
 
 
 def save_checkpoint(

@@ -39,6 +39,7 @@ from imnkit.train.losses import (
     quantize_ste,
     y_mse,
 )
+from imnkit.weights import load_strict
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +426,7 @@ class Trainer:
             raise UsageError(
                 f"checkpoint {path} was trained with {config.to_dict()}, not {self.config.model.to_dict()}"
             )
-        self.net.load_state_dict(model, strict=True)
+        load_strict(self.net, model, what=str(path))
         self.optimizer.load_state_dict(optim)
         if self.average is not None:
             # A checkpoint from a run without averaging starts the average at its weights.
