@@ -433,6 +433,33 @@ def test_load_weights_is_strict(tmp_path: Path) -> None:
         load_weights(tmp_path / "bad.safetensors")
 
 
+def test_weights_and_pairs_cache_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    import safetensors.torch
+
+    import imnkit.train.checkpoint as C
+    from imnkit.errors import OutputError
+    from imnkit.nets.imn import InvertibleMaskNet
+
+    net = InvertibleMaskNet(TINY)
+    weights = C.save_weights(net, tmp_path / "w.safetensors")
+    pairs = _synthetic_swap_pairs()
+    cache = pairs.save(tmp_path / "pairs.safetensors")
+    before = {p: p.read_bytes() for p in (weights, cache)}
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(C, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OutputError, match="nothing was written"):
+        C.save_weights(net, weights)
+    with pytest.raises(OutputError, match="nothing was written"):
+        pairs.save(cache)
+    assert {p: p.read_bytes() for p in (weights, cache)} == before  # the old files are intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.safetensors", "w.safetensors"]  # no temp left
+
+
 def test_eval_fn_sees_the_averaged_weights(tmp_path: Path) -> None:
     seen: list[dict[str, torch.Tensor]] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,6 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from imnkit.errors import WeightsError
+from imnkit.imageio import atomic_output
 from imnkit.nets.imn import ImnConfig, InvertibleMaskNet
 from imnkit.weights import load_strict
 
@@ -20,11 +20,10 @@ CKPT_KIND = "imn-train-checkpoint"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write to a temp file then rename, so a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    """Write a safetensors file through :func:`imnkit.imageio.atomic_output` (temporary file, then
+    rename), so a crash never leaves a half-written checkpoint; an existing file is replaced."""
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def save_weights(net: InvertibleMaskNet, path: str | Path, summary: dict[str, Any] | None = None) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from imnkit.imageio import atomic_output
 from imnkit.nets.imn import InvertibleMaskNet, put_off, put_on
 from imnkit.train.checkpoint import load_weights
 from imnkit.train.data import colour_match, find_images, load_image
@@ -96,8 +97,8 @@ def build_eval_pairs(
         tensors = {}
         for i, (p, m) in enumerate(pairs):
             tensors[f"prot.{i}"], tensors[f"mask.{i}"] = p.contiguous(), m.contiguous()
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(cache))
+        with atomic_output(cache, overwrite=True) as tmp:
+            save_file(tensors, str(tmp))
     return pairs
 
 

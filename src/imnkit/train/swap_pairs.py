@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from imnkit.errors import InputError
+from imnkit.imageio import atomic_output
 from imnkit.train.data import _randint, _uniform
 
 CACHE_FORMAT = "imnkit.swap_pairs/1"
@@ -90,14 +90,9 @@ class SwapPairs:
             boxes_meta.append([list(map(int, b)) for b in boxes])
         from safetensors.torch import save_file
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_output(path, overwrite=True) as tmp:
             save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT, "boxes": json.dumps(boxes_meta)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> SwapPairs:
