@@ -108,6 +108,20 @@ def test_pair_sources(data_dir: Path) -> None:
         make_pair_source("nonsense", imgs)
 
 
+def test_random_draws_are_reproducible_and_in_range() -> None:
+    from imnkit.train.data import rand_index, rand_uniform
+
+    a = rand_uniform(torch.Generator().manual_seed(5), -0.3, 0.7, 1000)
+    assert a.shape == (1000,) and a.dtype == torch.float32 and -0.3 <= float(a.min()) and float(a.max()) < 0.7
+    assert float(a.std()) > 0.2  # spread over the interval, not a constant
+    assert torch.equal(a, rand_uniform(torch.Generator().manual_seed(5), -0.3, 0.7, 1000))
+    gen = torch.Generator().manual_seed(5)
+    picks = [rand_index(gen, 4) for _ in range(200)]
+    assert set(picks) == {0, 1, 2, 3} and all(isinstance(i, int) for i in picks)
+    gen = torch.Generator().manual_seed(5)
+    assert picks == [rand_index(gen, 4) for _ in range(200)]
+
+
 def test_quantize_ste() -> None:
     x = torch.tensor([-0.1, 0.2, 0.5004, 1.3], requires_grad=True)
     q = quantize_ste(x)

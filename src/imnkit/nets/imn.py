@@ -49,6 +49,8 @@ __all__ = [
     "put_off",
     "put_on",
     "recover_protected",
+    "refine_masked",
+    "secret_of",
 ]
 
 HideMode = Literal["image", "difference"]
@@ -277,7 +279,9 @@ def draw_aux_noise(
     return noise.to(device=device if device is not None else "cpu", dtype=dtype)
 
 
-def _secret_of(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def secret_of(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What ``net`` hides: ``protected - mask`` (in float32 or wider) when ``net.config.hide`` is
+    ``"difference"``, else ``protected`` itself. ``net(secret_of(net, p, m), m)`` is :func:`put_on`."""
     if net.config.hide == "difference":
         return _wide(protected) - _wide(mask)
     return protected
@@ -289,7 +293,7 @@ def put_on(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) 
     Both inputs (B, 3, H, W) in [0, 1], H and W even. The caller rounds/saves the result as 8 bits.
     """
     check_image_pair(protected, mask, ("protected", "mask"))
-    masked, _lost = net(_secret_of(net, protected, mask), mask)
+    masked, _lost = net(secret_of(net, protected, mask), mask)
     return masked
 
 

@@ -81,11 +81,13 @@ def load_images(data_dir: str | Path, max_short_side: int = 512, min_side: int =
     return images
 
 
-def _uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> torch.Tensor:
+def rand_uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> torch.Tensor:
+    """``n`` draws from U[lo, hi) as a float32 CPU tensor, from ``gen`` (so a run stays reproducible)."""
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
-def _randint(gen: torch.Generator, n: int) -> int:
+def rand_index(gen: torch.Generator, n: int) -> int:
+    """One integer in [0, n) drawn from ``gen``."""
     return int(torch.randint(n, (1,), generator=gen))
 
 
@@ -108,12 +110,12 @@ class CropSampler:
 
     def crop(self, crop: int, gen: torch.Generator, index: int | None = None) -> torch.Tensor:
         """One (3, crop, crop) float crop in [0, 1]."""
-        img = self.images[_randint(gen, len(self.images)) if index is None else index]
+        img = self.images[rand_index(gen, len(self.images)) if index is None else index]
         h, w = img.shape[-2:]
-        scale = float(_uniform(gen, *self.scale_range))
+        scale = float(rand_uniform(gen, *self.scale_range))
         size = min(h, w, max(2, round(crop * scale)))  # source window, resized to `crop`
-        y = _randint(gen, h - size + 1)
-        x = _randint(gen, w - size + 1)
+        y = rand_index(gen, h - size + 1)
+        x = rand_index(gen, w - size + 1)
         patch = img[:, y : y + size, x : x + size].float().div_(255.0)
         if size != crop:
             patch = F.interpolate(patch[None], size=(crop, crop), mode="bilinear", antialias=size > crop,
@@ -125,7 +127,7 @@ class CropSampler:
     def _colour(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         j = self.jitter
         if j > 0:
-            bright, contrast, sat = (1.0 + _uniform(gen, -j, j, 3)).tolist()
+            bright, contrast, sat = (1.0 + rand_uniform(gen, -j, j, 3)).tolist()
             gray = luma(x, channel_axis=0, studio=False)[None]
             x = gray + (x - gray) * sat
             mean = x.mean()
@@ -138,10 +140,10 @@ class CropSampler:
 
 def ellipse_alpha(size: int, gen: torch.Generator) -> torch.Tensor:
     """A soft elliptical (1, size, size) alpha in [0, 1]: random centre, radii, tilt and feather."""
-    cy, cx = (0.5 + _uniform(gen, -0.12, 0.12, 2)).tolist()
-    ry, rx = _uniform(gen, 0.22, 0.42, 2).tolist()
-    theta = float(_uniform(gen, -0.4, 0.4))
-    feather = float(_uniform(gen, 0.08, 0.25))  # relative width of the soft edge
+    cy, cx = (0.5 + rand_uniform(gen, -0.12, 0.12, 2)).tolist()
+    ry, rx = rand_uniform(gen, 0.22, 0.42, 2).tolist()
+    theta = float(rand_uniform(gen, -0.4, 0.4))
+    feather = float(rand_uniform(gen, 0.08, 0.25))  # relative width of the soft edge
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(coords - cy, coords - cx, indexing="ij")
     cos, sin = math.cos(theta), math.sin(theta)
