@@ -283,6 +283,28 @@ def test_evaluate_net_png_round_trip() -> None:
     assert res["rec_y"] < 30  # untrained: recovery is noise
 
 
+def test_evaluation_ssim_is_the_metrics_ssim() -> None:
+    """Training evaluation reports the SSIM of `imnkit metrics` (Gaussian 11/1.5), not scikit-image's 7x7 default."""
+    from skimage.metrics import structural_similarity
+
+    from imnkit.imageconv import to_uint8
+    from imnkit.metrics import ssim
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train.evaluate import evaluate_net, ssim_8bit
+
+    a = _smooth_image(1, 48, 48).float()[None] / 255
+    b = (a + 0.08 * torch.rand(a.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    ua, ub = to_uint8(a).numpy(), to_uint8(b).numpy()
+    ours = ssim_8bit(a, b)
+    assert ours == ssim(ua, ub)
+    gaussian = structural_similarity(ua, ub, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert ours == pytest.approx(gaussian, abs=1e-9)
+    assert abs(ours - structural_similarity(ua, ub, channel_axis=2, data_range=255)) > 1e-3  # the 7x7 window differs
+    res = evaluate_net(InvertibleMaskNet(TINY), [(a, b)], ssim=True)
+    assert res["masked_ssim"] == 1.0  # identity at init: masked == Mask
+
+
 def test_swap_pairs_are_crops_of_a_photo_and_its_mask(faces_dir):
     """The swap pair source: same place in photo and Mask, differing inside the face only."""
     from imnkit.imageio import load_image

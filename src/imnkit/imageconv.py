@@ -18,7 +18,11 @@ def to_float(image: np.ndarray | torch.Tensor, device: torch.device | str = "cpu
         >>> to_float(np.full((2, 4, 3), 255, dtype=np.uint8)).shape
         torch.Size([1, 3, 2, 4])
     """
-    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    if isinstance(image, np.ndarray):
+        arr = np.ascontiguousarray(image)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch warns on read-only memory
+    else:
+        t = image
     if t.dtype != torch.uint8 or t.dim() != 3:
         raise ValueError(f"to_float expects an (H, W, C) uint8 image, got shape {tuple(t.shape)} {t.dtype}")
     return t.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
