@@ -76,7 +76,7 @@ def _fixed_source(batch: int = 2, crop: int = 16, seed: int = 0):
 
 def _cfg(**kw) -> TrainConfig:
     base = {"model": TINY, "steps": 20, "crop": 16, "batch": 2, "lr": 1e-3, "checkpoint_every": 0,
-            "snapshot_every": 5, "log_every": 1, "max_short_side": 64}
+            "snapshot_every": 5, "log_every": 1, "max_short_side": 64, "bf16": False, "channels_last": False}
     base.update(kw)
     return TrainConfig(**base)
 

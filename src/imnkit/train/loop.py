@@ -84,8 +84,8 @@ class TrainConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     balance: Literal["fixed", "equalize"] = "fixed"  # equalize: steer λ_embed so masked ≈ recovered PSNR
     balance_offset_db: float = 0.0  # target of masked − recovered Y-PSNR when balancing
-    bf16: bool = False  # autocast in training only (inference is always float32)
-    channels_last: bool = False
+    bf16: bool = True  # bf16 autocast in training only (inference is always float32); `imnkit train` default
+    channels_last: bool = True  # channels_last memory format in training; `imnkit train` default
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # 0 keeps all
     snapshot_every: int = 100  # in-memory good state for the explosion guard
