@@ -204,6 +204,44 @@ def test_train_checkpoint_and_resume(data_dir: Path, tmp_path: Path) -> None:
     assert not [e for e in events3 if e.event == "step"]
 
 
+def test_the_steps_of_train(data_dir: Path, tmp_path: Path) -> None:
+    """train() is these public steps; each does its part on its own."""
+    from imnkit.train.loop import TrainingRun, build_pair_source, resume_trainer, run_summary
+
+    cfg = _cfg(steps=5, checkpoint_every=2, keep_checkpoints=2, log_every=2)
+    assert isinstance(build_pair_source(cfg, data_dir), RealisticPairs)
+    with pytest.raises(UsageError, match="needs a data folder"):
+        build_pair_source(cfg, None)
+    with pytest.raises(UsageError, match="holds swap pairs"):
+        build_pair_source(cfg, data_dir, pairs_cache=tmp_path / "pairs.safetensors")
+
+    ckpt_dir = tmp_path / "ckpts"
+    ckpt_dir.mkdir()
+    trainer = Trainer(cfg, _fixed_source())
+    resume_trainer(trainer, "latest", ckpt_dir)  # nothing to resume: a fresh start
+    assert trainer.step_count == 0
+    events: list[TrainProgress] = []
+    run = TrainingRun(trainer, ckpt_dir, events.append, eval_fn=lambda net, step: {"seen": step}, eval_every=3)
+    try:
+        run.run_steps()
+        run.finish()
+    finally:
+        run.close()
+    got = [(e.event, e.step) for e in events]
+    assert got == [("step", 2), ("checkpoint", 2), ("eval", 3), ("step", 4), ("checkpoint", 4),
+                   ("checkpoint", 5), ("eval", 5)]
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["step_00000004.safetensors", "step_00000005.safetensors"]
+    logged = [json.loads(line) for line in (ckpt_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["event"], r["step"]) for r in logged] == got and logged[2]["extra"]["seen"] == 3
+    summary = run_summary(trainer, "custom", None)
+    assert summary["steps"] == 5 and summary["pairs"] == "custom" and summary["lambda"] == [1.0, 3.0, 1.0]
+    assert summary["train_masked_ypsnr"] > 0
+
+    again = Trainer(cfg, _fixed_source())
+    resume_trainer(again, "latest", ckpt_dir)
+    assert again.step_count == 5
+
+
 def _poisoned_source(at_calls: set[int], value: float):
     base = _fixed_source()
     calls = {"n": 0}
