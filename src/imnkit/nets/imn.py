@@ -306,11 +306,9 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
     masked pixels, through the 8-bit rounding (straight-through), minimising
     ``|put_off(masked) - protected|² + mask_weight * |masked - mask|²``. Each step costs about three
     network passes (plus one to score the last step); the point with the lowest objective is returned,
-    so the result is never worse than ``masked`` by that objective. Measured on 8 face regions with the
-    phase-2 weights: +2.0 dB recovered Y-PSNR after 10 steps, +2.6 dB after 20, masked PSNR unchanged;
-    with the recovery-balanced phase-3 weights, +0.2 dB on 18 portraits (README). (On a synthetic pair
-    the gain held almost as well with another seed's n, so most of it corrects the network's own error,
-    not m ≠ n.) Works under ``torch.inference_mode`` (it computes on copies).
+    so the result is never worse than ``masked`` by that objective. What it gains depends on the
+    weights (docs/benchmarks.md, refine option). Works under ``torch.inference_mode`` (it computes on
+    copies).
     Returns the refined float masked image (unrounded, in [0, 1]).
     """
     if steps <= 0:

@@ -2,7 +2,8 @@
 
 A pair source is any callable ``source(batch, crop, gen) -> (protected, mask)`` returning two
 (B, 3, crop, crop) float32 tensors in [0, 1] on the CPU, drawn with the ``torch.Generator`` ``gen`` so
-a run is reproducible and resumable. The lead can plug the real swap stage in as such a callable.
+a run is reproducible and resumable. :class:`imnkit.train.swap_pairs.SwapPairs` is one, made by the
+real swap stage.
 """
 
 from __future__ import annotations

@@ -72,16 +72,13 @@ class TrainConfig:
     lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # fractions of the run
     lr_gamma: float = 0.5
     # Linear warm-up of the rate over the first steps. Adam's first updates move every weight by about
-    # lr whatever its gradient: fine-tuning the shipped weights at 1e-4 without warm-up dropped the
-    # recovered Y-PSNR from 43 to 19 dB at the second step (2e-5 did not).
+    # lr whatever its gradient, which can wreck trained weights when fine-tuning (--init) at full rate.
     warmup_steps: int = 0
     grad_clip: float = 1.0
     # Exponential moving average of the weights (Polyak averaging); 0 turns it off. The averaged weights
-    # are what checkpoints offer for inference and what the final file holds. Single checkpoints of this
-    # net swing from one to the next (a 6x24 fine-tune at 3e-5, 20 face regions, recovered / masked Y:
-    # 44.6/46.4, 45.4/46.1, 45.1/46.2, 44.8/45.8 dB; one checkpoint of a sister run, written during a
-    # transient spike the guard let pass, measured 41.1/38.8); the mean of those four sets of weights
-    # measured 45.3/46.2, above their average, and an average dilutes a transient spike.
+    # are what checkpoints offer for inference and what the final file holds: single checkpoints of this
+    # net swing from one to the next, and an average smooths that and dilutes a transient spike
+    # (docs/model-card.md).
     weight_ema_decay: float = 0.999
     weights: LossWeights = field(default_factory=LossWeights)
     balance: Literal["fixed", "equalize"] = "fixed"  # equalize: steer λ_embed so masked ≈ recovered PSNR
@@ -97,9 +94,8 @@ class TrainConfig:
     rollback_lr_factor: float = 0.5
     log_every: int = 10
     seed: int = 0
-    # torch threads for the run (None: torch's default). On a 2-core machine shared with other jobs,
-    # 2 OpenMP threads were measured ~5x slower per step than 1 (3.1 s vs 0.58 s) whenever the other
-    # core was busy, and ~1.7x faster (0.33 s) when it was idle.
+    # torch threads for the run (None: torch's default). On a small machine shared with other jobs, more
+    # OpenMP threads than idle cores make every step much slower: one thread is then the safe choice.
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -166,6 +162,8 @@ EvalFn = Callable[[InvertibleMaskNet, int], dict[str, Any]]
 
 @dataclass
 class StepResult:
+    """The losses of one step (weighted total and its three terms), the running-PSNR inputs, the batch."""
+
     loss: float
     embed: float
     recover: float
@@ -185,9 +183,8 @@ class Trainer:
         device: str | torch.device = "cpu",
         net: InvertibleMaskNet | None = None,
     ):
-        # Precaution: small-weight nets on flat image regions can produce denormal floats, which are
-        # very slow on x86 CPUs; flushing them to zero costs nothing. (The big per-step slowdowns we
-        # saw on 2 shared cores came from OpenMP threads on a busy core: see TrainConfig.threads.)
+        # Small-weight nets on flat image regions can produce denormal floats, which are very slow on
+        # x86 CPUs; flushing them to zero costs nothing.
         torch.set_flush_denormal(True)
         self.config = config
         self.pair_source = pair_source
