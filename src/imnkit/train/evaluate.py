@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from imnkit.imageconv import to_float, to_uint8
 from imnkit.imageio import atomic_output
-from imnkit.metrics import ssim
+from imnkit import metrics
 from imnkit.nets.imn import InvertibleMaskNet, put_off, put_on
 from imnkit.train.checkpoint import load_weights
 from imnkit.train.data import colour_match, find_images, load_image
@@ -120,7 +120,7 @@ def png_round_trip(x: torch.Tensor) -> torch.Tensor:
 def ssim_8bit(a: torch.Tensor, b: torch.Tensor) -> float:
     """:func:`imnkit.metrics.ssim` (Gaussian 11/1.5 window, as ``imnkit metrics``) of two (1, 3, H, W)
     images in [0, 1], rounded to 8 bits first."""
-    return ssim(to_uint8(a).numpy(), to_uint8(b).numpy())
+    return metrics.ssim(to_uint8(a).numpy(), to_uint8(b).numpy())
 
 
 @torch.no_grad()
