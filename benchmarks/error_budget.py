@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from imnkit.nets.imn import _secret_of, draw_aux_noise, recover_protected
+from imnkit.nets.imn import draw_aux_noise, recover_protected, secret_of
 from imnkit.train.evaluate import build_eval_pairs, png_round_trip
 from imnkit.train.losses import rgb_psnr, y_psnr
 
@@ -41,7 +41,7 @@ def error_budget(net, pairs, seed: int = 1234) -> dict[str, dict[str, float]]:
     """Mean recovered Y/RGB PSNR per case over ``pairs`` (finite values only; inf if none)."""
     rows: dict[str, list[tuple[float, float]]] = {c: [] for c in CASES}
     for protected, mask in pairs:
-        masked, lost = net(_secret_of(net, protected, mask), mask)
+        masked, lost = net(secret_of(net, protected, mask), mask)
         saved = png_round_trip(masked)
         n = draw_aux_noise(protected.shape, seed)
         inputs = {"float + m": (masked, lost), "float + n": (masked, n), "8-bit + m": (saved, lost),

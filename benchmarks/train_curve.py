@@ -42,10 +42,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     )
     (run / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
-    # Thread picker: other jobs share these 2 cores, and OpenMP with 2 threads on a contended core
-    # was measured ~5x slower per step (3.1 s vs 0.58 s with 1 thread); 2 threads win only when the
-    # other core is idle. Each log window we read how much CPU the rest of the machine used
-    # (/proc/stat minus our own CPU time) and switch after 3 windows agreeing.
+    # Thread picker: on 2 cores shared with other jobs, OpenMP with 2 threads on a contended core is
+    # several times slower per step than 1 thread; 2 threads win only when the other core is idle. Each
+    # log window we read how much CPU the rest of the machine used (/proc/stat minus our own CPU time)
+    # and switch after 3 windows agreeing.
     pick = {"cur": a.threads, "votes": 0, "last": None}
 
     def cpu_snapshot() -> tuple[float, float, float]:

@@ -3,8 +3,9 @@
     python scripts/average_weights.py OUT.safetensors CKPT [CKPT ...]
 
 For runs trained without the built-in weight average (``--ema 0``, or runs older than it): single
-checkpoints of the IMN swing by about ±0.5 dB from one to the next, and the uniform mean of late
-checkpoints of one run removes that noise. Checkpoints that hold a weight average contribute it.
+checkpoints of the IMN swing from one to the next, and the uniform mean of late checkpoints of one
+run removes that noise. Checkpoints that hold a weight average contribute it. Also used to average
+the final weights of runs that started from the same weights (docs/model-card.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 # (the GPU machine has no dlib). Small nets leave an H100 mostly idle, so the five runs share it; each
 # gets the same wall time, which makes the quality-vs-size comparison one at equal (shared) compute.
 # Runs: name:blocks:growth:hidden:peak lr:init weights. Every run warms its rate up over $WARMUP steps,
-# steers masked - recovered Y-PSNR to $OFFSET dB (default -1.5, as the shipped weights' last phase) and
+# steers masked - recovered Y-PSNR to $OFFSET dB (default -1.5, favouring recovery) and
 # keeps a moving average of its weights (decay $EMA, default 0.999).
 set -u
 CACHE=${1:?usage: train_gpu.sh PAIRS_CACHE}

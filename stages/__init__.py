@@ -9,8 +9,4 @@ from importlib import import_module
 _BUILTIN = ("dwt", "metrics", "align", "swap", "enhance", "embed", "extract", "preview")
 
 for _name in _BUILTIN:
-    try:
-        import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _err:  # a stage whose module is not written yet
-        if _err.name != f"{__name__}.{_name}":
-            raise
+    import_module(f"{__name__}.{_name}")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from imnkit.bundle import Bundle
 from imnkit.dwt import haar_dwt, haar_iwt
 from imnkit.errors import UsageError
+from imnkit.imageconv import to_float
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 
@@ -60,7 +61,7 @@ class DwtStage(Stage):
                 continue
             x = bundle.require(key, stage=self.name)
             if x.dtype == torch.uint8 and x.dim() == 3:
-                x = x.permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+                x = to_float(x)
             elif not x.is_floating_point() or x.dim() != 4:
                 raise UsageError(f"dwt: '{key}' must be an image or a float (B, C, H, W) tensor, got {tuple(x.shape)} {x.dtype}")
             x = x.to(ctx.device)

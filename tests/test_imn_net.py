@@ -15,6 +15,7 @@ from imnkit.nets.imn import (
     draw_aux_noise,
     put_off,
     put_on,
+    secret_of,
 )
 
 
@@ -159,3 +160,16 @@ def test_put_on_put_off_modes(hide: str) -> None:
             masked2, lost = net(secret, mask)
             rs, rm = net.inverse(masked2, lost)
         torch.testing.assert_close(rm + rs, prot, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("hide", ["image", "difference"])
+def test_secret_of_is_what_put_on_hides(hide: str) -> None:
+    torch.manual_seed(3)
+    net = InvertibleMaskNet(num_blocks=1, growth=4, hide=hide).eval()
+    _perturb(net)
+    p, m = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    secret = secret_of(net, p, m)
+    assert torch.equal(secret, p - m if hide == "difference" else p)
+    with torch.no_grad():
+        assert torch.equal(net(secret, m)[0], put_on(net, p, m))
+    assert secret_of(net, p.half(), m.half()).dtype == (torch.float32 if hide == "difference" else torch.float16)

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from imnkit.cli import app
 from imnkit.errors import UsageError
 from imnkit.imageio import load_image
-from imnkit.metrics import compare, parse_region, psnr, psnr_y, ssim
+import torch
+
+from imnkit.metrics import compare, luma, parse_region, psnr, psnr_y, ssim
 
 
 def skimage_reference(a, b):
@@ -99,3 +101,19 @@ def test_bad_regions(text):
 def test_region_outside_image(photo):
     with pytest.raises(UsageError, match="outside"):
         compare(photo, photo, (0, 0, 200, 10))
+
+
+def test_luma_is_bt601_for_arrays_and_tensors(photo):
+    # Studio swing on 0-255 arrays: scikit-image's rgb2ycbcr Y.
+    np.testing.assert_allclose(luma(photo), rgb2ycbcr(photo)[..., 0], rtol=0, atol=1e-9)
+    # The same Y from a (B, 3, H, W) tensor in [0, 1], in the tensor's dtype.
+    t = torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 255.0
+    y = luma(t, channel_axis=1, peak=1.0)
+    assert y.dtype == torch.float64 and y.shape == (1, *photo.shape[:2])
+    np.testing.assert_allclose(y[0].numpy(), luma(photo), rtol=0, atol=1e-9)
+    # Full range: the grey level 0.299 R + 0.587 G + 0.114 B, on the input's scale.
+    np.testing.assert_allclose(luma(photo, studio=False), photo.astype(np.float64) @ [0.299, 0.587, 0.114],
+                               rtol=0, atol=1e-9)
+    assert float(luma(np.array([0, 0, 0]))) == 16.0
+    with pytest.raises(ValueError, match="3 channels"):
+        luma(photo[..., :2])

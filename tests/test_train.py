@@ -76,7 +76,7 @@ def _fixed_source(batch: int = 2, crop: int = 16, seed: int = 0):
 
 def _cfg(**kw) -> TrainConfig:
     base = {"model": TINY, "steps": 20, "crop": 16, "batch": 2, "lr": 1e-3, "checkpoint_every": 0,
-            "snapshot_every": 5, "log_every": 1, "max_short_side": 64}
+            "snapshot_every": 5, "log_every": 1, "max_short_side": 64, "bf16": False, "channels_last": False}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -106,6 +106,20 @@ def test_pair_sources(data_dir: Path) -> None:
     assert (mask[..., 12:20, 12:20] - prot[..., 12:20, 12:20]).abs().mean() > 0
     with pytest.raises(ValueError):
         make_pair_source("nonsense", imgs)
+
+
+def test_random_draws_are_reproducible_and_in_range() -> None:
+    from imnkit.train.data import rand_index, rand_uniform
+
+    a = rand_uniform(torch.Generator().manual_seed(5), -0.3, 0.7, 1000)
+    assert a.shape == (1000,) and a.dtype == torch.float32 and -0.3 <= float(a.min()) and float(a.max()) < 0.7
+    assert float(a.std()) > 0.2  # spread over the interval, not a constant
+    assert torch.equal(a, rand_uniform(torch.Generator().manual_seed(5), -0.3, 0.7, 1000))
+    gen = torch.Generator().manual_seed(5)
+    picks = [rand_index(gen, 4) for _ in range(200)]
+    assert set(picks) == {0, 1, 2, 3} and all(isinstance(i, int) for i in picks)
+    gen = torch.Generator().manual_seed(5)
+    assert picks == [rand_index(gen, 4) for _ in range(200)]
 
 
 def test_quantize_ste() -> None:
@@ -190,6 +204,44 @@ def test_train_checkpoint_and_resume(data_dir: Path, tmp_path: Path) -> None:
     assert not [e for e in events3 if e.event == "step"]
 
 
+def test_the_steps_of_train(data_dir: Path, tmp_path: Path) -> None:
+    """train() is these public steps; each does its part on its own."""
+    from imnkit.train.loop import TrainingRun, build_pair_source, resume_trainer, run_summary
+
+    cfg = _cfg(steps=5, checkpoint_every=2, keep_checkpoints=2, log_every=2)
+    assert isinstance(build_pair_source(cfg, data_dir), RealisticPairs)
+    with pytest.raises(UsageError, match="needs a data folder"):
+        build_pair_source(cfg, None)
+    with pytest.raises(UsageError, match="holds swap pairs"):
+        build_pair_source(cfg, data_dir, pairs_cache=tmp_path / "pairs.safetensors")
+
+    ckpt_dir = tmp_path / "ckpts"
+    ckpt_dir.mkdir()
+    trainer = Trainer(cfg, _fixed_source())
+    resume_trainer(trainer, "latest", ckpt_dir)  # nothing to resume: a fresh start
+    assert trainer.step_count == 0
+    events: list[TrainProgress] = []
+    run = TrainingRun(trainer, ckpt_dir, events.append, eval_fn=lambda net, step: {"seen": step}, eval_every=3)
+    try:
+        run.run_steps()
+        run.finish()
+    finally:
+        run.close()
+    got = [(e.event, e.step) for e in events]
+    assert got == [("step", 2), ("checkpoint", 2), ("eval", 3), ("step", 4), ("checkpoint", 4),
+                   ("checkpoint", 5), ("eval", 5)]
+    assert [p.name for p in list_checkpoints(ckpt_dir)] == ["step_00000004.safetensors", "step_00000005.safetensors"]
+    logged = [json.loads(line) for line in (ckpt_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["event"], r["step"]) for r in logged] == got and logged[2]["extra"]["seen"] == 3
+    summary = run_summary(trainer, "custom", None)
+    assert summary["steps"] == 5 and summary["pairs"] == "custom" and summary["lambda"] == [1.0, 3.0, 1.0]
+    assert summary["train_masked_ypsnr"] > 0
+
+    again = Trainer(cfg, _fixed_source())
+    resume_trainer(again, "latest", ckpt_dir)
+    assert again.step_count == 5
+
+
 def _poisoned_source(at_calls: set[int], value: float):
     base = _fixed_source()
     calls = {"n": 0}
@@ -267,6 +319,28 @@ def test_evaluate_net_png_round_trip() -> None:
     res = evaluate_net(InvertibleMaskNet(TINY), pairs, ssim=False)
     assert res["n"] == 1 and res["masked_y"] == float("inf")  # identity at init: masked == Mask
     assert res["rec_y"] < 30  # untrained: recovery is noise
+
+
+def test_evaluation_ssim_is_the_metrics_ssim() -> None:
+    """Training evaluation reports the SSIM of `imnkit metrics` (Gaussian 11/1.5), not scikit-image's 7x7 default."""
+    from skimage.metrics import structural_similarity
+
+    from imnkit.imageconv import to_uint8
+    from imnkit.metrics import ssim
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train.evaluate import evaluate_net, ssim_8bit
+
+    a = _smooth_image(1, 48, 48).float()[None] / 255
+    b = (a + 0.08 * torch.rand(a.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    ua, ub = to_uint8(a).numpy(), to_uint8(b).numpy()
+    ours = ssim_8bit(a, b)
+    assert ours == ssim(ua, ub)
+    gaussian = structural_similarity(ua, ub, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert ours == pytest.approx(gaussian, abs=1e-9)
+    assert abs(ours - structural_similarity(ua, ub, channel_axis=2, data_range=255)) > 1e-3  # the 7x7 window differs
+    res = evaluate_net(InvertibleMaskNet(TINY), [(a, b)], ssim=True)
+    assert res["masked_ssim"] == 1.0  # identity at init: masked == Mask
 
 
 def test_swap_pairs_are_crops_of_a_photo_and_its_mask(faces_dir):
@@ -415,6 +489,49 @@ def test_average_weights_is_the_uniform_mean(tmp_path: Path) -> None:
         average_weights([files[0], other])
     with pytest.raises(WeightsError):
         average_weights([])
+
+
+def test_load_weights_is_strict(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from imnkit.errors import WeightsError
+    from imnkit.nets.imn import InvertibleMaskNet
+    from imnkit.train.checkpoint import save_weights
+
+    good = save_weights(InvertibleMaskNet(TINY), tmp_path / "good.safetensors")
+    tensors, meta = load_file(str(good)), read_metadata(good)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match=rf"bad.safetensors: .*missing 1: \[{dropped}\]"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_weights_and_pairs_cache_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    import safetensors.torch
+
+    import imnkit.train.checkpoint as C
+    from imnkit.errors import OutputError
+    from imnkit.nets.imn import InvertibleMaskNet
+
+    net = InvertibleMaskNet(TINY)
+    weights = C.save_weights(net, tmp_path / "w.safetensors")
+    pairs = _synthetic_swap_pairs()
+    cache = pairs.save(tmp_path / "pairs.safetensors")
+    before = {p: p.read_bytes() for p in (weights, cache)}
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(C, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OutputError, match="nothing was written"):
+        C.save_weights(net, weights)
+    with pytest.raises(OutputError, match="nothing was written"):
+        pairs.save(cache)
+    assert {p: p.read_bytes() for p in (weights, cache)} == before  # the old files are intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.safetensors", "w.safetensors"]  # no temp left
 
 
 def test_eval_fn_sees_the_averaged_weights(tmp_path: Path) -> None:

@@ -41,3 +41,33 @@ def test_train_command_writes_loadable_weights_and_resumes(tmp_path):
     missing = CliRunner().invoke(app, ["train", str(data), "-o", str(tmp_path / "z.safetensors"), "--init",
                                        str(tmp_path / "none.safetensors")])
     assert missing.exit_code == 2 and "no such weights file" in missing.stderr
+
+
+def test_train_command_defaults_are_the_library_defaults(tmp_path):
+    """`imnkit train` takes its defaults from TrainConfig: bf16/channels_last read it, the rest must equal it."""
+    import typer.main
+
+    from imnkit.train import TrainConfig, load_checkpoint
+
+    lib = TrainConfig()
+    params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
+    assert params["bf16"] is None and params["channels_last"] is None  # unset: TrainConfig decides
+    lam = tuple(float(v) for v in params["lambdas"].split(":"))
+    assert lam == (lib.weights.embed, lib.weights.recover, lib.weights.low)
+    same = {"steps": "steps", "minutes": "max_minutes", "crop": "crop", "batch": "batch", "pairs": "pairs",
+            "lr": "lr", "warmup": "warmup_steps", "ema": "weight_ema_decay", "balance": "balance",
+            "balance_offset": "balance_offset_db", "threads": "threads", "checkpoint_every": "checkpoint_every",
+            "seed": "seed"}
+    assert {cli: params[cli] for cli in same} == {cli: getattr(lib, field) for cli, field in same.items()}
+    assert (params["blocks"], params["growth"], params["hide"]) == (lib.model.num_blocks, lib.model.growth, lib.model.hide)
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / "a.png")
+    base = ["train", str(data), "--steps", "1", "--crop", "16", "--batch", "1", "--blocks", "1", "--growth", "4",
+            "--device", "cpu", "--threads", "1"]
+    for name, flags, want in (("default", [], (lib.bf16, lib.channels_last)), ("fp32", ["--fp32", "--no-channels-last"], (False, False))):
+        r = CliRunner().invoke(app, base + ["-o", str(tmp_path / f"{name}.safetensors")] + flags)
+        assert r.exit_code == 0, r.stderr
+        cfg = load_checkpoint(tmp_path / f"{name}_checkpoints" / "step_00000001.safetensors").state["train_config"]
+        assert (cfg["bf16"], cfg["channels_last"]) == want

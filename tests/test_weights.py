@@ -138,6 +138,21 @@ def test_strict_load_lists_sorted_mismatches():
         load_strict(model, state, what="test")
 
 
+def test_strict_load_is_the_one_loader_and_names_the_model():
+    from imnkit.nets.checkpoints import load_state_dict_strict
+
+    assert load_state_dict_strict is load_strict  # the reference nets' name for the same function
+    model = tiny_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v + 1 for k, v in model.state_dict().items() if k != "2.bias"}
+    with pytest.raises(WeightsError, match=r"^Sequential: .*missing 1: \[2.bias\]"):
+        load_strict(model, state)  # no `what`: the error names the model's class
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing was copied
+    state["2.bias"] = torch.zeros(3)
+    load_strict(model, state)
+    assert torch.equal(model.state_dict()["0.weight"], before["0.weight"] + 1)
+
+
 def test_cli_weights_list_and_verify(registry, hf_cache, tmp_path):
     data = tiny_bytes(tmp_path)
     hf_cache("imnkit-test/tiny", "tiny.safetensors", data)

@@ -23,7 +23,11 @@ import torch.nn.functional as F
 
 from .errors import UsageError
 
-_Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+#: BT.601 luma weights of R, G and B: Y' = 0.299 R + 0.587 G + 0.114 B.
+BT601_WEIGHTS = (0.299, 0.587, 0.114)
+#: The same weights scaled to the 8-bit studio swing (219 / 255), as MATLAB's ``rgb2ycbcr`` and the
+#: paper's reference code: Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in [0, 1].
+BT601_STUDIO_WEIGHTS = (65.481, 128.553, 24.966)
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,44 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return psnr_from_mse(float(np.mean((_as_float(a) - _as_float(b)) ** 2)))
 
 
-def luma_bt601(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB on 0–255 -> (H, W) float64 Y on the 16–235 scale."""
-    x = _as_float(rgb)
-    return 16.0 + x[..., 0] * _Y_WEIGHTS[0] + x[..., 1] * _Y_WEIGHTS[1] + x[..., 2] * _Y_WEIGHTS[2]
+def luma(rgb: np.ndarray | torch.Tensor, *, channel_axis: int = -1, peak: float = 255.0,
+         studio: bool = True) -> np.ndarray | torch.Tensor:
+    """BT.601 luma of RGB values, from a numpy array or a torch tensor.
+
+    Args:
+        rgb: a numpy array (computed in float64) or a torch tensor (computed in its own dtype) with
+            R, G, B along ``channel_axis``, on the 0–``peak`` scale.
+        channel_axis: the axis holding R, G, B: -1 for (H, W, 3) arrays, 1 for (B, 3, H, W) tensors.
+        peak: the value of full white in ``rgb``: 255 for 8-bit values, 1 for floats in [0, 1].
+        studio: True: Y on the 8-bit studio scale 16–235 whatever ``peak`` is,
+            ``16 + (65.481 R + 128.553 G + 24.966 B) / peak`` (:data:`BT601_STUDIO_WEIGHTS`; the PSNR-Y
+            convention). False: ``0.299 R + 0.587 G + 0.114 B`` on the scale of ``rgb``
+            (:data:`BT601_WEIGHTS`; a grey level).
+
+    Returns:
+        The luma, shaped like ``rgb`` without the channel axis.
+
+    Example:
+        >>> round(float(luma(np.array([255, 255, 255]))), 6)
+        235.0
+        >>> luma(torch.ones(1, 3, 2, 2), channel_axis=1, peak=1.0, studio=False).shape
+        torch.Size([1, 2, 2])
+    """
+    x = rgb if isinstance(rgb, torch.Tensor) else _as_float(rgb)
+    if x.ndim == 0 or x.shape[channel_axis] != 3:
+        raise ValueError(f"luma needs 3 channels on axis {channel_axis}, got shape {tuple(x.shape)}")
+    r, g, b = x.unbind(channel_axis) if isinstance(x, torch.Tensor) else np.moveaxis(x, channel_axis, 0)
+    if not studio:
+        w = BT601_WEIGHTS
+        return w[0] * r + w[1] * g + w[2] * b
+    w = tuple(c / peak for c in BT601_STUDIO_WEIGHTS)
+    return 16.0 + w[0] * r + w[1] * g + w[2] * b
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of the BT.601 luma (data range 255, as the reference hiding code)."""
     check_same_shape(a, b)
-    return psnr_from_mse(float(np.mean((luma_bt601(a) - luma_bt601(b)) ** 2)))
+    return psnr_from_mse(float(np.mean((luma(a) - luma(b)) ** 2)))
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:

@@ -42,8 +42,9 @@ def train_cmd(
     ema: Annotated[float, typer.Option("--ema", help="Decay of the moving average of the weights that checkpoints and the final file hold (0: off, the raw weights).")] = 0.999,
     balance: Annotated[str, typer.Option("--balance", help="fixed, or equalize (steer the embed weight so masked and recovered PSNR meet).")] = "fixed",
     balance_offset: Annotated[float, typer.Option("--balance-offset", help="With --balance equalize: the masked minus recovered Y-PSNR (dB, on training crops) to steer to; negative favours recovery.")] = 0.0,
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU.")] = True,
-    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="channels_last memory format in training.")] = True,
+    # None: TrainConfig's default (on), so the library and the command cannot disagree.
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="bf16 autocast in training (inference stays float32); ~2x faster on CPU. Default: --bf16.", show_default=False)] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels_last memory format in training. Default: --channels-last.", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for training (default: torch's choice).")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write a safetensors checkpoint every N steps.")] = 500,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -74,10 +75,11 @@ def train_cmd(
             raise UsageError(str(err)) from None
         from ..train import TrainConfig, train
 
+        given = {k: v for k, v in (("bf16", bf16), ("channels_last", channels_last)) if v is not None}
         config = TrainConfig(model=model, steps=steps, max_minutes=minutes, crop=crop, batch=batch, pairs=pairs,
-                             lr=lr, weights=_parse_lambdas(lambdas), balance=balance, balance_offset_db=balance_offset, bf16=bf16,
-                             channels_last=channels_last, checkpoint_every=checkpoint_every, seed=seed, threads=threads,
-                             warmup_steps=warmup, weight_ema_decay=ema)
+                             lr=lr, weights=_parse_lambdas(lambdas), balance=balance, balance_offset_db=balance_offset,
+                             checkpoint_every=checkpoint_every, seed=seed, threads=threads, warmup_steps=warmup,
+                             weight_ema_decay=ema, **given)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

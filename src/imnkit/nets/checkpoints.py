@@ -4,8 +4,9 @@ One ``checkpoint_filter_fn`` per upstream family (SimSwap generator, SimSwap Arc
 turns whatever the public file holds into the module's native state_dict: it unwraps the
 wrapper dicts that family is known to use and strips the ``module.`` (DataParallel) and
 ``_orig_mod.`` (torch.compile) prefixes, explicitly, and renames nothing else. The caller
-then loads with :func:`load_state_dict_strict`, which raises :class:`~imnkit.errors.WeightsError`
-listing the sorted missing / unexpected / mis-shaped keys instead of loading partially.
+then loads with :func:`imnkit.weights.load_strict` (also offered here as ``load_state_dict_strict``),
+which raises :class:`~imnkit.errors.WeightsError` listing the sorted missing / unexpected /
+mis-shaped keys instead of loading partially.
 
 :func:`load_pth_state_dict` reads a ``.pth`` with ``torch.load(..., weights_only=True)``
 only; a file that needs full unpickling (e.g. SimSwap's ``arcface_checkpoint.tar``, a
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from imnkit.errors import WeightsError
+from imnkit.weights import load_strict
 
 __all__ = [
     "ManifestEntry",
@@ -137,15 +139,8 @@ arcface_checkpoint_filter_fn = _make_filter("arcface", ("state_dict", "model"))
 gpen_checkpoint_filter_fn = _make_filter("gpen", ("g_ema", "state_dict", "model", "params_ema", "params"))
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """``model.load_state_dict(state_dict, strict=True)`` with a readable error first.
-
-    Raises :class:`WeightsError` naming the sorted missing, unexpected and shape-mismatched
-    keys before anything is copied (see :func:`imnkit.weights.load_strict`).
-    """
-    from imnkit.weights import load_strict
-
-    load_strict(model, dict(state_dict), what=type(model).__name__)
+#: The strict loader, :func:`imnkit.weights.load_strict`, under the name this module has always offered.
+load_state_dict_strict = load_strict
 
 
 # --------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ __all__ = [
     "put_off",
     "put_on",
     "recover_protected",
+    "refine_masked",
+    "secret_of",
 ]
 
 HideMode = Literal["image", "difference"]
@@ -277,7 +279,9 @@ def draw_aux_noise(
     return noise.to(device=device if device is not None else "cpu", dtype=dtype)
 
 
-def _secret_of(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def secret_of(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What ``net`` hides: ``protected - mask`` (in float32 or wider) when ``net.config.hide`` is
+    ``"difference"``, else ``protected`` itself. ``net(secret_of(net, p, m), m)`` is :func:`put_on`."""
     if net.config.hide == "difference":
         return _wide(protected) - _wide(mask)
     return protected
@@ -289,7 +293,7 @@ def put_on(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) 
     Both inputs (B, 3, H, W) in [0, 1], H and W even. The caller rounds/saves the result as 8 bits.
     """
     check_image_pair(protected, mask, ("protected", "mask"))
-    masked, _lost = net(_secret_of(net, protected, mask), mask)
+    masked, _lost = net(secret_of(net, protected, mask), mask)
     return masked
 
 
@@ -302,11 +306,9 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
     masked pixels, through the 8-bit rounding (straight-through), minimising
     ``|put_off(masked) - protected|² + mask_weight * |masked - mask|²``. Each step costs about three
     network passes (plus one to score the last step); the point with the lowest objective is returned,
-    so the result is never worse than ``masked`` by that objective. Measured on 8 face regions with the
-    phase-2 weights: +2.0 dB recovered Y-PSNR after 10 steps, +2.6 dB after 20, masked PSNR unchanged;
-    with the recovery-balanced phase-3 weights, +0.2 dB on 18 portraits (README). (On a synthetic pair
-    the gain held almost as well with another seed's n, so most of it corrects the network's own error,
-    not m ≠ n.) Works under ``torch.inference_mode`` (it computes on copies).
+    so the result is never worse than ``masked`` by that objective. What it gains depends on the
+    weights (docs/benchmarks.md, refine option). Works under ``torch.inference_mode`` (it computes on
+    copies).
     Returns the refined float masked image (unrounded, in [0, 1]).
     """
     if steps <= 0:

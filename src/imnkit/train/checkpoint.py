@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,18 +11,19 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from imnkit.errors import WeightsError
+from imnkit.imageio import atomic_output
 from imnkit.nets.imn import ImnConfig, InvertibleMaskNet
+from imnkit.weights import load_strict
 
 FORMAT_VERSION = "1"
 CKPT_KIND = "imn-train-checkpoint"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write to a temp file then rename, so a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    """Write a safetensors file through :func:`imnkit.imageio.atomic_output` (temporary file, then
+    rename), so a crash never leaves a half-written checkpoint; an existing file is replaced."""
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def save_weights(net: InvertibleMaskNet, path: str | Path, summary: dict[str, Any] | None = None) -> Path:
@@ -63,20 +63,8 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Invert
         prefix = "average." if any(k.startswith("average.") for k in tensors) else "model."
         tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     net = InvertibleMaskNet(config).to(device)
-    _load_strict(net, tensors, path)
+    load_strict(net, tensors, what=str(path))
     return net.eval()
-
-
-def _load_strict(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    own = net.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise WeightsError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-    for k, v in tensors.items():
-        if v.shape != own[k].shape:
-            raise WeightsError(f"{path}: key {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    net.load_state_dict(tensors, strict=True)
 
 
 def save_checkpoint(

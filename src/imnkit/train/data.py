@@ -2,7 +2,8 @@
 
 A pair source is any callable ``source(batch, crop, gen) -> (protected, mask)`` returning two
 (B, 3, crop, crop) float32 tensors in [0, 1] on the CPU, drawn with the ``torch.Generator`` ``gen`` so
-a run is reproducible and resumable. The lead can plug the real swap stage in as such a callable.
+a run is reproducible and resumable. :class:`imnkit.train.swap_pairs.SwapPairs` is one, made by the
+real swap stage.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from imnkit.errors import InputError
+from imnkit.metrics import luma
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,13 @@ def load_images(data_dir: str | Path, max_short_side: int = 512, min_side: int =
     return images
 
 
-def _uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> torch.Tensor:
+def rand_uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> torch.Tensor:
+    """``n`` draws from U[lo, hi) as a float32 CPU tensor, from ``gen`` (so a run stays reproducible)."""
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
-def _randint(gen: torch.Generator, n: int) -> int:
+def rand_index(gen: torch.Generator, n: int) -> int:
+    """One integer in [0, n) drawn from ``gen``."""
     return int(torch.randint(n, (1,), generator=gen))
 
 
@@ -107,12 +111,12 @@ class CropSampler:
 
     def crop(self, crop: int, gen: torch.Generator, index: int | None = None) -> torch.Tensor:
         """One (3, crop, crop) float crop in [0, 1]."""
-        img = self.images[_randint(gen, len(self.images)) if index is None else index]
+        img = self.images[rand_index(gen, len(self.images)) if index is None else index]
         h, w = img.shape[-2:]
-        scale = float(_uniform(gen, *self.scale_range))
+        scale = float(rand_uniform(gen, *self.scale_range))
         size = min(h, w, max(2, round(crop * scale)))  # source window, resized to `crop`
-        y = _randint(gen, h - size + 1)
-        x = _randint(gen, w - size + 1)
+        y = rand_index(gen, h - size + 1)
+        x = rand_index(gen, w - size + 1)
         patch = img[:, y : y + size, x : x + size].float().div_(255.0)
         if size != crop:
             patch = F.interpolate(patch[None], size=(crop, crop), mode="bilinear", antialias=size > crop,
@@ -124,23 +128,23 @@ class CropSampler:
     def _colour(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         j = self.jitter
         if j > 0:
-            bright, contrast, sat = (1.0 + _uniform(gen, -j, j, 3)).tolist()
-            gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+            bright, contrast, sat = (1.0 + rand_uniform(gen, -j, j, 3)).tolist()
+            gray = luma(x, channel_axis=0, studio=False)[None]
             x = gray + (x - gray) * sat
             mean = x.mean()
             x = (x - mean) * contrast + mean
             x = x * bright
         if float(torch.rand(1, generator=gen)) < self.gray_prob:
-            x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None].expand(3, -1, -1).clone()
+            x = luma(x, channel_axis=0, studio=False)[None].expand(3, -1, -1).clone()
         return x
 
 
 def ellipse_alpha(size: int, gen: torch.Generator) -> torch.Tensor:
     """A soft elliptical (1, size, size) alpha in [0, 1]: random centre, radii, tilt and feather."""
-    cy, cx = (0.5 + _uniform(gen, -0.12, 0.12, 2)).tolist()
-    ry, rx = _uniform(gen, 0.22, 0.42, 2).tolist()
-    theta = float(_uniform(gen, -0.4, 0.4))
-    feather = float(_uniform(gen, 0.08, 0.25))  # relative width of the soft edge
+    cy, cx = (0.5 + rand_uniform(gen, -0.12, 0.12, 2)).tolist()
+    ry, rx = rand_uniform(gen, 0.22, 0.42, 2).tolist()
+    theta = float(rand_uniform(gen, -0.4, 0.4))
+    feather = float(rand_uniform(gen, 0.08, 0.25))  # relative width of the soft edge
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(coords - cy, coords - cx, indexing="ij")
     cos, sin = math.cos(theta), math.sin(theta)

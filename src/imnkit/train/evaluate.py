@@ -4,7 +4,8 @@ Pairs: for each photo with a face (dlib's HOG detector, largest face), a square 
 size, resized so its side lies in [256, 512] (even). The Mask is that box with a fixed elliptical inner
 region replaced by the next photo's face box, colour-matched and feathered (``RealisticPairs.make``),
 standing in for the swap stage. Metrics (all from 8-bit values): Y-PSNR (BT.601 luma), RGB-PSNR and
-SSIM of recovered vs protected and of masked vs Mask.
+SSIM (:func:`imnkit.metrics.ssim`, the convention of ``imnkit metrics``) of recovered vs protected and
+of masked vs Mask.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imnkit.imageconv import to_float, to_uint8
+from imnkit.imageio import atomic_output
+from imnkit import metrics
 from imnkit.nets.imn import InvertibleMaskNet, put_off, put_on
 from imnkit.train.checkpoint import load_weights
 from imnkit.train.data import colour_match, find_images, load_image
@@ -96,8 +101,8 @@ def build_eval_pairs(
         tensors = {}
         for i, (p, m) in enumerate(pairs):
             tensors[f"prot.{i}"], tensors[f"mask.{i}"] = p.contiguous(), m.contiguous()
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(cache))
+        with atomic_output(cache, overwrite=True) as tmp:
+            save_file(tensors, str(tmp))
     return pairs
 
 
@@ -105,22 +110,17 @@ def png_round_trip(x: torch.Tensor) -> torch.Tensor:
     """Encode (1, 3, H, W) in [0, 1] as an 8-bit PNG in memory and decode it again."""
     from PIL import Image
 
-    arr = (to_8bit(x)[0] * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(to_uint8(x).numpy()).save(buf, format="PNG")
     buf.seek(0)
     with Image.open(buf) as im:
-        data = torch.frombuffer(bytearray(im.convert("RGB").tobytes()), dtype=torch.uint8)
-        out = data.view(im.height, im.width, 3).permute(2, 0, 1)
-    return out[None].float() / 255.0
+        return to_float(np.asarray(im.convert("RGB")))
 
 
-def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    from skimage.metrics import structural_similarity
-
-    x = (to_8bit(a)[0] * 255).permute(1, 2, 0).numpy()
-    y = (to_8bit(b)[0] * 255).permute(1, 2, 0).numpy()
-    return float(structural_similarity(x, y, channel_axis=2, data_range=255.0))
+def ssim_8bit(a: torch.Tensor, b: torch.Tensor) -> float:
+    """:func:`imnkit.metrics.ssim` (Gaussian 11/1.5 window, as ``imnkit metrics``) of two (1, 3, H, W)
+    images in [0, 1], rounded to 8 bits first."""
+    return metrics.ssim(to_uint8(a).numpy(), to_uint8(b).numpy())
 
 
 @torch.no_grad()
@@ -138,8 +138,8 @@ def evaluate_net(net: InvertibleMaskNet, pairs: list[tuple[torch.Tensor, torch.T
             "masked_y": y_psnr(masked, mask), "masked_rgb": rgb_psnr(masked, mask),
         }
         if ssim:
-            row["rec_ssim"] = _ssim(rec, prot)
-            row["masked_ssim"] = _ssim(masked, mask)
+            row["rec_ssim"] = ssim_8bit(rec, prot)
+            row["masked_ssim"] = ssim_8bit(masked, mask)
         rows.append(row)
     out: dict[str, Any] = {"n": len(rows), "seconds": round(time.perf_counter() - t0, 1)}
     for k in rows[0]:

@@ -9,6 +9,7 @@ learning rate.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -26,6 +27,7 @@ import torch
 from imnkit.errors import ImnkitError, UsageError
 from imnkit.nets.imn import ImnConfig, InvertibleMaskNet
 from imnkit.train.checkpoint import (
+    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
@@ -37,8 +39,9 @@ from imnkit.train.losses import (
     ll_band,
     psnr_from_mse,
     quantize_ste,
-    y_channel,
+    y_mse,
 )
+from imnkit.weights import load_strict
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +72,19 @@ class TrainConfig:
     lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # fractions of the run
     lr_gamma: float = 0.5
     # Linear warm-up of the rate over the first steps. Adam's first updates move every weight by about
-    # lr whatever its gradient: fine-tuning the shipped weights at 1e-4 without warm-up dropped the
-    # recovered Y-PSNR from 43 to 19 dB at the second step (2e-5 did not).
+    # lr whatever its gradient, which can wreck trained weights when fine-tuning (--init) at full rate.
     warmup_steps: int = 0
     grad_clip: float = 1.0
     # Exponential moving average of the weights (Polyak averaging); 0 turns it off. The averaged weights
-    # are what checkpoints offer for inference and what the final file holds. Single checkpoints of this
-    # net swing from one to the next (a 6x24 fine-tune at 3e-5, 20 face regions, recovered / masked Y:
-    # 44.6/46.4, 45.4/46.1, 45.1/46.2, 44.8/45.8 dB; one checkpoint of a sister run, written during a
-    # transient spike the guard let pass, measured 41.1/38.8); the mean of those four sets of weights
-    # measured 45.3/46.2, above their average, and an average dilutes a transient spike.
+    # are what checkpoints offer for inference and what the final file holds: single checkpoints of this
+    # net swing from one to the next, and an average smooths that and dilutes a transient spike
+    # (docs/model-card.md).
     weight_ema_decay: float = 0.999
     weights: LossWeights = field(default_factory=LossWeights)
     balance: Literal["fixed", "equalize"] = "fixed"  # equalize: steer λ_embed so masked ≈ recovered PSNR
     balance_offset_db: float = 0.0  # target of masked − recovered Y-PSNR when balancing
-    bf16: bool = False  # autocast in training only (inference is always float32)
-    channels_last: bool = False
+    bf16: bool = True  # bf16 autocast in training only (inference is always float32); `imnkit train` default
+    channels_last: bool = True  # channels_last memory format in training; `imnkit train` default
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # 0 keeps all
     snapshot_every: int = 100  # in-memory good state for the explosion guard
@@ -94,9 +94,8 @@ class TrainConfig:
     rollback_lr_factor: float = 0.5
     log_every: int = 10
     seed: int = 0
-    # torch threads for the run (None: torch's default). On a 2-core machine shared with other jobs,
-    # 2 OpenMP threads were measured ~5x slower per step than 1 (3.1 s vs 0.58 s) whenever the other
-    # core was busy, and ~1.7x faster (0.33 s) when it was idle.
+    # torch threads for the run (None: torch's default). On a small machine shared with other jobs, more
+    # OpenMP threads than idle cores make every step much slower: one thread is then the safe choice.
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -163,6 +162,8 @@ EvalFn = Callable[[InvertibleMaskNet, int], dict[str, Any]]
 
 @dataclass
 class StepResult:
+    """The losses of one step (weighted total and its three terms), the running-PSNR inputs, the batch."""
+
     loss: float
     embed: float
     recover: float
@@ -182,9 +183,8 @@ class Trainer:
         device: str | torch.device = "cpu",
         net: InvertibleMaskNet | None = None,
     ):
-        # Precaution: small-weight nets on flat image regions can produce denormal floats, which are
-        # very slow on x86 CPUs; flushing them to zero costs nothing. (The big per-step slowdowns we
-        # saw on 2 shared cores came from OpenMP threads on a busy core: see TrainConfig.threads.)
+        # Small-weight nets on flat image regions can produce denormal floats, which are very slow on
+        # x86 CPUs; flushing them to zero costs nothing.
         torch.set_flush_denormal(True)
         self.config = config
         self.pair_source = pair_source
@@ -308,7 +308,7 @@ class Trainer:
             secret, mask_in, noise = (t.contiguous(memory_format=torch.channels_last) for t in (secret, mask, noise))
         else:
             mask_in = mask
-        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.bf16 else _null()
+        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
         with ctx:
             masked, _lost = self.net(secret, mask_in, allow_autocast=cfg.bf16)
             masked = masked.float()
@@ -323,12 +323,7 @@ class Trainer:
         lam = self.lambda_embed
         loss = lam * w.embed * l_embed + w.recover * l_rec + lam * w.low * l_low
         with torch.no_grad():
-            m8 = torch.round(masked_q.detach().clamp(0, 1) * 255) / 255
-            r8 = torch.round(recovered.detach().clamp(0, 1) * 255) / 255
-            p8 = torch.round(protected.clamp(0, 1) * 255) / 255
-            k8 = torch.round(mask.clamp(0, 1) * 255) / 255
-            my = float(((y_channel(m8) - y_channel(k8)) ** 2).mean())
-            ry = float(((y_channel(r8) - y_channel(p8)) ** 2).mean())
+            my, ry = y_mse(masked_q, mask), y_mse(recovered, protected)
         res = StepResult(float(loss.detach()), float(l_embed.detach()), float(l_rec.detach()), float(l_low.detach()), my, ry,
                          masked_q.detach())
         return loss, res
@@ -430,7 +425,7 @@ class Trainer:
             raise UsageError(
                 f"checkpoint {path} was trained with {config.to_dict()}, not {self.config.model.to_dict()}"
             )
-        self.net.load_state_dict(model, strict=True)
+        load_strict(self.net, model, what=str(path))
         self.optimizer.load_state_dict(optim)
         if self.average is not None:
             # A checkpoint from a run without averaging starts the average at its weights.
@@ -468,17 +463,162 @@ class Trainer:
         )
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def default_checkpoint_dir(out_path: str | Path) -> Path:
+    """``<out stem>_checkpoints`` beside the final weights file."""
     out = Path(out_path)
     return out.with_name(out.stem + "_checkpoints")
+
+
+def build_pair_source(
+    config: TrainConfig,
+    data_dir: str | Path | None,
+    device: str | torch.device = "cpu",
+    pairs_cache: str | Path | None = None,
+) -> PairSource:
+    """The built-in pair source named by ``config.pairs``.
+
+    ``"swap"``: the swap pairs of :mod:`imnkit.train.swap_pairs`, read from ``pairs_cache`` when that file
+    exists, else built from the photos in ``data_dir`` (and written to ``pairs_cache`` when given); they
+    are moved to ``device``. ``"realistic"`` / ``"unrelated"``: crops of the photos in ``data_dir``.
+    """
+    cache_exists = pairs_cache is not None and Path(pairs_cache).is_file()
+    if data_dir is None and not cache_exists:
+        raise UsageError("train needs a data folder, a pairs cache or a pair source")
+    if config.pairs != "swap":
+        if pairs_cache is not None:
+            raise UsageError("a pairs cache holds swap pairs: use it with pairs='swap'")
+        images = load_images(data_dir, config.max_short_side, min_side=config.crop // 2)
+        return make_pair_source(config.pairs, images)
+    from imnkit.train.swap_pairs import SwapPairs
+
+    if cache_exists:
+        swap_pairs = SwapPairs.load(pairs_cache)
+    else:
+        images = load_images(data_dir, config.max_short_side, min_side=config.crop // 2)
+        swap_pairs = SwapPairs.from_images(images, seed=config.seed)
+        if pairs_cache is not None:
+            swap_pairs.save(pairs_cache)
+    return swap_pairs.to(device)
+
+
+def load_init_net(config: TrainConfig, init_weights: str | Path) -> InvertibleMaskNet:
+    """The weights to fine-tune from; their architecture must be ``config.model``."""
+    from imnkit.train.checkpoint import load_weights
+
+    net = load_weights(init_weights)
+    if net.config != config.model:
+        raise UsageError(f"{Path(init_weights).name} holds {net.config.to_dict()}, not {config.model.to_dict()}")
+    return net
+
+
+def resume_trainer(trainer: Trainer, resume: str | Path, ckpt_dir: Path) -> None:
+    """Load a checkpoint file into ``trainer``; ``"latest"`` is the newest in ``ckpt_dir`` (none: a fresh start)."""
+    path: str | Path | None = resume
+    if str(resume) == "latest":
+        path = latest_checkpoint(ckpt_dir)
+    if path is not None:
+        trainer.load(path)
+        log.info("resumed from %s at step %d", path, trainer.step_count)
+
+
+class TrainingRun:
+    """One call of :func:`train`: the step loop and what it writes beside it (the JSON-lines log,
+    checkpoints, evaluations), all reported through :class:`TrainProgress` events."""
+
+    def __init__(self, trainer: Trainer, ckpt_dir: Path, progress_callback: ProgressCallback | None = None,
+                 eval_fn: EvalFn | None = None, eval_every: int = 0):
+        self.trainer = trainer
+        self.config = trainer.config
+        self.ckpt_dir = ckpt_dir
+        self.progress_callback = progress_callback
+        self.eval_fn = eval_fn
+        self.eval_every = eval_every
+        self.log_file = (ckpt_dir / "train_log.jsonl").open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        self.log_file.close()
+
+    def emit(self, p: TrainProgress) -> None:
+        """Append the event to ``train_log.jsonl`` (NaN fields left out) and pass it to the callback."""
+        rec = {k: v for k, v in asdict(p).items() if not (isinstance(v, float) and math.isnan(v))}
+        self.log_file.write(json.dumps(rec) + "\n")
+        self.log_file.flush()
+        if self.progress_callback is not None:
+            self.progress_callback(p)
+
+    def evaluate(self) -> None:
+        """Run ``eval_fn`` on the weights a checkpoint would offer (the average when one is kept)."""
+        if self.eval_fn is None:
+            return
+        t = time.perf_counter()
+        with torch.no_grad():
+            result = self.eval_fn(self.trainer.averaged_net(), self.trainer.step_count)
+        result = dict(result, eval_seconds=round(time.perf_counter() - t, 2))
+        self.emit(self.trainer.progress("eval", None, extra=result))
+
+    def checkpoint(self) -> None:
+        """Write ``step_XXXXXXXX.safetensors`` and drop the oldest beyond ``keep_checkpoints``."""
+        path = self.trainer.save(self.ckpt_dir / f"step_{self.trainer.step_count:08d}.safetensors")
+        if self.config.keep_checkpoints:
+            for old in list_checkpoints(self.ckpt_dir)[: -self.config.keep_checkpoints]:
+                old.unlink(missing_ok=True)
+        self.emit(self.trainer.progress("checkpoint", None, message=str(path)))
+
+    def _due(self, every: int) -> bool:
+        return bool(every) and self.trainer.step_count % every == 0
+
+    def run_steps(self) -> None:
+        """Step until the trainer is done: log every ``log_every`` steps, checkpoint and evaluate on schedule."""
+        trainer = self.trainer
+        window_t, window_n = time.perf_counter(), 0
+        while not trainer.done():
+            event, res, msg = trainer.step()
+            if event != "step":
+                self.emit(trainer.progress(event, res, msg))
+                continue
+            window_n += 1
+            if trainer.step_count % self.config.log_every == 0:
+                now = time.perf_counter()
+                sec_per_step = (now - window_t) / max(window_n, 1)
+                window_t, window_n = now, 0
+                self.emit(trainer.progress("step", res, sec_per_step=sec_per_step))
+            if self._due(self.config.checkpoint_every):
+                self.checkpoint()
+            if self.eval_fn is not None and self._due(self.eval_every):
+                self.evaluate()
+                window_t = time.perf_counter()  # eval time is not training time
+
+    def finish(self) -> None:
+        """Checkpoint the last step and evaluate it, unless the schedule just did."""
+        latest = latest_checkpoint(self.ckpt_dir)
+        if latest is None or latest.name != f"step_{self.trainer.step_count:08d}.safetensors":
+            self.checkpoint()
+        if self.eval_fn is not None and not self._due(self.eval_every):
+            self.evaluate()
+
+
+def run_summary(trainer: Trainer, pairs: str, init_weights: str | Path | None) -> dict[str, Any]:
+    """What the final weights file records about its run (``imnkit.train_summary`` metadata)."""
+    config = trainer.config
+
+    def ypsnr(mse: float) -> float | None:
+        return None if math.isnan(mse) else round(psnr_from_mse(mse), 2)
+
+    return {
+        "steps": trainer.step_count,
+        "train_seconds": round(trainer.elapsed, 1),
+        "crop": config.crop,
+        "batch": config.batch,
+        "pairs": pairs,
+        "init_weights": Path(init_weights).name if init_weights is not None else None,
+        "lr": config.lr,
+        "weight_ema_decay": config.weight_ema_decay,
+        "lambda": [config.weights.embed * trainer.lambda_embed, config.weights.recover,
+                   config.weights.low * trainer.lambda_embed],
+        "rollbacks": trainer.rollbacks,
+        "train_masked_ypsnr": ypsnr(trainer.ema_masked),
+        "train_recovered_ypsnr": ypsnr(trainer.ema_recovered),
+    }
 
 
 def train(
@@ -498,10 +638,14 @@ def train(
 ) -> Path:
     """Train an IMN and write the final weights (safetensors) to ``out_path``; returns that path.
 
+    Steps: build the pair source (:func:`build_pair_source`), start from ``init_weights``
+    (:func:`load_init_net`) or a checkpoint (:func:`resume_trainer`), step with checkpoints and
+    evaluations (:class:`TrainingRun`), then write the averaged weights with :func:`run_summary`.
+
     Args:
         config: the run's :class:`TrainConfig`.
         data_dir: a folder of photos (recursive); unused when ``pair_source`` is given.
-        out_path: the final weights file.
+        out_path: the final weights file (replaced if it exists).
         device: torch device for the net.
         resume: a checkpoint file to continue from, or ``"latest"`` for the newest in ``checkpoint_dir``.
         progress_callback: called with a :class:`TrainProgress` every ``log_every`` steps and on events.
@@ -510,7 +654,7 @@ def train(
             (default: ``<out stem>_checkpoints`` beside ``out_path``).
         eval_fn: optional ``(net, step) -> dict`` run every ``eval_every`` steps (and at the end).
         init_weights: start from these weights (same architecture) with a fresh optimizer and schedule:
-            fine-tuning, e.g. the shipped weights on other pairs or on a GPU with bigger crops.
+            fine-tuning, e.g. on other pairs or on a GPU with bigger crops.
         pairs_cache: for ``pairs="swap"``: read the swap pairs from this file if it exists, else build
             them from ``data_dir`` and write it (see :meth:`SwapPairs.save`).
     """
@@ -521,109 +665,23 @@ def train(
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out_path)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if pair_source is None:
-        if data_dir is None and not (pairs_cache is not None and Path(pairs_cache).is_file()):
-            raise UsageError("train needs a data folder, a pairs cache or a pair source")
-        if config.pairs == "swap":
-            from imnkit.train.swap_pairs import SwapPairs
-
-            if pairs_cache is not None and Path(pairs_cache).is_file():
-                swap_pairs = SwapPairs.load(pairs_cache)
-            else:
-                images = load_images(data_dir, config.max_short_side, min_side=config.crop // 2)
-                swap_pairs = SwapPairs.from_images(images, seed=config.seed)
-                if pairs_cache is not None:
-                    swap_pairs.save(pairs_cache)
-            pair_source = swap_pairs.to(device)
-        else:
-            if pairs_cache is not None:
-                raise UsageError("a pairs cache holds swap pairs: use it with pairs='swap'")
-            images = load_images(data_dir, config.max_short_side, min_side=config.crop // 2)
-            pair_source = make_pair_source(config.pairs, images)
+        pair_source = build_pair_source(config, data_dir, device, pairs_cache)
     elif pairs_cache is not None:
         raise UsageError("give either a pair source or a pairs cache, not both")
-    net = None
-    if init_weights is not None:
-        from imnkit.train.checkpoint import load_weights
-
-        net = load_weights(init_weights)
-        if net.config != config.model:
-            raise UsageError(f"{Path(init_weights).name} holds {net.config.to_dict()}, not {config.model.to_dict()}")
+    net = load_init_net(config, init_weights) if init_weights is not None else None
     trainer = Trainer(config, pair_source, device, net=net)
     if resume is not None:
-        path = resume
-        if str(resume) == "latest":
-            found = list_checkpoints(ckpt_dir)
-            path = found[-1] if found else None
-        if path is not None:
-            trainer.load(path)
-            log.info("resumed from %s at step %d", path, trainer.step_count)
-    log_file = (ckpt_dir / "train_log.jsonl").open("a", encoding="utf-8")
-
-    def emit(p: TrainProgress) -> None:
-        rec = {k: v for k, v in asdict(p).items() if not (isinstance(v, float) and math.isnan(v))}
-        log_file.write(json.dumps(rec) + "\n")
-        log_file.flush()
-        if progress_callback is not None:
-            progress_callback(p)
-
-    def run_eval() -> None:
-        if eval_fn is None:
-            return
-        t = time.perf_counter()
-        with torch.no_grad():  # the weights a checkpoint would offer: the average when one is kept
-            result = eval_fn(trainer.averaged_net(), trainer.step_count)
-        result = dict(result, eval_seconds=round(time.perf_counter() - t, 2))
-        emit(trainer.progress("eval", None, extra=result))
-
-    def checkpoint() -> None:
-        path = trainer.save(ckpt_dir / f"step_{trainer.step_count:08d}.safetensors")
-        if config.keep_checkpoints:
-            for old in list_checkpoints(ckpt_dir)[: -config.keep_checkpoints]:
-                old.unlink(missing_ok=True)
-        emit(trainer.progress("checkpoint", None, message=str(path)))
-
-    window_t, window_n = time.perf_counter(), 0
-    sec_per_step = float("nan")
+        resume_trainer(trainer, resume, ckpt_dir)
+    run = TrainingRun(trainer, ckpt_dir, progress_callback, eval_fn, eval_every)
     try:
-        while not trainer.done():
-            event, res, msg = trainer.step()
-            if event != "step":
-                emit(trainer.progress(event, res, msg))
-                continue
-            window_n += 1
-            if trainer.step_count % config.log_every == 0:
-                now = time.perf_counter()
-                sec_per_step = (now - window_t) / max(window_n, 1)
-                window_t, window_n = now, 0
-                emit(trainer.progress("step", res, sec_per_step=sec_per_step))
-            if config.checkpoint_every and trainer.step_count % config.checkpoint_every == 0:
-                checkpoint()
-            if eval_fn is not None and eval_every and trainer.step_count % eval_every == 0:
-                run_eval()
-                window_t = time.perf_counter()  # eval time is not training time
-        if not list_checkpoints(ckpt_dir) or list_checkpoints(ckpt_dir)[-1].name != f"step_{trainer.step_count:08d}.safetensors":
-            checkpoint()
-        if eval_fn is not None and not (eval_every and trainer.step_count % eval_every == 0):
-            run_eval()
-        summary = {
-            "steps": trainer.step_count,
-            "train_seconds": round(trainer.elapsed, 1),
-            "crop": config.crop,
-            "batch": config.batch,
-            "pairs": config.pairs if (data_dir is not None or pairs_cache is not None) else "custom",
-            "init_weights": Path(init_weights).name if init_weights is not None else None,
-            "lr": config.lr,
-            "weight_ema_decay": config.weight_ema_decay,
-            "lambda": [config.weights.embed * trainer.lambda_embed, config.weights.recover,
-                       config.weights.low * trainer.lambda_embed],
-            "rollbacks": trainer.rollbacks,
-            "train_masked_ypsnr": round(psnr_from_mse(trainer.ema_masked), 2) if not math.isnan(trainer.ema_masked) else None,
-            "train_recovered_ypsnr": round(psnr_from_mse(trainer.ema_recovered), 2) if not math.isnan(trainer.ema_recovered) else None,
-        }
+        run.run_steps()
+        run.finish()
+        pairs = config.pairs if (data_dir is not None or pairs_cache is not None) else "custom"
+        summary = run_summary(trainer, pairs, init_weights)
         save_weights(trainer.averaged_net(), out_path, summary)
-        emit(trainer.progress("done", None, message=str(out_path), extra=summary))
+        run.emit(trainer.progress("done", None, message=str(out_path), extra=summary))
     finally:
-        log_file.close()
+        run.close()
     return out_path
 
 
@@ -632,6 +690,11 @@ __all__ = [
     "TrainProgress",
     "Trainer",
     "TrainingDivergedError",
+    "TrainingRun",
+    "build_pair_source",
     "default_checkpoint_dir",
+    "load_init_net",
+    "resume_trainer",
+    "run_summary",
     "train",
 ]

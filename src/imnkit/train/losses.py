@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from imnkit.dwt import haar_dwt
+from imnkit.metrics import luma
 
 
 def quantize_ste(x: torch.Tensor) -> torch.Tensor:
@@ -33,12 +34,6 @@ class LossWeights:
     low: float = 1.0
 
 
-def y_channel(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma on the 8-bit scale (as MATLAB ``rgb2ycbcr``): x in [0, 1], (B, 3, H, W) -> (B, H, W)."""
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
-
-
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
     """Round to the values an 8-bit file would hold (still float, in [0, 1])."""
     return torch.round(x.detach().float().clamp(0.0, 1.0) * 255.0) / 255.0
@@ -51,8 +46,13 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 
 
 def y_mse(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean squared error of BT.601 luma on the 8-bit scale, after rounding both to 8 bits."""
-    return float(((y_channel(to_8bit(a)) - y_channel(to_8bit(b))) ** 2).mean())
+    """Mean squared error of BT.601 luma on the 8-bit studio scale, after rounding both to 8 bits.
+
+    ``a`` and ``b``: (B, 3, H, W) in [0, 1].
+    """
+    ya = luma(to_8bit(a), channel_axis=1, peak=1.0)
+    yb = luma(to_8bit(b), channel_axis=1, peak=1.0)
+    return float(((ya - yb) ** 2).mean())
 
 
 def rgb_mse(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from imnkit.errors import InputError
-from imnkit.train.data import _randint, _uniform
+from imnkit.imageio import atomic_output
+from imnkit.train.data import rand_index, rand_uniform
 
 CACHE_FORMAT = "imnkit.swap_pairs/1"
 
@@ -90,14 +90,9 @@ class SwapPairs:
             boxes_meta.append([list(map(int, b)) for b in boxes])
         from safetensors.torch import save_file
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_output(path, overwrite=True) as tmp:
             save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT, "boxes": json.dumps(boxes_meta)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> SwapPairs:
@@ -125,13 +120,13 @@ class SwapPairs:
         return cls(pairs, **kwargs)
 
     def _one(self, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        prot, mask, boxes = self.pairs[_randint(gen, len(self.pairs))]
-        y0, x0, y1, x1 = boxes[_randint(gen, len(boxes))]
+        prot, mask, boxes = self.pairs[rand_index(gen, len(self.pairs))]
+        y0, x0, y1, x1 = boxes[rand_index(gen, len(boxes))]
         h, w = prot.shape[-2:]
         face = max(y1 - y0, x1 - x0)
-        size = int(min(h, w, max(crop // 2, round(face * float(_uniform(gen, *self.window))))))
-        cy = (y0 + y1) / 2 + float(_uniform(gen, -0.3, 0.3)) * face
-        cx = (x0 + x1) / 2 + float(_uniform(gen, -0.3, 0.3)) * face
+        size = int(min(h, w, max(crop // 2, round(face * float(rand_uniform(gen, *self.window))))))
+        cy = (y0 + y1) / 2 + float(rand_uniform(gen, -0.3, 0.3)) * face
+        cx = (x0 + x1) / 2 + float(rand_uniform(gen, -0.3, 0.3)) * face
         top = int(min(max(0, round(cy - size / 2)), h - size))
         left = int(min(max(0, round(cx - size / 2)), w - size))
         pair = torch.stack([prot, mask])[:, :, top : top + size, left : left + size].float().div_(255.0)
@@ -140,7 +135,7 @@ class SwapPairs:
         if float(torch.rand(1, generator=gen)) < 0.5:
             pair = pair.flip(-1)
         if self.jitter > 0:  # the same colour change on both, as a different camera would make
-            bright, contrast = (1.0 + _uniform(gen, -self.jitter, self.jitter, 2)).tolist()
+            bright, contrast = (1.0 + rand_uniform(gen, -self.jitter, self.jitter, 2)).tolist()
             mean = pair[0].mean()
             pair = ((pair - mean) * contrast + mean) * bright
         pair = pair.clamp_(0.0, 1.0)

@@ -19,7 +19,8 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import UsageError, WeightsError
 
@@ -196,8 +197,19 @@ def load_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return obj, {}
 
 
-def load_strict(model, state_dict: dict[str, Any], *, what: str) -> None:
-    """``model.load_state_dict(strict=True)`` with a readable error listing sorted key mismatches."""
+def load_strict(model, state_dict: Mapping[str, Any], *, what: str | None = None) -> None:
+    """``model.load_state_dict(state_dict, strict=True)``, checked first; imnkit's one strict loader.
+
+    Nothing is copied unless every key matches: otherwise :class:`~imnkit.errors.WeightsError` lists
+    the sorted missing, unexpected and shape-mismatched keys (ten of each at most).
+
+    Args:
+        model: the ``nn.Module`` to fill.
+        state_dict: native keys (run a checkpoint filter first for upstream files).
+        what: how the error names the weights (a registry name or a path); default: the model's class.
+    """
+    what = what or type(model).__name__
+    state_dict = dict(state_dict)
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
