@@ -18,15 +18,16 @@ def network_inverse(masked: np.ndarray, weights: str = "imn.default", net=None) 
     Odd sides are cropped to even ones (the Haar DWT's need) and the last row/column copied back.
     """
     from .embedding import load_network
+    from .imageconv import to_float, to_uint8
     from .nets.imn import recover_protected
 
     if net is None:
         net = load_network(weights, torch.device("cpu"))
     h, w = masked.shape[:2]
     even = masked[: h - h % 2, : w - w % 2]
-    x = torch.from_numpy(np.ascontiguousarray(even)).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+    x = to_float(even)
     with torch.inference_mode():
         out = recover_protected(net, x, torch.zeros_like(x))
     result = masked.copy()
-    result[: h - h % 2, : w - w % 2] = out.squeeze(0).permute(1, 2, 0).mul(255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+    result[: h - h % 2, : w - w % 2] = to_uint8(out).numpy()
     return result

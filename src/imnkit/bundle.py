@@ -269,13 +269,3 @@ def tensor_to_image(t: torch.Tensor, key: str = "image"):
     if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[2] != 3:
         raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
     return t.numpy()
-
-
-def to_float(image_t: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
-    return image_t.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 on the CPU (round to nearest)."""
-    return x.detach().squeeze(0).permute(1, 2, 0).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().contiguous()

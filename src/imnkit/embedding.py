@@ -21,6 +21,7 @@ import torch
 
 from .bundle import Bundle
 from .errors import IntegrityError, UsageError, WeightsError
+from .imageconv import to_float, to_uint8
 
 AUX_FORMAT = 1
 DEFAULT_WEIGHTS = "imn.default"
@@ -105,13 +106,8 @@ def region_seed(seed: int, index: int) -> int:
 
 def _crop_float(image: np.ndarray, box, device) -> torch.Tensor:
     y0, x0, y1, x1 = box
-    crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1]))
-    # (H, W, 3) -> (1, 3, H, W) in channels_last layout, which the network's convolutions run fastest in
-    return crop.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x.squeeze(0).permute(1, 2, 0).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    # channels_last: the layout the network's convolutions run fastest in
+    return to_float(image[y0:y1, x0:x1], device).contiguous(memory_format=torch.channels_last)
 
 
 def _put_on_wavelet(net, coeff_protected: torch.Tensor, coeff_mask: torch.Tensor) -> torch.Tensor:
@@ -161,7 +157,7 @@ def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *,
             out = put_on(net, *crops)
         if refine > 0:  # the seed extraction will use for this region (see put_off_regions)
             out = refine_masked(net, *crops, out, region_seed(seed, index), refine)
-        masked[y0:y1, x0:x1] = _to_uint8(out)
+        masked[y0:y1, x0:x1] = to_uint8(out).numpy()
     aux = make_aux(masked, boxes, seed=seed, weights=weights, weights_digest=weights_digest, hide=net.config.hide)
     return EmbedResult(masked=masked, regions=list(boxes), aux=aux)
 
@@ -238,5 +234,5 @@ def put_off_regions(net, masked: np.ndarray, info: AuxInfo, device: torch.device
         if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w) or (y1 - y0) % 2 or (x1 - x0) % 2:
             raise IntegrityError(f"aux region {box} does not fit the {w}x{h} image")
         out = put_off(net, _crop_float(masked, box, device), region_seed(info.seed, index))
-        recovered[y0:y1, x0:x1] = _to_uint8(out)
+        recovered[y0:y1, x0:x1] = to_uint8(out).numpy()
     return recovered

@@ -364,18 +364,6 @@ def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: P
     return written
 
 
-def run_many(runner: Runner, inputs: list[Path], out_dir: Path | None, *, overwrite: bool,
-             on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Run every input; a failure does not stop the others."""
-    results = []
-    for inp in inputs:
-        result = runner.run_one(inp, out_dir, overwrite=overwrite)
-        results.append(result)
-        if on_result:
-            on_result(result)
-    return results
-
-
 def summary_exit_code(results: list[RunResult]) -> int:
     failed = [r for r in results if r.status == "failed"]
     if not failed:

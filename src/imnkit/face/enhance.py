@@ -43,6 +43,7 @@ from torch import nn
 
 from imnkit.errors import UsageError
 from imnkit.face.align import ARCFACE_TEMPLATE
+from imnkit.metrics import BT601_WEIGHTS
 from imnkit.face.paste import (
     Box,
     check_landmarks,
@@ -159,7 +160,7 @@ def gpen_enhance(
 # classical pass
 # --------------------------------------------------------------------------------------
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
+_LUMA = np.array(BT601_WEIGHTS, dtype=np.float32)
 
 
 def _ramp(n: int, feather: int) -> np.ndarray:
