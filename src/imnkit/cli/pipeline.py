@@ -41,7 +41,7 @@ def run_cmd(
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit[ray]).")] = "local",
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit\\[ray]: docs/scale-out.md).")] = "local",
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
