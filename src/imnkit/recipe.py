@@ -263,6 +263,13 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)  # what stages report per input (e.g. embed's codecs)
 
+    def to_row(self) -> dict[str, Any]:
+        """The result as one JSON-able row: what `--json` prints and the Ray engine's manifest holds."""
+        return {"path": str(self.input), "status": self.status,
+                "error": self.message if self.status == "failed" else None, "message": self.message,
+                "seconds": round(self.seconds, 3), "outputs": [str(p) for p in self.outputs],
+                "exit_code": self.exit_code, "notes": list(self.notes), "report": self.report}
+
 
 class Runner:
     """Runs a validated recipe over inputs, loading each model once per process."""

@@ -134,16 +134,7 @@ def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, qu
 
 def _report(result, *, json_lines: bool, quiet: bool) -> None:
     if json_lines:
-        print_json({
-            "input": str(result.input),
-            "status": result.status,
-            "outputs": [str(p) for p in result.outputs],
-            "seconds": round(result.seconds, 3),
-            "exit_code": result.exit_code,
-            "message": result.message,
-            "notes": result.notes,
-            "report": result.report,
-        })
+        print_json(result.to_row())
         return
     if result.status == "skipped":
         if not quiet:

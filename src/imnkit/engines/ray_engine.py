@@ -95,10 +95,12 @@ class GroupSpec:
 
 
 def _row(path: str, status: str, *, data: bytes = b"", error: str = "", exit_code: int = ExitCode.OK,
-         seconds: float = 0.0, outputs: list[str] = (), notes: list[str] = ()) -> dict[str, Any]:
+         seconds: float = 0.0, outputs: list[str] = (), notes: list[str] = (),
+         report: dict | None = None) -> dict[str, Any]:
     """One row as it travels between actor groups (flat columns that Arrow stores as they are)."""
     return {"path": path, "status": status, "data": data, "error": error, "exit_code": int(exit_code),
-            "seconds": float(seconds), "outputs": json.dumps(list(outputs)), "notes": json.dumps(list(notes))}
+            "seconds": float(seconds), "outputs": json.dumps(list(outputs)), "notes": json.dumps(list(notes)),
+            "report": json.dumps(report or {})}
 
 
 def _error_message(err: Exception) -> str:
@@ -153,7 +155,8 @@ class GroupWorker:
                             seconds=time.perf_counter() - start)
         else:
             if row["status"] != _PENDING:
-                return {k: row[k] for k in ("path", "status", "data", "error", "exit_code", "seconds", "outputs", "notes")}
+                return {k: row[k] for k in ("path", "status", "data", "error", "exit_code", "seconds", "outputs", "notes",
+                                            "report")}
             before = float(row["seconds"])
             bundle = Bundle.from_bytes(bytes(row["data"]), source=path)
         if self.spec.last:
@@ -161,7 +164,7 @@ class GroupWorker:
             result = self.runner.run_one(inp, folder, overwrite=self.spec.overwrite, bundle=bundle)
             return _row(path, result.status, error=result.message if result.status == "failed" else "",
                         exit_code=result.exit_code, seconds=before + time.perf_counter() - start,
-                        outputs=[str(p) for p in result.outputs], notes=result.notes)
+                        outputs=[str(p) for p in result.outputs], notes=result.notes, report=result.report)
         try:
             self.runner.process(inp, bundle=bundle)
         except ImnkitError as err:
@@ -172,16 +175,8 @@ class GroupWorker:
 
 # -- the driver ----------------------------------------------------------------------------------
 def result_row(result: RunResult) -> dict[str, Any]:
-    """The manifest row of one input (and what ``--json`` prints with ``--engine ray``)."""
-    return {
-        "path": str(result.input),
-        "status": result.status,
-        "error": result.message if result.status == "failed" else None,
-        "seconds": round(result.seconds, 3),
-        "outputs": [str(p) for p in result.outputs],
-        "exit_code": result.exit_code,
-        "notes": list(result.notes),
-    }
+    """The manifest row of one input (what ``--json`` prints with either engine)."""
+    return result.to_row()
 
 
 def manifest_folder(files: list[Path], out_dir: Path | None) -> Path:
@@ -327,6 +322,7 @@ def _result_from_row(row: dict[str, Any], by_path: dict[str, Path]) -> RunResult
         exit_code=int(row["exit_code"]),
         seconds=float(row["seconds"]),
         notes=list(json.loads(row["notes"])),
+        report=dict(json.loads(row.get("report") or "{}")),
     )
 
 
