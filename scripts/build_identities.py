@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Build imnkit's built-in replacement identity pool (src/imnkit/data/identities/).
 
-The pool must be licence-clean, so it holds only composites: each the average of a few different people's faces of one look (gender
+The pool must be licence-clean, so it holds only composites and one public-domain portrait
+(``astronaut``: Eileen Collins' NASA portrait, read from the installed scikit-image package,
+kept when dlib puts it >= 0.6 from every composite). Each composite is the average of a few different people's faces of one look (gender
     presentation, age band), texture and shape: every face is warped (piecewise-affine over its
     68 landmarks) onto one common template, the textures averaged, pushed away from the all-people
     average by ``--exaggerate`` (so the composite has a face of its own, not the average face),
@@ -337,6 +339,8 @@ def main() -> None:
         if seen is None:
             continue
         lm, desc = seen
+        if lm.min() < 4 or lm.max() > SIZE - 5:
+            continue  # the face does not fit the canvas (a shape pushed too far)
         near = min(descriptor_distance(desc, p.desc) for p in members)
         if near < 0.6:
             continue
@@ -359,6 +363,16 @@ def main() -> None:
                     break
             if len(kept) >= args.count:
                 break
+    # The public-domain portrait last, if it is a different person from every composite.
+    skimage_dir = Path(__import__("skimage").__file__).parent
+    astro_img = load_rgb(skimage_dir / "data" / "astronaut.png")
+    astro_face = detect_faces(astro_img, faces="largest", verify_below=None).faces[0]
+    m = umeyama(astro_face.landmarks, template)
+    astro = cv2.warpAffine(astro_img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    seen = detect_built(astro, template)
+    if seen is not None and all(descriptor_distance(seen[1], k["desc"]) >= 0.6 for k in kept):
+        kept.append({"name": "astronaut", "look": ("f", "adult"), "members": [], "rgb": astro, "lm": seen[0],
+                     "desc": seen[1], "near": float("nan"), "how": ""})
     write_pool(args, kept, rows)
 
 
@@ -423,8 +437,13 @@ def write_pool(args, kept, rows) -> None:
         img = flatten_background(k["rgb"], k["lm"])
         path = out / f"{k['name']}.png"
         Image.fromarray(img).save(path, optimize=True)
-        origin = f"synthesised composite: {k['how']} (contributors in SOURCES.md); built by scripts/build_identities.py"
-        licence = "synthesised composite; contributors from MIT/Apache-2.0/BSD/Boost licensed repositories"
+        if k["name"] == "astronaut":
+            origin = ("Eileen Collins, NASA portrait (public domain), from scikit-image "
+                      "skimage/data/astronaut.png, similarity-aligned and cropped")
+            licence = "public domain"
+        else:
+            origin = f"synthesised composite: {k['how']} (contributors in SOURCES.md); built by scripts/build_identities.py"
+            licence = "synthesised composite; contributors from MIT/Apache-2.0/BSD/Boost licensed repositories"
         entries.append({
             "name": k["name"], "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -441,7 +460,8 @@ def write_pool(args, kept, rows) -> None:
     lines = [f"{len(kept)} identities; pairwise dlib distance min {min(pair):.3f}, median {np.median(pair):.3f}",
              "nearest contributor of each composite:"]
     for k in kept:
-        lines.append(f"  {k['name']:16s} {k['near']:.3f}  ({len(k['members'])} contributors)")
+        if k["members"]:
+            lines.append(f"  {k['name']:16s} {k['near']:.3f}  ({len(k['members'])} contributors)")
     report = "\n".join(lines)
     print(report)
     write_sources(out, entries, rows, report)
