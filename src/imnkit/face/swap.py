@@ -2,24 +2,30 @@
 
 For each protected face:
 
-1. Geometry. The target landmarks are the protected face's, with each feature (brows, eyes,
-   nose, mouth) moved, turned and scaled onto the replacement identity's layout (``geometry``,
-   1 by default) while keeping its own shape, so eye and mouth openness (expression) and the
-   jaw line stay the protected face's. Where features sit is a large part of what a recogniser
-   sees; the pixel texture alone moves dlib's distance past 0.6 for only ~80% of faces.
+1. Geometry (``_target_landmarks``). The target landmarks wear the protected face's
+   expression on the replacement's layout: eye positions and spacing, nose, where the mouth
+   sits and lip thickness come from the replacement (mapped onto the face by an affine fitted
+   on the jaw and eye/nose anchors, so pose is kept); each eye's shape (its opening), the inner
+   lips (mouth opening), the mouth width relative to the eye-corner distance and the brows'
+   height over the eyes come from the protected face; the jaw line stays the protected one.
 2. Warp. The replacement face is warped piecewise-affinely (Delaunay triangles over its 68
-   landmarks plus a ring of points around them) onto the target landmarks; pose is kept.
-3. Colour. Lab mean and spread are matched on skin only (the face minus brows, eyes and mouth,
-   which differ in darkness between people), then the protected face's low-frequency shading
-   (masked Gaussian, ``light_sigma`` x face size) replaces the replacement's, so the light
-   falling on the face is kept. A grey photo stays grey.
+   landmarks plus a ring of points around them) onto the target landmarks.
+3. Colour, light, grain. Lab mean and spread are matched on skin only (the face minus brows,
+   eyes and mouth), the protected face's low-frequency shading (masked Gaussian,
+   ``light_sigma`` x face size) replaces the replacement's, and the replacement is blurred or
+   given seeded grain until its fine detail matches the photo's. A grey photo stays grey.
 4. Blend. A feathered mask over the jaw line and (slightly lifted) brows, or Poisson cloning
-   (``blend="poisson"``). An open mouth keeps the protected mouth's inside (teeth, tongue).
-5. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
-   swapped face; while it is still the same person, the pool's other identities are tried.
+   (``blend="poisson"``). The protected mouth's inside (teeth, tongue; for a closed mouth its
+   lip line) is warped onto the target inner lips.
+5. Expression correction (``expression_passes``). The Mask is re-landmarked and the target's
+   mouth opening, mouth width and eye opening corrected by what dlib reads off it, then
+   rendered again; the rendering that reads closest is kept.
+6. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
+   swapped face; while it is still the same person, or its expression reads off, the next
+   identities are tried. Identities are chosen by look (:mod:`imnkit.face.looks`).
 
 Only pixels inside the returned region differ from the input; the result is a pure function of
-its inputs (identities are dealt from a seeded permutation).
+its inputs (identity order: seeded, salted by each face's descriptor).
 """
 
 from __future__ import annotations
