@@ -3,17 +3,19 @@
 
 The pool must be licence-clean, so it holds only composites and one public-domain portrait
 (``astronaut``: Eileen Collins' NASA portrait, read from the installed scikit-image package,
-kept when dlib puts it >= 0.6 from every composite). Each composite is the average of a few different people's faces of one look (gender
-    presentation, age band), texture and shape: every face is warped (piecewise-affine over its
-    68 landmarks) onto one common template, the textures averaged, pushed away from the all-people
-    average by ``--exaggerate`` (so the composite has a face of its own, not the average face),
-    and warped onto its group's mean shape pushed the same way. Age looks that the photos lack
-    (older women) come from a prototype transform (Rowland & Perrett 1995): a group's composite
-    plus the difference between the senior and adult prototypes of the other gender.
+kept when dlib puts it >= 0.6 from every composite). Each composite is the average texture of
+6-9 people of one look (gender presentation, age band) -- every face warped piecewise-affinely
+over its 68 landmarks onto one closed-mouth template, colour statistics equalised, lightness
+pushed away from the all-contributor average -- warped onto the mean shape of 2-4 people of that
+look pushed further away (so it has a face of its own, not the average face), with clean closed
+lips. Looks the photos lack come from Rowland & Perrett's prototype transform: children from
+young adults plus the all-children minus young-adult difference, older women from adult women
+plus the men's senior minus adult difference.
 
-Many candidate composites are made from seeded random groups; the pool keeps those that dlib's
-descriptor puts >= 0.6 from each of their contributors (no contributor is recognisable) and
->= 0.6 from every identity already kept, taking the looks in turn so each look is covered.
+Many candidates are made from seeded random groups; the pool keeps those that dlib's descriptor
+puts >= 0.6 from each of their contributors (no contributor is recognisable) and >= 0.6 from
+every identity already kept, taking the looks in turn (least exaggerated first) so each look is
+covered.
 
 Contributors are listed by file below with their look (by eye), all near-frontal, unoccluded
 photos of ../shared/data/train_faces from repositories under a permissive licence (MIT,
@@ -23,7 +25,8 @@ an identity of the protected face's look: a ridge regression from the dlib descr
 listed photos to their labels (``--looks-only`` rewrites just that file).
 
 Usage:
-    PYTHONPATH=src nice python scripts/build_identities.py [--train DIR] [--out DIR] [--count 24]
+    PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3   # the shipped pool
+    PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
-from imnkit.face.detect import detect_faces, fit_landmarks  # noqa: E402
+from imnkit.face.detect import detect_faces  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
 from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
@@ -455,7 +458,6 @@ def write_pool(args, kept, rows) -> None:
     meta = {"format": FORMAT_VERSION, "size": SIZE, "identities": entries}
     (out / MANIFEST).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
-    names = [k["name"] for k in kept]
     pair = [descriptor_distance(a["desc"], b["desc"]) for i, a in enumerate(kept) for b in kept[i + 1:]]
     lines = [f"{len(kept)} identities; pairwise dlib distance min {min(pair):.3f}, median {np.median(pair):.3f}",
              "nearest contributor of each composite:"]
@@ -465,7 +467,6 @@ def write_pool(args, kept, rows) -> None:
     report = "\n".join(lines)
     print(report)
     write_sources(out, entries, rows, report)
-    _ = names
 
 
 def write_sources(out: Path, entries, rows, report: str) -> None:
