@@ -275,12 +275,23 @@ def _mouth_inside(image: np.ndarray, prot: np.ndarray, target: np.ndarray, box: 
     src = np.vstack([prot[48:68], c_p + 1.6 * (prot[48:60] - c_p)])
     dst = np.vstack([target[48:68], c_t + 1.6 * (target[48:60] - c_t)])
     tri = _triangles("mouth", np.ascontiguousarray(src).tobytes())
-    inside, covered = piecewise_affine(image, src, dst, tri, box, interpolation=cv2.INTER_LINEAR)
+    inside = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    m = np.zeros((y1 - y0, x1 - x0), np.float32)
+    # Only the mouth's own box is warped (the face box is several times larger).
+    lo = np.floor(dst.min(axis=0)).astype(int) - 2
+    hi = np.ceil(dst.max(axis=0)).astype(int) + 3
+    mx0, my0 = max(x0, lo[0]), max(y0, lo[1])
+    mx1, my1 = min(x1, hi[0]), min(y1, hi[1])
+    if mx1 - mx0 < 2 or my1 - my0 < 2:
+        return inside, m
+    part, covered = piecewise_affine(image, src, dst, tri, (my0, mx0, my1, mx1), interpolation=cv2.INTER_LINEAR)
     # The inner-lip polygon grown by 1.5 % of the face: an open mouth's inside with its lip
     # edges, a closed mouth's lip line (a composite's averaged lips read as slightly open).
-    m = _poly_mask((y1 - y0, x1 - x0), target[60:68] - [x0, y0])
-    m = 1 - _erode(1 - m, 0.015 * size)
-    m = cv2.GaussianBlur(m.astype(np.float32), (0, 0), max(0.5, 0.01 * size)) * covered
+    pm = _poly_mask(part.shape[:2], target[60:68] - [mx0, my0])
+    pm = 1 - _erode(1 - pm, 0.015 * size)
+    pm = cv2.GaussianBlur(pm.astype(np.float32), (0, 0), max(0.5, 0.01 * size)) * covered
+    inside[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] = part
+    m[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] = pm
     return inside, m
 
 
