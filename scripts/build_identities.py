@@ -1,21 +1,32 @@
 #!/usr/bin/env python
 """Build imnkit's built-in replacement identity pool (src/imnkit/data/identities/).
 
-The pool must be licence-clean, so it holds only:
-  * ``astronaut``: Eileen Collins' NASA portrait (public domain), read from the installed
-    scikit-image package (skimage/data/astronaut.png);
-  * composites: each the pixel average of >= 12 different people's faces, every one first
-    warped (piecewise-affine over its 68 landmarks) onto one common landmark template. A
-    composite of many people identifies none of them; the script checks that with dlib's
-    descriptor (distance to every contributor >= 0.6, dropping the nearest contributor and
-    averaging again if not) and writes every contributor into SOURCES.md.
+The pool must be licence-clean, so it holds only composites and one public-domain portrait
+(``astronaut``: Eileen Collins' NASA portrait, read from the installed scikit-image package,
+kept when dlib puts it >= 0.6 from every composite). Each composite is the average texture of
+6-9 people of one look (gender presentation, age band) -- every face warped piecewise-affinely
+over its 68 landmarks onto one closed-mouth template, colour statistics equalised, lightness
+pushed away from the all-contributor average -- warped onto the mean shape of 2-4 people of that
+look pushed further away (so it has a face of its own, not the average face), with clean closed
+lips. Looks the photos lack come from Rowland & Perrett's prototype transform: children from
+young adults plus the all-children minus young-adult difference, older women from adult women
+plus the men's senior minus adult difference.
 
-Contributors are listed by name below (chosen by eye from the near-frontal, neutral, unoccluded,
-colour photos of ../shared/data/train_faces whose repositories carry permissive licences:
-MIT, Apache-2.0, BSD, Boost). Their photos are read only here and never shipped.
+Many candidates are made from seeded random groups; the pool keeps those that dlib's descriptor
+puts >= 0.6 from each of their contributors (no contributor is recognisable) and >= 0.6 from
+every identity already kept, taking the looks in turn (least exaggerated first) so each look is
+covered.
+
+Contributors are listed by file below with their look (by eye), all near-frontal, unoccluded
+photos of ../shared/data/train_faces from repositories under a permissive licence (MIT,
+Apache-2.0, BSD, Boost; checked against its SOURCES.tsv). Their photos are read only here and
+never shipped. The script also writes the look model (``looks.json``) that the swap uses to pick
+an identity of the protected face's look: a ridge regression from the dlib descriptors of all the
+listed photos to their labels (``--looks-only`` rewrites just that file).
 
 Usage:
-    PYTHONPATH=src python scripts/build_identities.py [--train DIR] [--out DIR]
+    PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3   # the shipped pool
+    PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
 """
 
 from __future__ import annotations
@@ -36,29 +47,66 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
-from imnkit.face.detect import detect_faces, fit_landmarks  # noqa: E402
-from imnkit.face.identities import FORMAT_VERSION, MANIFEST  # noqa: E402
+from imnkit.face.detect import detect_faces  # noqa: E402
+from imnkit.face.expression import measure  # noqa: E402
+from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
 from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.looks import geometry_features, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
 
-SIZE = 512
-MIN_CONTRIBUTORS = 12
+SIZE = 384
 PERMISSIVE = ("MIT", "Apache", "BSD", "Boost")
 
-# Photos of women / of men (by eye), one photo per person (dlib descriptor de-duplicated).
-GROUP_F = [
-    "train_0119.jpg", "train_0105.jpg", "train_0114.jpg", "train_0283.jpg", "train_0280.jpg",
-    "train_0286.jpg", "train_0152.jpg", "train_0162.jpg", "train_0282.jpg", "train_0107.jpg",
-    "train_0273.jpg", "train_0284.jpg", "train_0083.jpg", "train_0220.png", "train_0288.jpg",
-    "train_0171.jpg",
-]
-GROUP_M = [
-    "train_0094.jpg", "train_0269.jpeg", "train_0165.jpeg", "train_0153.jpg", "train_0278.jpg",
-    "train_0081.jpg", "train_0092.jpg", "train_0308.png", "train_0277.jpg", "train_0100.jpg",
-    "train_0287.jpg", "train_0073.jpg", "train_0078.jpg", "train_0155.jpg", "train_0077.jpg",
-    "train_0256.jpg", "train_0192.jpg", "train_0332.jpg", "train_0307.png",
-]
+# file[#face index] -> (gender presentation, age band), by eye. One photo per person.
+PEOPLE = {
+    # children
+    "train_0047.png": ("f", "child"), "train_0048.png": ("f", "child"), "train_0050.png": ("f", "child"),
+    "train_0051.jpg#1": ("f", "child"), "train_0259.jpg": ("f", "child"),
+    "train_0049.png": ("m", "child"), "train_0054.png": ("m", "child"), "train_0065.png": ("m", "child"),
+    # young women
+    "train_0051.jpg#0": ("f", "young"), "train_0052.png": ("f", "young"), "train_0053.png": ("f", "young"),
+    "train_0104.jpg": ("f", "young"), "train_0107.jpg": ("f", "young"), "train_0162.jpg": ("f", "young"),
+    "train_0220.png": ("f", "young"), "train_0222.jpg": ("f", "young"), "train_0255.jpg": ("f", "young"),
+    "train_0270.jpeg": ("f", "young"), "train_0280.jpg": ("f", "young"), "train_0282.jpg": ("f", "young"),
+    "train_0283.jpg": ("f", "young"), "train_0303.jpg": ("f", "young"), "train_0316.jpg": ("f", "young"),
+    # adult women
+    "train_0056.png": ("f", "adult"), "train_0070.jpg": ("f", "adult"), "train_0072.jpg": ("f", "adult"),
+    "train_0082.jpg": ("f", "adult"), "train_0152.jpg": ("f", "adult"), "train_0273.jpg": ("f", "adult"),
+    "train_0286.jpg": ("f", "adult"), "train_0288.jpg": ("f", "adult"),
+    # senior women
+    "train_0223.jpg#1": ("f", "senior"),
+    # young men
+    "train_0063.png": ("m", "young"), "train_0067.png": ("m", "young"), "train_0073.jpg": ("m", "young"),
+    "train_0156.jpg": ("m", "young"), "train_0260.jpg": ("m", "young"),
+    "train_0261.jpg": ("m", "young"), "train_0287.jpg": ("m", "young"), "train_0307.png": ("m", "young"),
+    # adult men
+    "train_0055.png": ("m", "adult"), "train_0060.png": ("m", "adult"), "train_0076.jpg": ("m", "adult"),
+    "train_0078.jpg": ("m", "adult"), "train_0081.jpg": ("m", "adult"),
+    "train_0088.jpg": ("m", "adult"), "train_0093.jpg": ("m", "adult"), "train_0153.jpg": ("m", "adult"),
+    "train_0154.png": ("m", "adult"), "train_0157.jpg": ("m", "adult"), "train_0164.png": ("m", "adult"),
+    "train_0191.jpg#0": ("m", "adult"), "train_0192.jpg": ("m", "adult"),
+    "train_0193.jpg#0": ("m", "adult"), "train_0193.jpg#1": ("m", "adult"), "train_0193.jpg#4": ("m", "adult"),
+    "train_0268.jpg": ("m", "adult"), "train_0269.jpeg": ("m", "adult"), "train_0271.jpg": ("m", "adult"),
+    "train_0276.jpg": ("m", "adult"), "train_0277.jpg": ("m", "adult"), "train_0281.jpg": ("m", "adult"),
+    "train_0332.jpg": ("m", "adult"),
+    # senior men
+    "train_0058.png": ("m", "senior"), "train_0062.jpg#0": ("m", "senior"),
+    "train_0097.jpg": ("m", "senior"), "train_0193.jpg#2": ("m", "senior"), "train_0223.jpg#0": ("m", "senior"),
+    "train_0278.jpg": ("m", "senior"), "train_0308.png": ("m", "senior"),
+   
+}
+# Extra photos of the same people (other shots) that only train the look classifier.
+EXTRA_LABELLED = {
+    "train_0068.jpg": ("f", "adult"), "train_0069.jpg": ("f", "adult"), "train_0089.jpg": ("f", "adult"),
+    "train_0105.jpg": ("f", "young"), "train_0108.jpg": ("f", "young"), "train_0163.jpg": ("f", "young"),
+    "train_0314.jpg": ("f", "young"), "train_0317.jpg": ("f", "young"), "train_0083.jpg": ("f", "adult"),
+    "train_0074.jpg": ("m", "young"), "train_0077.jpg": ("m", "adult"), "train_0079.jpg": ("m", "adult"),
+    "train_0090.jpg": ("m", "adult"), "train_0094.jpg": ("m", "adult"), "train_0098.jpg": ("m", "senior"),
+    "train_0100.jpg#0": ("m", "senior"), "train_0159.jpeg": ("m", "young"), "train_0161.jpg": ("m", "adult"),
+    "train_0256.jpg": ("m", "senior"), "train_0272.jpg": ("m", "adult"), "train_0302.jpeg": ("m", "adult"),
+    "train_0155.jpg": ("m", "adult"),
+}
 
 
 def shared_dir() -> Path:
@@ -70,11 +118,15 @@ def load_rgb(path: Path) -> np.ndarray:
     return load_image(path, background=(255, 255, 255))  # transparency shown on white, as a viewer does
 
 
-def largest_landmarks(img: np.ndarray, name: str):
-    det = detect_faces(img, faces="largest", verify_below=None)
-    if not det.faces:
-        raise SystemExit(f"no face found in {name}")
-    return det.faces[0]
+def face_of(train: Path, key: str):
+    """(image, face) of ``file[#k]``: the k-th face dlib finds (largest first)."""
+    file, _, k = key.partition("#")
+    img = load_rgb(train / file)
+    faces = detect_faces(img, faces="all", verify_below=None).faces
+    k = int(k or 0)
+    if len(faces) <= k:
+        raise SystemExit(f"face {k} not found in {file}")
+    return img, faces[k]
 
 
 def procrustes_mean(shapes: list[np.ndarray], iters: int = 5) -> np.ndarray:
@@ -84,8 +136,16 @@ def procrustes_mean(shapes: list[np.ndarray], iters: int = 5) -> np.ndarray:
     return ref
 
 
-def canvas_template(mean_shape: np.ndarray) -> np.ndarray:
-    """Place the mean shape in the SIZE x SIZE canvas: landmark box 78% of the side."""
+def close_lips(lm: np.ndarray) -> np.ndarray:
+    """The inner lips met at their midline (a closed mouth of the same shape)."""
+    out = lm.copy()
+    for a, b in ((61, 67), (62, 66), (63, 65)):
+        out[a] = out[b] = (lm[a] + lm[b]) / 2
+    return out
+
+
+def canvas(mean_shape: np.ndarray) -> np.ndarray:
+    """Place a shape in the SIZE x SIZE canvas: landmark box 78 % of the side."""
     lo, hi = mean_shape.min(axis=0), mean_shape.max(axis=0)
     s = 0.78 * SIZE / (hi - lo).max()
     return (mean_shape - (lo + hi) / 2) * s + [SIZE / 2, SIZE / 2 + 0.03 * SIZE]
@@ -124,211 +184,316 @@ def from_lab(lab: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(np.rint(lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
-def average(labs: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
-    """Mean in Lab after giving every face the group's mean colour statistics in the face."""
-    mus = np.array([lab[mask].mean(axis=0) for lab in labs])
-    sds = np.array([lab[mask].std(axis=0) for lab in labs])
-    mu, sd = mus.mean(axis=0), sds.mean(axis=0)
-    return np.mean([(lab - m) / s * sd + mu for lab, m, s in zip(labs, mus, sds)], axis=0)
+class Person:
+    """One contributor: texture on the template, own shape on the canvas, descriptor, look."""
+
+    def __init__(self, key, img, face, template, look):
+        self.key, self.look = key, look
+        lm = face.landmarks.astype(np.float64)
+        self.desc = face_descriptor(img, face)
+        self.closed = measure(lm).mouth_open < 0.06
+        self.shape = apply_affine(umeyama(lm, template), lm)
+        self.lab = to_lab(warp_to(img, lm, template))
 
 
-def descriptor_of(img: np.ndarray) -> np.ndarray:
+def average(people: list[Person], face: np.ndarray, mouth_w: np.ndarray) -> np.ndarray:
+    """Mean Lab texture on the template; every face first given the group's colour statistics.
+
+    Grey photos keep the group's mean colour. Around the mouth, closed mouths weigh 20x more
+    than open ones (a Mask needs closed lips: the swap draws the protected face's own inside).
+    """
+    mus = np.array([p.lab[face].mean(axis=0) for p in people])
+    sds = np.array([p.lab[face].std(axis=0) for p in people])
+    colour = sds[:, 1:].min(axis=1) >= 1.0
+    mu = mus.mean(axis=0)
+    sd = np.where(colour[:, None], sds, sds[:, :1]).mean(axis=0) if colour.any() else sds.mean(axis=0)
+    acc = np.zeros((SIZE, SIZE, 3), np.float64)
+    wsum = np.zeros((SIZE, SIZE, 1), np.float64)
+    for p, m, s, c in zip(people, mus, sds, colour):
+        z = (p.lab - m) / np.maximum(s, 1e-3)
+        if not c:
+            z[..., 1:] = 0.0
+        w = (1.0 + (19.0 if p.closed else 0.0) * mouth_w)[..., None]
+        acc += w * (z * sd + mu)
+        wsum += w
+    return (acc / wsum).astype(np.float32)
+
+
+def render(lab: np.ndarray, template: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """The template texture warped onto ``shape`` (canvas coordinates), as RGB."""
+    rgb = from_lab(lab)
+    pts_s = np.vstack([template, _BORDER])
+    pts_d = np.vstack([shape, _BORDER])
+    out, _ = piecewise_affine(rgb, pts_s, pts_d, delaunay(pts_s), (0, 0, SIZE, SIZE),
+                              interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def flatten_background(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """Blur far outside the face (the swap never reads it): the PNG shrinks a lot."""
+    c = lm.mean(axis=0)
+    keep = hull_mask(c + 1.9 * (lm[:27] - c)).astype(np.float32)
+    keep = cv2.GaussianBlur(keep, (0, 0), 6)
+    blurred = cv2.GaussianBlur(img, (0, 0), 12)
+    return np.clip(np.rint(img * keep[..., None] + blurred * (1 - keep[..., None])), 0, 255).astype(np.uint8)
+
+
+def detect_built(img: np.ndarray, guess: np.ndarray):
+    """(landmarks, descriptor) dlib sees in a built image, or None if it sees no face."""
     det = detect_faces(img, faces="largest", verify_below=None, threshold=-0.5)
     if not det.faces:
-        raise SystemExit("a built identity is not detected as a face; check the inputs")
-    return face_descriptor(img, det.faces[0])
-
-
-def canvas_landmarks(img: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """68 landmarks as dlib sees them in the built image (what the swap will use)."""
-    lo, hi = fallback.min(axis=0), fallback.max(axis=0)
-    box = (int(lo[1]), int(lo[0]), int(hi[1]) + 1, int(hi[0]) + 1)
-    return fit_landmarks(img, box)
-
-
-def close_mouth(img: np.ndarray, lm: np.ndarray, donor: np.ndarray, donor_lm: np.ndarray) -> np.ndarray:
-    """Replace an open, toothy mouth by the donor's closed one (same canvas frame).
-
-    A replacement face with an open mouth cannot take a closed-mouth expression: its teeth
-    get squeezed between the lips. The donor's mouth is placed on the mouth corners of ``img``,
-    warped there, colour-matched (Lab mean/spread and low-frequency shading) and feathered in.
-    """
-    from imnkit.face.swap import _masked_blur
-
-    m = umeyama(donor_lm[[48, 54, 33]], lm[[48, 54, 33]])
-    new_lm = lm.copy()
-    new_lm[48:68] = apply_affine(m, donor_lm[48:68])
-    src_pts = np.vstack([donor_lm, _BORDER])
-    dst_pts = np.vstack([new_lm, _BORDER])
-    warped, _ = piecewise_affine(donor, src_pts, dst_pts, delaunay(dst_pts), (0, 0, SIZE, SIZE),
-                                 interpolation=cv2.INTER_CUBIC)
-    size = float(np.ptp(lm[:, 0]))
-    region = np.zeros((SIZE, SIZE), np.uint8)
-    pts = np.vstack([lm[48:60], new_lm[48:60]])
-    c = pts.mean(axis=0)
-    cv2.fillConvexPoly(region, cv2.convexHull((c + 1.35 * (pts - c)).astype(np.float32)).astype(np.int32), 1)
-    alpha = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.03 * size)
-    ring = cv2.dilate(region, np.ones((15, 15), np.uint8)) - region
-    a_lab, w_lab = to_lab(img), to_lab(warped)
-    sel = region.astype(bool)
-    w_lab = (w_lab - w_lab[sel].mean(axis=0)) * np.clip(
-        a_lab[sel].std(axis=0) / np.maximum(w_lab[sel].std(axis=0), 1e-3), 0.67, 1.5) + a_lab[sel].mean(axis=0)
-    w_lab += _masked_blur(a_lab, ring, 0.08 * size) - _masked_blur(w_lab, ring, 0.08 * size)
-    out = img.astype(np.float32) + alpha[..., None] * (from_lab(w_lab).astype(np.float32) - img.astype(np.float32))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return None
+    return det.faces[0].landmarks.astype(np.float64), face_descriptor(img, det.faces[0])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=Path, default=shared_dir() / "data" / "train_faces")
     ap.add_argument("--out", type=Path, default=REPO / "src" / "imnkit" / "data" / "identities")
-    ap.add_argument("--exaggerate-f", type=float, default=0.8,
-                    help="push the women's composite this far further from the mixed one (Lab)")
-    ap.add_argument("--exaggerate-m", type=float, default=1.3,
-                    help="push the men's composite this far further from the mixed one (Lab)")
+    ap.add_argument("--count", type=int, default=28, help="identities to keep (at most)")
+    ap.add_argument("--candidates", type=int, default=14, help="random groups tried per look")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
     args = ap.parse_args()
 
     rows = {r["file"]: r for r in csv.DictReader(open(args.train / "SOURCES.tsv"), delimiter="\t")}
-    people = GROUP_F + GROUP_M
-    for f in people:
-        lic = rows[f]["licence_of_repo"]
-        if not any(p in lic for p in PERMISSIVE):
-            raise SystemExit(f"{f}: licence {lic!r} is not permissive")
+    for key in {**PEOPLE, **EXTRA_LABELLED}:
+        lic = rows[key.partition("#")[0]]["licence_of_repo"]
+        if not lic.startswith(PERMISSIVE):
+            raise SystemExit(f"{key}: licence {lic!r} is not permissive")
 
-    print(f"aligning {len(people)} contributor photos ...", file=sys.stderr)
-    faces = {}
-    for f in people:
-        img = load_rgb(args.train / f)
-        face = largest_landmarks(img, f)
-        faces[f] = (img, face.landmarks.astype(np.float64), face_descriptor(img, face))
-    template = canvas_template(procrustes_mean([faces[f][1] for f in people]))
-    mask = hull_mask(template)
-    labs = {f: to_lab(warp_to(faces[f][0], faces[f][1], template)) for f in people}
+    fit_looks(args.train, args.out)
+    if args.looks_only:
+        return
+    print(f"aligning {len(PEOPLE)} contributor photos ...", file=sys.stderr)
+    found = {k: face_of(args.train, k) for k in PEOPLE}
+    template = canvas(close_lips(procrustes_mean([f.landmarks for _, f in found.values()])))
+    people = [Person(k, img, f, template, PEOPLE[k]) for k, (img, f) in found.items()]
+    face = hull_mask(template)
+    c = template[48:68].mean(axis=0)
+    mouth_w = cv2.GaussianBlur(hull_mask(c + 1.3 * (template[48:60] - c)).astype(np.float32), (0, 0), 5)
+    all_lab = average(people, face, mouth_w)
+    all_shape = np.mean([p.shape for p in people], axis=0)
 
-    kf, km = args.exaggerate_f, args.exaggerate_m
+    def group_of(gender: str, age: str) -> list[Person]:
+        return [p for p in people if p.look == (gender, age)]
 
-    def build(group_f: list[str], group_m: list[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
-        mix = group_f + group_m
-        lab_x = average([labs[f] for f in mix], mask)
-        lab_f = average([labs[f] for f in group_f], mask)
-        lab_m = average([labs[f] for f in group_m], mask)
-        return {
-            "composite_f": (from_lab(lab_x + (1 + kf) * (lab_f - lab_x)), mix),
-            "composite_m": (from_lab(lab_x + (1 + km) * (lab_m - lab_x)), mix),
-            "composite_mix": (from_lab(lab_x), mix),
-        }
+    def composite(group: list[Person], ex: float):
+        """Texture and shape of a group, pushed ``ex`` away from the all-contributor average.
 
-    # Drop the contributor nearest to a composite until no composite matches anyone (< 0.6).
-    group_f, group_m = list(GROUP_F), list(GROUP_M)
-    while True:
-        built = build(group_f, group_m)
-        worst = (9.0, "", "")
-        for name, (img, members) in built.items():
-            d = descriptor_of(img)
-            for f in members:
-                dist = descriptor_distance(d, faces[f][2])
-                if dist < worst[0]:
-                    worst = (dist, f, name)
-        dist, f, name = worst
-        if dist >= 0.6:
-            break
-        group = group_f if f in group_f else group_m
-        if len(group) <= MIN_CONTRIBUTORS:
-            raise SystemExit(f"{name} is {dist:.3f} from {f} and no contributor can be dropped")
-        print(f"  {f} is {dist:.3f} from {name}: dropped", file=sys.stderr)
-        group.remove(f)
+        The texture is pushed in lightness only and at most 1x (pushed colour turns garish,
+        and the swap sets the skin colour from the photo anyway); the shape the full ``ex``.
+        """
+        lab = average(group, face, mouth_w)
+        shape = close_lips(np.mean([p.shape for p in group], axis=0))
+        push = np.zeros_like(lab)
+        push[..., 0] = min(ex, 1.0) * (lab[..., 0] - all_lab[..., 0])
+        return lab + push, shape + ex * (shape - all_shape)
 
+    # Prototypes for the age transforms (older women from adult ones, children from young adults).
+    proto = {look: composite(group_of(*look), 0.0) for look in LOOKS}
+    kids = group_of("f", "child") + group_of("m", "child")
+    # Clean closed lips for every composite: the mouth of all closed-mouth photos of a gender.
+    closed_lab = {g: average([p for p in people if p.closed and p.look[0] == g and p.look[1] != "child"], face, mouth_w)
+                  for g in ("f", "m")}
+    proto["child"] = composite(kids, 0.0)
+    rng = np.random.default_rng(args.seed)
+    cands = []  # (look, members, how, rgb, shape)
+
+    def pick(base: list[Person], k: int, avoid=()) -> list[Person]:
+        free = [p for p in base if p not in avoid]
+        return [free[j] for j in sorted(rng.choice(len(free), size=min(k, len(free)), replace=False))]
+
+    for gender, age in LOOKS:
+        word = "women" if gender == "f" else "men"
+        tex_look = (gender, "young") if age == "child" else (gender, "adult") if len(group_of(gender, age)) < 3 else (gender, age)
+        base = group_of(*tex_look)
+        for i in range(args.candidates):
+            # A clean texture needs many faces (a few ghost); a face of its own needs a
+            # distinctive shape: the texture of 6-9 people on the pushed mean shape of 2-4
+            # (possibly other) people of the same look.
+            ex = float(rng.choice([0.8, 1.2, 1.6]))
+            ex_t = float(rng.choice([0.5, 1.0]))
+            tex = pick(base, int(rng.integers(6, 10)))
+            shp = pick(base, int(rng.integers(2, 5)))
+            lab = composite(tex, ex_t)[0]
+            shape = composite(shp, ex)[1]
+            members = tex + [p for p in shp if p not in tex]
+            how = (f"the average texture of {len(tex)} {tex_look[1]} {word} (lightness pushed {ex_t:g}x from the all-contributor "
+                   f"average) on the mean face shape of {len(shp)} (pushed {ex:g}x)")
+            if tex_look != (gender, age):
+                # Age looks the photos lack: Rowland & Perrett's prototype transform.
+                if age == "child":
+                    src, dst, who = proto[gender, "young"], proto["child"], "all-children minus young-" + word
+                    members += kids
+                else:
+                    other = "m" if gender == "f" else "f"
+                    src, dst, who = proto[other, "adult"], proto[other, age], f"{'men' if other == 'm' else 'women'}'s {age}-minus-adult"
+                lab = lab + dst[0] - src[0]
+                shape = shape + dst[1] - src[1]
+                how += f", moved by the {who} prototype difference"
+            lab = lab * (1 - mouth_w[..., None]) + closed_lab[gender] * mouth_w[..., None]
+            cands.append(((gender, age), members, how, render(lab, template, shape), shape, ex))
+        print(f"  {gender}/{age}: {args.candidates} candidates", file=sys.stderr)
+
+    scored = []
+    for look, members, how, rgb, shape, ex in cands:
+        seen = detect_built(rgb, shape)
+        if seen is None:
+            continue
+        lm, desc = seen
+        if lm.min() < 4 or lm.max() > SIZE - 5:
+            continue  # the face does not fit the canvas (a shape pushed too far)
+        near = min(descriptor_distance(desc, p.desc) for p in members)
+        if near < 0.6:
+            continue
+        scored.append({"look": look, "members": members, "how": how, "rgb": rgb, "lm": lm, "desc": desc, "near": near, "ex": ex})
+    print(f"{len(scored)} of {len(cands)} candidates are >= 0.6 from all their contributors", file=sys.stderr)
+
+    kept: list[dict] = []
+
+    # Take the looks in turn, each time the least exaggerated candidate (the most natural; then
+    # the farthest from its contributors) that is >= 0.6 from everything kept.
+    by_look = {look: sorted([c for c in scored if c["look"] == look], key=lambda c: (c["ex"], -c["near"])) for look in LOOKS}
+    while len(kept) < args.count and any(by_look.values()):
+        for look in LOOKS:
+            while by_look[look]:
+                c = by_look[look].pop(0)
+                if all(descriptor_distance(c["desc"], k["desc"]) >= 0.6 for k in kept):
+                    n = sum(k["look"] == look for k in kept) + 1
+                    c["name"] = f"{'woman' if look[0] == 'f' else 'man'}_{look[1]}_{n}" if look[1] != "child" else f"{'girl' if look[0] == 'f' else 'boy'}_{n}"
+                    kept.append(c)
+                    break
+            if len(kept) >= args.count:
+                break
+    # The public-domain portrait last, if it is a different person from every composite.
     skimage_dir = Path(__import__("skimage").__file__).parent
     astro_img = load_rgb(skimage_dir / "data" / "astronaut.png")
-    astro_face = largest_landmarks(astro_img, "astronaut.png")
-    m = umeyama(astro_face.landmarks, template).astype(np.float32)
+    astro_face = detect_faces(astro_img, faces="largest", verify_below=None).faces[0]
+    m = umeyama(astro_face.landmarks, template)
     astro = cv2.warpAffine(astro_img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    astro_lm = apply_affine(m, astro_face.landmarks)
-    donor = built["composite_mix"][0]
-    astro = close_mouth(astro, astro_lm, donor, canvas_landmarks(donor, template))
+    seen = detect_built(astro, template)
+    if seen is not None and all(descriptor_distance(seen[1], k["desc"]) >= 0.6 for k in kept):
+        kept.append({"name": "astronaut", "look": ("f", "adult"), "members": [], "rgb": astro, "lm": seen[0],
+                     "desc": seen[1], "near": float("nan"), "how": ""})
+    write_pool(args, kept, rows)
 
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def fit_looks(train: Path, out: Path, ridge: float = 0.1) -> None:
+    """Fit and write looks.json: gender (+1 f, -1 m) and age band (0..3) from dlib descriptors.
+
+    Prints the leave-one-out accuracy (sign of gender; age rounded to the nearest band).
+    """
+    labelled = {**PEOPLE, **EXTRA_LABELLED}
+    descs, geo, yg, ya = [], [], [], []
+    for key, (g, a) in labelled.items():
+        img, f = face_of(train, key)
+        descs.append(face_descriptor(img, f))
+        geo.append(geometry_features(f.landmarks))
+        yg.append(1.0 if g == "f" else -1.0)
+        ya.append(float(LOOKS_AGES.index(a)))
+    geo = np.asarray(geo)
+    g_mean, g_scale = geo.mean(axis=0), 0.3 / geo.std(axis=0)  # 0.3: weight against the descriptor
+    x = np.asarray([look_features(d, None, g_mean, g_scale, geo=gf) for d, gf in zip(descs, geo)])
+    xa = np.c_[x, np.ones(len(x))]
+    reg = ridge * np.eye(xa.shape[1])
+    reg[-1, -1] = 0.0
+
+    def fit(idx, y):
+        return np.linalg.solve(xa[idx].T @ xa[idx] + reg, xa[idx].T @ y[idx])
+
+    yg, ya = np.asarray(yg), np.asarray(ya)
+    ok_g = ok_a = 0
+    for i in range(len(x)):
+        idx = np.r_[0:i, i + 1:len(x)]
+        ok_g += np.sign(xa[i] @ fit(idx, yg)) == yg[i]
+        ok_a += round(float(np.clip(xa[i] @ fit(idx, ya), 0, 3))) == ya[i]
+    # Cut points between age bands from the leave-one-out predictions (a ridge fit shrinks
+    # towards the mean: children come out near 0.5, not 0): midway between band means.
+    pred = np.array([float(xa[i] @ fit(np.r_[0:i, i + 1:len(x)], ya)) for i in range(len(x))])
+    means = [float(pred[ya == b].mean()) for b in range(len(LOOKS_AGES))]
+    cuts = [round((means[b] + means[b + 1]) / 2, 3) for b in range(len(LOOKS_AGES) - 1)]
+    ok_a = int(sum(np.searchsorted(cuts, p) == y for p, y in zip(pred, ya)))
+    print(f"look model, leave-one-out over {len(x)} photos: gender {ok_g / len(x):.0%}, "
+          f"age band {ok_a / len(x):.0%}", file=sys.stderr)
+    all_idx = np.arange(len(x))
+    wg, wa = fit(all_idx, yg), fit(all_idx, ya)
+    meta = {
+        "about": "ridge regression from dlib face descriptors: gender +1 woman / -1 man look, age 0 child .. 3 senior; "
+                 f"fitted by scripts/build_identities.py on {len(x)} hand-labelled permissively licensed photos",
+        "leave_one_out": {"gender": round(ok_g / len(x), 3), "age_band": round(ok_a / len(x), 3)},
+        "geometry": {"mean": np.round(g_mean, 6).tolist(), "scale": np.round(g_scale, 6).tolist()},
+        "gender": {"w": np.round(wg[:-1], 6).tolist(), "b": round(float(wg[-1]), 6)},
+        "age": {"w": np.round(wa[:-1], 6).tolist(), "b": round(float(wa[-1]), 6), "cuts": cuts},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "looks.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+
+
+def write_pool(args, kept, rows) -> None:
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
     entries = []
-    descs = {}
-    all_members: set[str] = set()
-    order = [("astronaut", astro, astro_lm), *[(n, im, template) for n, (im, _) in built.items()]]
-    for name, img, lm_guess in order:
-        lm = canvas_landmarks(img, lm_guess)
-        descs[name] = descriptor_of(img)
-        Image.fromarray(img).save(args.out / f"{name}.png", optimize=True)
-        if name == "astronaut":
+    for k in kept:
+        img = flatten_background(k["rgb"], k["lm"])
+        path = out / f"{k['name']}.png"
+        Image.fromarray(img).save(path, optimize=True)
+        if k["name"] == "astronaut":
             origin = ("Eileen Collins, NASA portrait (public domain), from scikit-image "
-                      "skimage/data/astronaut.png, similarity-aligned and cropped; her open smile "
-                      "replaced by composite_mix's closed mouth so that it fits closed-mouth faces")
-            licence = "public domain (mouth region: synthesised composite, see below)"
-            n_members = 1
+                      "skimage/data/astronaut.png, similarity-aligned and cropped")
+            licence = "public domain"
         else:
-            members = built[name][1]
-            all_members.update(members)
-            n_members = len(members)
-            what = {
-                "composite_mix": f"the average of all {n_members} contributors' aligned faces",
-                "composite_f": f"the average of the {len(group_f)} women's aligned faces, pushed "
-                               f"{kf:g}x further from the {n_members}-person average",
-                "composite_m": f"the average of the {len(group_m)} men's aligned faces, pushed "
-                               f"{km:g}x further from the {n_members}-person average",
-            }[name]
-            origin = (f"synthesised composite: {what} (contributors in SOURCES.md); "
-                      f"built by scripts/build_identities.py")
-            licence = "synthesised composite; contributors from MIT/Apache-2.0 licensed repositories"
+            origin = f"synthesised composite: {k['how']} (contributors in SOURCES.md); built by scripts/build_identities.py"
+            licence = "synthesised composite; contributors from MIT/Apache-2.0/BSD/Boost licensed repositories"
         entries.append({
-            "name": name,
-            "file": f"{name}.png",
-            "sha256": hashlib.sha256((args.out / f"{name}.png").read_bytes()).hexdigest(),
-            "landmarks": np.round(lm, 2).tolist(),
-            "origin": origin,
-            "licence": licence,
-            "contributors": n_members,
+            "name": k["name"], "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "landmarks": np.round(k["lm"], 2).tolist(),
+            "gender": k["look"][0], "age": k["look"][1], "tone": round(skin_tone(img, k["lm"]), 1),
+            "origin": origin, "licence": licence,
+            "contributors": [p.key for p in k["members"]],
         })
     meta = {"format": FORMAT_VERSION, "size": SIZE, "identities": entries}
-    (args.out / MANIFEST).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    (out / MANIFEST).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
-    names = [e["name"] for e in entries]
-    lines = ["pairwise dlib descriptor distances (>= 0.6: different people):"]
-    for a in names:
-        lines.append(f"  {a:14s} " + " ".join(f"{descriptor_distance(descs[a], descs[b]):5.2f}" for b in names))
-    nearest = []
-    for n in names[1:]:
-        members = built[n][1]
-        d = {f: descriptor_distance(descs[n], faces[f][2]) for f in members}
-        f = min(d, key=d.get)
-        nearest.append(f"  {n}: nearest contributor {f} at {d[f]:.3f}")
-    report = "\n".join(lines + ["distance from each composite to its nearest contributor:"] + nearest)
+    pair = [descriptor_distance(a["desc"], b["desc"]) for i, a in enumerate(kept) for b in kept[i + 1:]]
+    lines = [f"{len(kept)} identities; pairwise dlib distance min {min(pair):.3f}, median {np.median(pair):.3f}",
+             "nearest contributor of each composite:"]
+    for k in kept:
+        if k["members"]:
+            lines.append(f"  {k['name']:16s} {k['near']:.3f}  ({len(k['members'])} contributors)")
+    report = "\n".join(lines)
     print(report)
-    write_sources(args.out, entries, built, rows, report)
+    write_sources(out, entries, rows, report)
 
 
-def write_sources(out: Path, entries, built, rows, report: str) -> None:
+def write_sources(out: Path, entries, rows, report: str) -> None:
     md = [
         "# Built-in replacement identities",
         "",
         "Built by `scripts/build_identities.py`; rebuild with",
         "`PYTHONPATH=src python scripts/build_identities.py` (needs ../shared/data/train_faces).",
-        "Each identity is a 512x512 RGB PNG aligned to one landmark template, with its 68 dlib",
-        "landmarks in `identities.json`.",
+        f"Each identity is a {SIZE}x{SIZE} RGB PNG aligned to one landmark template, with its 68 dlib",
+        "landmarks, look (gender presentation, age band) and skin tone (ITA degrees) in `identities.json`.",
         "",
-        "| identity | origin | licence |",
-        "|---|---|---|",
+        "| identity | look | origin | licence |",
+        "|---|---|---|---|",
     ]
     for e in entries:
-        md.append(f"| {e['name']} | {e['origin']} | {e['licence']} |")
+        md.append(f"| {e['name']} | {e['gender']}/{e['age']} | {e['origin']} | {e['licence']} |")
     md += [
         "",
         "## How the composites are made",
         "",
         "Every contributor photo is aligned by its 68 dlib landmarks and warped piecewise-affinely",
-        "onto the Procrustes mean of all contributors' landmarks, its face colour statistics (Lab)",
-        "are set to the group mean, and the pixels are averaged. `composite_mix` averages all",
-        "contributors; `composite_f` / `composite_m` average the photos of women / of men and are",
-        "then pushed away from `composite_mix` (`--exaggerate-f/-m`, Lab), so the three differ from each",
-        "other. A composite is accepted only when dlib's descriptor puts it at >= 0.6 from every",
-        "contributor (otherwise the nearest contributor is dropped and the rest averaged again), so",
-        "no contributor is identifiable in it. No contributor photo is shipped.",
+        "onto a closed-mouth template (the Procrustes mean of all contributors' landmarks), its face",
+        "colour statistics (Lab) set to the group's mean, and the textures averaged (closed mouths",
+        "weighing more around the mouth). The average texture and the group's mean shape are pushed",
+        "away from the all-contributor average, and the texture is warped onto that shape. A",
+        "composite is kept only when dlib's descriptor puts it >= 0.6 from every one of its",
+        "contributors and from every identity kept before it. No contributor photo is shipped.",
         "",
         "```",
         report,
@@ -338,17 +503,17 @@ def write_sources(out: Path, entries, built, rows, report: str) -> None:
         "",
         "Files of `shared/data/train_faces/` (see its SOURCES.tsv); all from repositories under a",
         "permissive licence. The photos themselves are public-figure / celebrity photos whose",
-        "copyright stays with their authors; only the many-person average is shipped.",
+        "copyright stays with their authors; only many-person averages are shipped.",
         "",
         "| file | repository | path in repository | commit | repository licence | in |",
         "|---|---|---|---|---|---|",
     ]
     users: dict[str, list[str]] = {}
-    for n, (_, members) in built.items():
-        for f in members:
-            users.setdefault(f, []).append(n)
+    for e in entries:
+        for f in e["contributors"]:
+            users.setdefault(f, []).append(e["name"])
     for f in sorted(users):
-        r = rows[f]
+        r = rows[f.partition("#")[0]]
         md.append(f"| {f} | {r['repo']} | {r['path_in_repo']} | {r['commit'][:12]} | "
                   f"{r['licence_of_repo']} | {', '.join(users[f])} |")
     (out / "SOURCES.md").write_text("\n".join(md) + "\n", encoding="utf-8")

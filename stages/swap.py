@@ -16,7 +16,8 @@ Backends:
         relit with the protected face's shading and blended with a feathered mask.
     simswap: SimSwap 224 (ArcFace identity latent + AdaIN generator) from the Hub, pasted back with a
         soft mask; the identity comes from the same pool.
-Identities are dealt from the pool with ``seed`` so that faces of one photo differ; ``replace`` picks one.
+Identities are picked from the pool by each face's apparent look (``assign``), with ``seed`` choosing among
+close matches, so that faces of one photo differ; ``replace`` picks one.
 Faces the align stage marks ``fallback`` (no 68 landmarks) and faces the swap left unchanged get the best
 Mask that works (imnkit.face.fallback); with ``occlusion`` on, occluders found in front of each face
 (glasses frames, medical masks, mics: imnkit.face.occlusion) are put back over the Mask.
@@ -45,7 +46,7 @@ class SwapStage(Stage):
         Param("replace", str, "", "use this pool identity for every face ('' = deal from the pool)"),
         Param("geometry", float, 1.0, "classical: 0 keeps the protected face's feature layout, 1 moves the features onto the replacement's (their shapes, so the expression, stay)", min=0.0, max=1.0),
         Param("min_distance", float, 0.6, "classical: try other pool identities while dlib says the Mask is closer than this to the original (0 = no check)", min=0.0, max=2.0),
-        Param("assign", str, "seeded", "classical: seeded (a seeded deal of the pool) or similar (the identity nearest in look, still a different person)", choices=("seeded", "similar")),
+        Param("assign", str, "look", "classical: look (an identity of the face's apparent gender presentation, age band and skin tone), seeded (a seeded deal of the pool) or similar (the identity nearest by dlib, still a different person)", choices=("look", "seeded", "similar")),
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),

@@ -22,6 +22,9 @@ from imnkit.errors import UsageError, WeightsError
 
 MANIFEST = "identities.json"
 FORMAT_VERSION = 1
+AGES = ("child", "young", "adult", "senior")
+#: the looks the pool covers: (gender presentation, age band)
+LOOKS = tuple((g, a) for a in AGES for g in ("f", "m"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +36,9 @@ class Identity:
     landmarks: np.ndarray  # (68, 2) float32 (x, y) pixels of ``image``
     origin: str
     licence: str
+    gender: str = ""  # gender presentation: "f" or "m" ("" unknown)
+    age: str = ""  # age band: one of AGES ("" unknown)
+    tone: float = float("nan")  # skin tone, ITA degrees (see skin_tone)
 
 
 def default_dir() -> Path:
@@ -78,7 +84,8 @@ def _load(folder: str) -> tuple[Identity, ...]:
         if lm.shape != (68, 2):
             raise WeightsError(f"identity {entry['name']!r} has landmarks of shape {lm.shape}, expected (68, 2)")
         lm.flags.writeable = False
-        out.append(Identity(entry["name"], image, lm, entry.get("origin", ""), entry.get("licence", "")))
+        out.append(Identity(entry["name"], image, lm, entry.get("origin", ""), entry.get("licence", ""),
+                            entry.get("gender", ""), entry.get("age", ""), float(entry.get("tone", "nan"))))
     if not out:
         raise WeightsError(f"identity pool {manifest} lists no identities")
     return tuple(out)
@@ -120,3 +127,27 @@ def assign_identities(
         raise UsageError("the identity pool is empty")
     perm = np.random.default_rng(int(seed)).permutation(len(pool))
     return [pool[int(perm[i % len(pool)])] for i in range(n_faces)]
+
+
+def skin_tone(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """Skin tone of a face as the Individual Typology Angle (ITA, degrees) of its cheeks.
+
+    ITA = atan((L* - 50) / b*) over the median CIELab of the cheek skin (below the eyes, beside
+    the nose, above the mouth): about > 55 very light, 28-55 light/intermediate, 10-28 tan,
+    < 10 brown/dark. Light falling on the face shifts it, so it is a coarse cue.
+    """
+    import cv2
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    for poly in (lm[[1, 2, 3, 48, 31, 39, 40, 41, 36]], lm[[15, 14, 13, 54, 35, 42, 47, 46, 45]]):
+        c = poly.mean(axis=0)
+        inner = c + 0.7 * (poly - c)  # stay clear of the jaw line, eyes and nostrils
+        cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 1)
+    if mask.sum() < 20:
+        return float("nan")
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)[mask.astype(bool)].astype(np.float64)
+    ll = np.median(lab[:, 0]) * 100.0 / 255.0
+    bb = np.median(lab[:, 2]) - 128.0
+    return float(np.degrees(np.arctan2(ll - 50.0, bb)))

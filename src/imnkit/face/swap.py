@@ -2,24 +2,30 @@
 
 For each protected face:
 
-1. Geometry. The target landmarks are the protected face's, with each feature (brows, eyes,
-   nose, mouth) moved, turned and scaled onto the replacement identity's layout (``geometry``,
-   1 by default) while keeping its own shape, so eye and mouth openness (expression) and the
-   jaw line stay the protected face's. Where features sit is a large part of what a recogniser
-   sees; the pixel texture alone moves dlib's distance past 0.6 for only ~80% of faces.
+1. Geometry (``_target_landmarks``). The target landmarks wear the protected face's
+   expression on the replacement's layout: eye positions and spacing, nose, where the mouth
+   sits and lip thickness come from the replacement (mapped onto the face by an affine fitted
+   on the jaw and eye/nose anchors, so pose is kept); each eye's shape (its opening), the inner
+   lips (mouth opening), the mouth width relative to the eye-corner distance and the brows'
+   height over the eyes come from the protected face; the jaw line stays the protected one.
 2. Warp. The replacement face is warped piecewise-affinely (Delaunay triangles over its 68
-   landmarks plus a ring of points around them) onto the target landmarks; pose is kept.
-3. Colour. Lab mean and spread are matched on skin only (the face minus brows, eyes and mouth,
-   which differ in darkness between people), then the protected face's low-frequency shading
-   (masked Gaussian, ``light_sigma`` x face size) replaces the replacement's, so the light
-   falling on the face is kept. A grey photo stays grey.
+   landmarks plus a ring of points around them) onto the target landmarks.
+3. Colour, light, grain. Lab mean and spread are matched on skin only (the face minus brows,
+   eyes and mouth), the protected face's low-frequency shading (masked Gaussian,
+   ``light_sigma`` x face size) replaces the replacement's, and the replacement is blurred or
+   given seeded grain until its fine detail matches the photo's. A grey photo stays grey.
 4. Blend. A feathered mask over the jaw line and (slightly lifted) brows, or Poisson cloning
-   (``blend="poisson"``). An open mouth keeps the protected mouth's inside (teeth, tongue).
-5. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
-   swapped face; while it is still the same person, the pool's other identities are tried.
+   (``blend="poisson"``). The protected mouth's inside (teeth, tongue; for a closed mouth its
+   lip line) is warped onto the target inner lips.
+5. Expression correction (``expression_passes``). The Mask is re-landmarked and the target's
+   mouth opening, mouth width and eye opening corrected by what dlib reads off it, then
+   rendered again; the rendering that reads closest is kept.
+6. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
+   swapped face; while it is still the same person, or its expression reads off, the next
+   identities are tried. Identities are chosen by look (:mod:`imnkit.face.looks`).
 
 Only pixels inside the returned region differ from the input; the result is a pure function of
-its inputs (identities are dealt from a seeded permutation).
+its inputs (identity order: seeded, salted by each face's descriptor).
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ import numpy as np
 from imnkit.errors import UsageError
 from imnkit.face.align import umeyama, apply_affine
 from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face
-from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool
+from imnkit.face.expression import Expression, measure
+from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.identity import descriptor_distance, face_descriptor
+from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look
 from imnkit.face.warp import delaunay, piecewise_affine
 
 
@@ -50,6 +58,8 @@ class SwapParams:
     color_std: bool = True  # also match the spread of each Lab channel, not only the mean
     geometry: float = 1.0  # 0: protected feature layout; 1: replacement's (expression kept)
     keep_mouth: bool = True  # keep the protected face's open-mouth inside
+    expression_passes: int = 2  # re-landmark the Mask and correct its expression this many times
+    grain: bool = True  # match the photo's sharpness and grain (blur or add noise to the replacement)
     blend: Literal["feather", "poisson"] = "feather"
 
 
@@ -65,7 +75,11 @@ class SwapResult:
 
 
 _RING_SCALE = 1.6
-_MOUTH_OPEN = 0.08  # inner-lip gap / face size above which the mouth counts as open
+#: with ``min_distance``, an identity is also passed over while the Mask's expression reads
+#: this far (sum of the three measures' errors) from the protected face's: some replacements'
+#: lips keep reading open over a closed mouth
+MAX_EXPRESSION_ERROR = 0.08
+MAX_TRIES = 8  # identities tried per face at most (each costs a rendering and a dlib check)
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -87,18 +101,16 @@ def _triangles(key: str, points_bytes: bytes) -> np.ndarray:
     return delaunay(pts)
 
 
-# Feature groups of the 68-point scheme and the expression-stable anchor points of each (brow
-# ends, eye corners, nose bridge/tip/wings, mouth corners): the layout transfer moves and
-# scales each feature by its anchors only, so eye and mouth openness (expression) are kept.
-_GROUPS = (
-    (np.r_[17:22], np.array([17, 19, 21])),
-    (np.r_[22:27], np.array([22, 24, 26])),
-    (np.r_[27:36], np.array([27, 30, 31, 35])),
-    (np.r_[36:42], np.array([36, 39])),
-    (np.r_[42:48], np.array([42, 45])),
-    (np.r_[48:68], np.array([48, 54, 51, 57])),
-)
 _FRAME = np.r_[0:17, 27, 30, 33, 36, 39, 42, 45]  # points the replacement layout is fitted on
+
+
+# Partners on the inner lip of each outer-lip point (index, inner a, inner b, weight of b):
+# the lip thickness is the outer point minus its partner, taken from the replacement.
+_LIP_PARTNERS = (
+    (49, 60, 61, 0.5), (50, 61, 61, 0.0), (51, 62, 62, 0.0), (52, 63, 63, 0.0), (53, 63, 64, 0.5),
+    (55, 64, 65, 0.5), (56, 65, 65, 0.0), (57, 66, 66, 0.0), (58, 67, 67, 0.0), (59, 67, 60, 0.5),
+)
+_BROW_SHIFT = 0.5  # how far the brows move onto the replacement's brow position (the rest: expression)
 
 
 def _fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -108,23 +120,111 @@ def _fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return sol.T
 
 
-def _target_landmarks(protected: np.ndarray, replacement: np.ndarray, geometry: float) -> np.ndarray:
-    """Protected landmarks with the features moved ``geometry`` of the way to the replacement's layout.
+def _partner(lm: np.ndarray, a: int, b: int, t: float) -> np.ndarray:
+    return (1.0 - t) * lm[a] + t * lm[b]
 
-    The replacement's landmarks are mapped onto the protected face by an affine fitted on the
-    jaw line and the eye/nose anchors (so pose foreshortening is matched, not undone). Each
-    feature (brow, eye, nose, mouth) of the protected face is then moved, turned and scaled by
-    the similarity that takes its anchor points to the replacement's, keeping its own shape,
-    i.e. its expression. The jaw line stays the protected one.
+
+def _target_landmarks(protected: np.ndarray, replacement: np.ndarray, geometry: float) -> np.ndarray:
+    """The Mask's landmarks: the replacement's layout wearing the protected face's expression.
+
+    The replacement's landmarks are first mapped onto the protected face by an affine fitted
+    on the jaw line and the eye/nose anchors (so pose foreshortening is matched, not undone).
+    Identity (from the replacement): eye positions and spacing, nose, where the mouth sits,
+    lip thickness, half of the brow position. Expression (from the protected face): the shape
+    of each eye (its opening), the inner lips (mouth opening), the mouth width relative to the
+    eye-corner distance (smile), the brows' height and tilt over their eye. The jaw line stays
+    the protected one (the mask's outline). ``geometry`` in [0, 1] goes from the protected
+    landmarks (0) to this target (1).
     """
-    out = protected.astype(np.float64).copy()
+    prot = protected.astype(np.float64)
+    out = prot.copy()
     if geometry == 0.0:
         return out
-    rep = apply_affine(_fit_affine(replacement[_FRAME], protected[_FRAME]), replacement)
-    for idx, anchors in _GROUPS:
-        m = umeyama(protected[anchors], rep[anchors])
-        moved = apply_affine(m, protected[idx])
-        out[idx] = protected[idx] + geometry * (moved - protected[idx])
+    rep = apply_affine(_fit_affine(replacement[_FRAME], prot[_FRAME]), replacement.astype(np.float64))
+    out[27:36] = rep[27:36]  # nose
+    for eye, brow, (c0, c1) in ((np.r_[36:42], np.r_[17:22], (36, 39)), (np.r_[42:48], np.r_[22:27], (42, 45))):
+        m = umeyama(prot[[c0, c1]], rep[[c0, c1]])  # the protected eye, its shape kept, on the replacement's corners
+        out[eye] = apply_affine(m, prot[eye])
+        b = apply_affine(m, prot[brow])  # the brow keeps its height and tilt over its eye
+        out[brow] = b + _BROW_SHIFT * (rep[brow].mean(axis=0) - b.mean(axis=0))
+    # Mouth: the protected mouth scaled/turned with the eye line (so width / eye distance and
+    # the inner-lip opening stay), centred on the replacement's mouth-corner midpoint.
+    m = umeyama(prot[[36, 45]], out[[36, 45]])
+    mouth = apply_affine(m, prot[48:68])
+    mouth += (rep[48] + rep[54]) / 2 - (mouth[0] + mouth[6]) / 2
+    out[48:68] = mouth
+    for o, a, b, t in _LIP_PARTNERS:  # lip thickness from the replacement
+        out[o] = _partner(out, a, b, t) + (rep[o] - _partner(rep, a, b, t))
+    return prot + geometry * (out - prot)
+
+
+def _axes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vector from a to b and its normal (pointing down the face for a left-to-right line)."""
+    u = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
+    return u, np.array([-u[1], u[0]])
+
+
+def _open_by(lm: np.ndarray, upper: list[int], lower: list[int], c0: int, c1: int, delta: float) -> None:
+    """Widen (delta > 0) or narrow the gap between two lids/lips by ``delta`` pixels, in place.
+
+    Upper points move up and lower points down by half of it each, normal to the corner line;
+    the gap never closes past zero.
+    """
+    _, n = _axes(lm[c0], lm[c1])
+    gap = float(np.mean((lm[lower] - lm[upper]) @ n))
+    delta = max(delta, -max(gap, 0.0))
+    lm[upper] -= 0.5 * delta * n
+    lm[lower] += 0.5 * delta * n
+
+
+def _correct_expression(target: np.ndarray, want: Expression, got: Expression) -> np.ndarray:
+    """Target landmarks moved so that the rendered Mask reads ``want`` where it read ``got``."""
+    t = target.copy()
+    # Mouth width: the mouth scaled along its corner line about its centre.
+    u, _ = _axes(t[48], t[54])
+    c = t[48:68].mean(axis=0)
+    k = 1.0 + (want.smile_width - got.smile_width) / max(got.smile_width, 1e-3)
+    along = (t[48:68] - c) @ u
+    t[48:68] += np.outer((float(np.clip(k, 0.8, 1.25)) - 1.0) * along, u)
+    # Mouth opening: the inner lips (the outer ones follow, keeping the lip thickness).
+    inner_w = float(np.linalg.norm(t[64] - t[60]))
+    before = t[[49, 50, 51, 52, 53, 55, 56, 57, 58, 59]] - t[[61, 61, 62, 63, 63, 65, 65, 66, 67, 67]]
+    _open_by(t, [61, 62, 63], [67, 66, 65], 60, 64, (want.mouth_open - got.mouth_open) * inner_w)
+    t[[49, 50, 51, 52, 53, 55, 56, 57, 58, 59]] = t[[61, 61, 62, 63, 63, 65, 65, 66, 67, 67]] + before
+    # Eye opening: both eyes' lids.
+    for up, lo, c0, c1 in (([37, 38], [41, 40], 36, 39), ([43, 44], [47, 46], 42, 45)):
+        eye_w = float(np.linalg.norm(t[c1] - t[c0]))
+        _open_by(t, up, lo, c0, c1, (want.eye_open - got.eye_open) * eye_w)
+    return t
+
+
+def _detail(img: np.ndarray, sel: np.ndarray) -> float:
+    """Spread of the fine detail (image minus a 1.5 px blur, grey levels) over ``sel``."""
+    g = img.astype(np.float32).mean(axis=2)
+    return float((g - cv2.GaussianBlur(g, (0, 0), 1.5))[sel].std())
+
+
+def _match_grain(warped: np.ndarray, roi: np.ndarray, sel: np.ndarray, seed: int) -> np.ndarray:
+    """The replacement made as sharp and grainy as the photo's face (measured on ``sel``, the skin).
+
+    A composite is smoother than any photo and a large replacement over a small face is
+    sharper than it: too sharp gets a Gaussian blur, too smooth gets seeded Gaussian grain with
+    the missing spread (both stop at what the photo shows, so a clean photo stays clean).
+    """
+    if sel.sum() < 64:
+        return warped
+    want, have = _detail(roi, sel), _detail(warped, sel)
+    out = warped
+    if have > 1.15 * want:
+        for sigma in (0.5, 0.8, 1.2, 1.8, 2.5):
+            out = cv2.GaussianBlur(warped, (0, 0), sigma)
+            have = _detail(out, sel)
+            if have <= 1.15 * want:
+                break
+    if have < want:
+        std = min(float(np.sqrt(want ** 2 - have ** 2)), 8.0)
+        noise = np.random.default_rng(seed).normal(0.0, std, warped.shape[:2]).astype(np.float32)
+        out = np.clip(np.rint(out.astype(np.float32) + noise[..., None]), 0, 255).astype(np.uint8)
     return out
 
 
@@ -167,19 +267,77 @@ def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _mouth_inside(image: np.ndarray, prot: np.ndarray, target: np.ndarray, box: Box,
+                  size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The protected mouth's inside warped onto the target inner lips, and its soft mask (box-sized)."""
+    y0, x0, y1, x1 = box
+    c_p, c_t = prot[48:68].mean(axis=0), target[48:68].mean(axis=0)
+    src = np.vstack([prot[48:68], c_p + 1.6 * (prot[48:60] - c_p)])
+    dst = np.vstack([target[48:68], c_t + 1.6 * (target[48:60] - c_t)])
+    tri = _triangles("mouth", np.ascontiguousarray(src).tobytes())
+    inside = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    m = np.zeros((y1 - y0, x1 - x0), np.float32)
+    # Only the mouth's own box is warped (the face box is several times larger).
+    lo = np.floor(dst.min(axis=0)).astype(int) - 2
+    hi = np.ceil(dst.max(axis=0)).astype(int) + 3
+    mx0, my0 = max(x0, lo[0]), max(y0, lo[1])
+    mx1, my1 = min(x1, hi[0]), min(y1, hi[1])
+    if mx1 - mx0 < 2 or my1 - my0 < 2:
+        return inside, m
+    part, covered = piecewise_affine(image, src, dst, tri, (my0, mx0, my1, mx1), interpolation=cv2.INTER_LINEAR)
+    # The inner-lip polygon grown by 1.5 % of the face: an open mouth's inside with its lip
+    # edges, a closed mouth's lip line (a composite's averaged lips read as slightly open).
+    pm = _poly_mask(part.shape[:2], target[60:68] - [mx0, my0])
+    pm = 1 - _erode(1 - pm, 0.015 * size)
+    pm = cv2.GaussianBlur(pm.astype(np.float32), (0, 0), max(0.5, 0.01 * size)) * covered
+    inside[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] = part
+    m[my0 - y0:my1 - y0, mx0 - x0:mx1 - x0] = pm
+    return inside, m
+
+
 def swap_face(
     image: np.ndarray,
     face: Face,
     identity: Identity,
     params: SwapParams = SwapParams(),
 ) -> tuple[np.ndarray, Box | None]:
-    """Put ``identity`` over one face; returns (new image, box of changed pixels or None)."""
+    """Put ``identity`` over one face; returns (new image, box of changed pixels or None).
+
+    With ``params.expression_passes`` > 0 the Mask is re-landmarked after rendering and the
+    target's mouth opening, mouth width and eye opening are corrected by what the landmark
+    model reads off the rendered Mask versus off the protected face (the replacement's lips and
+    lids pull the reading towards its own expression), then rendered again; the rendering
+    that reads closest to the protected expression is returned.
+    """
     image = check_image(image)
-    h, w = image.shape[:2]
     prot = np.asarray(face.landmarks, dtype=np.float64)
+    target = _target_landmarks(prot, np.asarray(identity.landmarks, dtype=np.float64), params.geometry)
+    out, box = _render(image, prot, identity, target, params)
+    if params.geometry == 0 or params.expression_passes <= 0 or box is None:
+        return out, box
+    want = measure(prot)
+    best = None
+    for k in range(params.expression_passes + 1):
+        got = measure(fit_landmarks(out, face.box))
+        err = (abs(got.mouth_open - want.mouth_open) + abs(got.smile_width - want.smile_width)
+               + abs(got.eye_open - want.eye_open))
+        if best is None or err < best[0]:
+            best = (err, out, box)
+        if k == params.expression_passes:
+            break
+        target = _correct_expression(target, want, got)
+        out, box = _render(image, prot, identity, target, params)
+        if box is None:
+            break
+    return best[1], best[2]  # the rendering whose expression reads closest
+
+
+def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.ndarray,
+            params: SwapParams) -> tuple[np.ndarray, Box | None]:
+    """Warp, colour-match and blend ``identity`` onto the ``target`` landmarks of a face at ``prot``."""
+    h, w = image.shape[:2]
     rep = np.asarray(identity.landmarks, dtype=np.float64)
     size = _face_size(prot)
-    target = _target_landmarks(prot, rep, params.geometry)
 
     # Mask polygon: jaw line plus the brows lifted a little (so the brows are swapped too).
     top = np.where((target[17:27, 1] < prot[17:27, 1])[:, None], target[17:27], prot[17:27])
@@ -240,6 +398,8 @@ def swap_face(
         sig = params.light_sigma * size
         w_lab += _masked_blur(p_lab, skin, sig) - _masked_blur(w_lab, skin, sig)
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    if params.grain:
+        w_rgb = _match_grain(w_rgb, roi, skin.astype(bool), seed=x0 * 7919 + y0)
     if np.ptp(roi.astype(np.int16), axis=2).max() <= 2:  # a grey photo stays grey
         grey = np.rint(w_rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         w_rgb = np.repeat(grey, 3, axis=2)
@@ -263,14 +423,13 @@ def swap_face(
         alpha *= covered
         out_roi = w_rgb
     if params.keep_mouth:
-        gap = np.linalg.norm(target[66] - target[62]) / size
-        rep_gap = np.linalg.norm(rep[66] - rep[62]) / _face_size(rep)
-        # Either mouth open: keep the protected inside (its teeth, or its closed lips' line
-        # rather than the replacement's teeth squeezed into it).
-        if gap > _MOUTH_OPEN or rep_gap > _MOUTH_OPEN:
-            mouth = _poly_mask(roi.shape[:2], local[60:68]).astype(np.float32)
-            mouth = cv2.GaussianBlur(mouth, (0, 0), max(0.5, 0.015 * size))
-            alpha = alpha * (1.0 - mouth)
+        inside, m_alpha = _mouth_inside(image, prot, target, box, size)
+        # An open mouth shows the protected face's own inside (teeth, tongue, dark throat),
+        # moved onto the Mask's inner lips; a closed one its lip line, rather than the
+        # replacement's teeth squeezed into it.
+        out_roi = out_roi.astype(np.float32)
+        out_roi += m_alpha[..., None] * (inside.astype(np.float32) - out_roi)
+        alpha = np.maximum(alpha, m_alpha * covered)
     alpha[alpha < 1.0 / 512] = 0.0
 
     roi_f = roi.astype(np.float32)
@@ -312,6 +471,13 @@ def _pool_descriptors(pool: str | None) -> dict[str, np.ndarray]:
     return out
 
 
+def _is_grey(image: np.ndarray, face: Face) -> bool:
+    """True when the face's box holds no colour (a black-and-white photo)."""
+    y0, x0, y1, x1 = face.box
+    roi = image[max(0, y0):y1, max(0, x0):x1].astype(np.int16)
+    return roi.size == 0 or int(np.ptp(roi, axis=2).max()) <= 2
+
+
 def swap_faces(
     image: np.ndarray,
     faces: Sequence[Face],
@@ -320,7 +486,7 @@ def swap_faces(
     replace: str | Sequence[str] | None = None,
     params: SwapParams = SwapParams(),
     min_distance: float | None = 0.6,
-    assign: Literal["seeded", "similar"] = "seeded",
+    assign: Literal["look", "seeded", "similar"] = "look",
     pool: str | None = None,
 ) -> SwapResult:
     """Make the Mask image: every face in ``faces`` gets a replacement identity.
@@ -333,9 +499,13 @@ def swap_faces(
         replace: one pool identity name for every face, or one name per face (no retries).
         params: swap tuning, see :class:`SwapParams`.
         min_distance: check each swapped face with dlib's recogniser and, while it is closer
-            than this to the protected face, try the pool's other identities (unused ones
-            first), keeping the first that is far enough, else the farthest. None: no check.
-        assign: ``"seeded"`` deals a seeded permutation of the pool; ``"similar"`` gives each
+            than this to the protected face or its expression reads more than
+            ``MAX_EXPRESSION_ERROR`` off, try the pool's next identities (unused ones first, up
+            to ``MAX_TRIES``), keeping the first that passes, else the best (far enough first,
+            then the best-kept expression). None: no check.
+        assign: ``"look"`` (default) gives each face an identity of its apparent look (gender
+            presentation, age band, skin tone; :mod:`imnkit.face.looks`), the seed and the face
+            choosing among the close matches; ``"seeded"`` deals a seeded permutation of the pool; ``"similar"`` gives each
             face the unused identity whose dlib descriptor is nearest its own (similar
             gender/age look, so the Mask looks more natural), the seed breaking ties, and
             relies on ``min_distance`` to keep it a different person.
@@ -346,8 +516,8 @@ def swap_faces(
     """
     image = check_image(image)
     faces = list(faces)
-    if assign not in ("seeded", "similar"):
-        raise UsageError(f"assign must be 'seeded' or 'similar', got {assign!r}")
+    if assign not in ("look", "seeded", "similar"):
+        raise UsageError(f"assign must be 'look', 'seeded' or 'similar', got {assign!r}")
     pool_names = identity_names(pool)
     fixed = replace is not None
     if replace is None:
@@ -371,7 +541,12 @@ def swap_faces(
         if fixed:
             tries = [first]
         else:
-            if assign == "similar":
+            if assign == "look":
+                prot_desc = face_descriptor(image, face)
+                tone = float("nan") if _is_grey(image, face) else skin_tone(image, face.landmarks)
+                look = estimate_look(prot_desc, face.landmarks, tone, pool)
+                cands = rank_by_look(look, load_pool(pool), seed, descriptor_salt(prot_desc))
+            elif assign == "similar":
                 prot_desc = face_descriptor(image, face)
                 pool_desc = _pool_descriptors(pool)
                 rank = {n: i for i, n in enumerate(order)}
@@ -388,14 +563,21 @@ def swap_faces(
             if prot_desc is None:
                 prot_desc = face_descriptor(image, face)
             best = None
-            for cand_name in tries:
+            want = measure(face.landmarks)
+            for cand_name in tries[:MAX_TRIES]:
                 cand, cand_reg = swap_face(out, face, get_identity(cand_name, pool), params)
-                cand_dist = _mask_distance(prot_desc, cand, face)
-                if best is None or cand_dist > best[0]:
-                    best = (cand_dist, cand_name, cand, cand_reg)
-                if cand_dist >= min_distance:
+                again = make_face(fit_landmarks(cand, face.box), face.box)
+                cand_dist = descriptor_distance(prot_desc, face_descriptor(cand, again))
+                got = measure(again.landmarks)
+                err = (abs(got.mouth_open - want.mouth_open) + abs(got.smile_width - want.smile_width)
+                       + abs(got.eye_open - want.eye_open))
+                # Hidden first; among those, the expression kept best.
+                key = (cand_dist >= min_distance, err <= MAX_EXPRESSION_ERROR, -err if cand_dist >= min_distance else cand_dist)
+                if best is None or key > best[0]:
+                    best = (key, cand_dist, cand_name, cand, cand_reg)
+                if cand_dist >= min_distance and err <= MAX_EXPRESSION_ERROR:
                     break
-            dist, name, out, reg = best
+            _, dist, name, out, reg = best
         regions.append(reg)
         used.append(name)
         distances.append(dist)

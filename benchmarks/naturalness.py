@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""How natural is the offline (classical) Mask: expression kept, identity hidden, Masks varied.
+
+For every photo of ``--faces DIR`` matching ``--glob`` (default: the portraits) it detects the
+faces, makes the Mask with the default classical swap (seed 0) and re-fits the 68 landmarks on
+the Mask inside each face's box, then reports:
+
+* expression errors: mean absolute difference protected vs Mask of the three measures of
+  :mod:`imnkit.face.expression` (mouth opening, smile width, eye opening);
+* identity hidden: % of faces whose Mask is >= 0.6 from the protected face by dlib's
+  descriptor (re-measured here, not the swap's own figure);
+* distinct Masks: the largest set of photos whose Masks are pairwise >= 0.5 apart by dlib
+  (greedy), as a % of the photos (one face per photo: the largest);
+* identities used and the pool size; seconds per photo for the swap.
+
+``--sheet PATH`` writes a contact sheet (protected | Mask, one row per face, the identity's name
+written under it) for looking at. It holds faces from DIR: keep it out of the repository.
+
+Usage:
+    PYTHONPATH=src python benchmarks/naturalness.py --faces ../shared/data/faces [--sheet /tmp/sheet.png] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from imnkit.face.detect import detect_faces, fit_landmarks, make_face  # noqa: E402
+from imnkit.face.expression import measure  # noqa: E402
+from imnkit.face.identities import identity_names  # noqa: E402
+from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.swap import swap_faces  # noqa: E402
+from imnkit.imageio import load_image  # noqa: E402
+
+HIDDEN = 0.6
+DISTINCT = 0.5
+THUMB = 160
+
+
+def _crop(img: np.ndarray, box, size: int = THUMB) -> np.ndarray:
+    """A square crop around a face box (box side + 30 %), resized to ``size``."""
+    y0, x0, y1, x1 = box
+    s = int(max(y1 - y0, x1 - x0) * 1.3)
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    pad = np.pad(img, ((s, s), (s, s), (0, 0)), mode="edge")
+    c = pad[cy + s - s // 2: cy + s + s // 2, cx + s - s // 2: cx + s + s // 2]
+    return cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    bar = np.zeros((18, tile.shape[1], 3), np.uint8)
+    cv2.putText(bar, text[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([tile, bar])
+
+
+def _greedy_distinct(descs: list[np.ndarray]) -> int:
+    """Size of a greedy set of descriptors pairwise >= DISTINCT apart."""
+    kept: list[np.ndarray] = []
+    for d in descs:
+        if all(descriptor_distance(d, k) >= DISTINCT for k in kept):
+            kept.append(d)
+    return len(kept)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--faces", type=Path, required=True, help="folder of photos")
+    ap.add_argument("--glob", default="portrait_*", help="which photos of the folder (default portrait_*)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sheet", type=Path, help="write the contact sheet here (PNG/JPEG)")
+    ap.add_argument("--json", type=Path, help="write the per-face figures here")
+    args = ap.parse_args()
+
+    photos = sorted(p for p in args.faces.glob(args.glob) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not photos:
+        raise SystemExit(f"no photos matching {args.glob} in {args.faces}")
+    rows, tiles, mask_descs, used = [], [], [], []
+    secs = []
+    for path in photos:
+        img = load_image(path, background=(255, 255, 255))
+        faces = detect_faces(img).faces
+        if not faces:
+            print(f"{path.name}: no face found", file=sys.stderr)
+            continue
+        t = time.perf_counter()
+        res = swap_faces(img, faces, seed=args.seed)
+        secs.append(time.perf_counter() - t)
+        for k, (face, name) in enumerate(zip(faces, res.identities)):
+            again = make_face(fit_landmarks(res.image, face.box), face.box)
+            dist = descriptor_distance(face_descriptor(img, face), face_descriptor(res.image, again))
+            e_p, e_m = measure(face.landmarks), measure(again.landmarks)
+            row = {
+                "photo": path.name, "face": k, "identity": name, "distance": round(dist, 4),
+                "mouth_open": [round(e_p.mouth_open, 4), round(e_m.mouth_open, 4)],
+                "smile_width": [round(e_p.smile_width, 4), round(e_m.smile_width, 4)],
+                "eye_open": [round(e_p.eye_open, 4), round(e_m.eye_open, 4)],
+            }
+            rows.append(row)
+            used.append(name)
+            if k == 0:
+                mask_descs.append(face_descriptor(res.image, again))
+            if args.sheet:
+                tiles.append(np.hstack([_label(_crop(img, face.box), f"{path.stem[:20]}"),
+                                        _label(_crop(res.image, face.box), f"{name} {dist:.2f}")]))
+
+    def err(key: str) -> float:
+        return float(np.mean([abs(r[key][0] - r[key][1]) for r in rows]))
+
+    n = len(rows)
+    summary = {
+        "photos": len(photos),
+        "faces": n,
+        "mouth_open_error": round(err("mouth_open"), 4),
+        "smile_width_error": round(err("smile_width"), 4),
+        "eye_open_error": round(err("eye_open"), 4),
+        "identity_hidden_pct": round(100.0 * sum(r["distance"] >= HIDDEN for r in rows) / max(n, 1), 1),
+        "distinct_masks_pct": round(100.0 * _greedy_distinct(mask_descs) / max(len(mask_descs), 1), 1),
+        "identities_used": len(set(used)),
+        "pool_size": len(identity_names()),
+        "swap_seconds_mean": round(float(np.mean(secs)), 2) if secs else None,
+    }
+    for r in rows:
+        print(f"{r['photo']:28s} {r['face']} {r['identity']:18s} d={r['distance']:.2f}  "
+              f"mouth {r['mouth_open'][0]:.3f}->{r['mouth_open'][1]:.3f}  "
+              f"smile {r['smile_width'][0]:.3f}->{r['smile_width'][1]:.3f}  "
+              f"eye {r['eye_open'][0]:.3f}->{r['eye_open'][1]:.3f}")
+    print(json.dumps(summary, indent=1))
+    if args.sheet and tiles:
+        cols = 3
+        blank = np.zeros_like(tiles[0])
+        lines = [np.hstack(tiles[i:i + cols] + [blank] * (cols - len(tiles[i:i + cols])))
+                 for i in range(0, len(tiles), cols)]
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(np.vstack(lines), cv2.COLOR_RGB2BGR))
+        print(f"contact sheet: {args.sheet}", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "faces": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""A face's apparent look (gender presentation, age band, skin tone) and the pool identities that match it.
+
+Gender presentation and age are read off the face's dlib descriptor by a linear (ridge)
+regression shipped with the pool (``looks.json``, fitted by ``scripts/build_identities.py`` on
+permissively licensed, hand-labelled photos): ``gender`` is about +1 for a woman's look and -1
+for a man's; ``age`` is regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by
+cut points fitted on the same photos. Skin tone is measured on the
+cheeks (:func:`imnkit.face.identities.skin_tone`). These are coarse cues for choosing a
+natural-looking replacement, not attributes reported to anyone.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from imnkit.errors import WeightsError
+from imnkit.face.identities import AGES, Identity, default_dir
+
+LOOKS_FILE = "looks.json"
+#: faces read below this age (0 child .. 3 senior) count as clearly children: the regression
+#: puts young children at 0, while some young women's faces land in the child band's top half
+CLEAR_CHILD = 0.25
+
+
+@dataclass(frozen=True)
+class Look:
+    """Apparent look of one face."""
+
+    gender: float  # > 0: a woman's look, < 0: a man's (about -1 .. 1)
+    age: float  # about 0 child, 1 young, 2 adult, 3 senior
+    tone: float  # ITA degrees, NaN when unknown (grey photo)
+
+
+@functools.lru_cache(maxsize=4)
+def _model(folder: str) -> dict[str, tuple[np.ndarray, float]]:
+    path = Path(folder) / LOOKS_FILE
+    if not path.is_file():
+        raise WeightsError(f"look model not found: {path}",
+                           hint="reinstall imnkit, or rebuild the pool with scripts/build_identities.py --looks-only")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    out = {k: (np.asarray(meta[k]["w"], dtype=np.float64), float(meta[k]["b"])) for k in ("gender", "age")}
+    out["cuts"] = (np.asarray(meta["age"]["cuts"], dtype=np.float64), 0.0)
+    out["geometry"] = (np.asarray(meta["geometry"]["mean"], dtype=np.float64), np.asarray(meta["geometry"]["scale"], dtype=np.float64))
+    return out
+
+
+def geometry_features(landmarks: np.ndarray) -> np.ndarray:
+    """Proportions that change with age, over the jaw width: eyes-to-chin length, eye width,
+    nose length, mouth width, lower-lip-to-chin length (children: short lower face, big eyes)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    w = max(float(np.linalg.norm(lm[16] - lm[0])), 1e-6)
+    eyes = lm[36:48].mean(axis=0)
+    return np.array([
+        np.linalg.norm(lm[8] - eyes), np.mean([np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])]),
+        np.linalg.norm(lm[33] - lm[27]), np.linalg.norm(lm[54] - lm[48]), np.linalg.norm(lm[8] - lm[57]),
+    ]) / w
+
+
+def look_features(descriptor: np.ndarray, landmarks: np.ndarray | None, mean: np.ndarray, scale: np.ndarray,
+                  geo: np.ndarray | None = None) -> np.ndarray:
+    """The regression's input: the dlib descriptor and the normalised age proportions
+    (``geo``: proportions already computed, instead of ``landmarks``)."""
+    g = geometry_features(landmarks) if geo is None else np.asarray(geo, dtype=np.float64)
+    return np.r_[np.asarray(descriptor, dtype=np.float64), (g - mean) * scale]
+
+
+def estimate_look(descriptor: np.ndarray, landmarks: np.ndarray, tone: float, folder: str | Path | None = None) -> Look:
+    """The look of a face from its dlib descriptor, its 68 landmarks and its measured skin tone."""
+    model = _model(str(Path(folder) if folder is not None else default_dir()))
+    d = look_features(descriptor, landmarks, *model["geometry"])
+    g = float(d @ model["gender"][0] + model["gender"][1])
+    a = float(d @ model["age"][0] + model["age"][1])
+    # The band (0..3) from the fitted cut points, plus where it sits between them (-0.5..0.5).
+    cuts = model["cuts"][0]
+    band = int(np.searchsorted(cuts, a))
+    lo = cuts[band - 1] if band > 0 else cuts[0] - 1.0
+    hi = cuts[band] if band < len(cuts) else cuts[-1] + 1.0
+    age = band + float(np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)) - 0.5
+    return Look(gender=float(np.clip(g, -1.5, 1.5)), age=float(np.clip(age, 0.0, 3.0)), tone=tone)
+
+
+def mismatch(look: Look, ident: Identity) -> float:
+    """How far an identity's look is from ``look`` (0: same gender, age band and tone).
+
+    A gender-presentation mismatch costs 0.5 plus 1 per unit of confidence, each age band 1,
+    and 30 degrees of skin tone 0.5 (the swap matches colour anyway; tone mostly stands for
+    build).
+    """
+    cost = 0.0
+    if ident.gender in ("f", "m"):
+        sign = 1.0 if ident.gender == "f" else -1.0
+        if sign * look.gender < 0:
+            cost += 0.5 + abs(look.gender)
+    if ident.age in AGES:
+        cost += abs(look.age - AGES.index(ident.age))
+        if ident.age == "child" and look.age > CLEAR_CHILD:
+            cost += 1.0  # a child's face only on a face read clearly as a child's
+    if not (math.isnan(look.tone) or math.isnan(ident.tone)):
+        cost += 0.5 * abs(look.tone - ident.tone) / 30.0
+    return cost
+
+
+def rank_by_look(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0, spread: float = 0.3) -> list[str]:
+    """Pool names, best look match first: those of the best match's look (and any within
+    ``spread`` of its cost) in seeded order, then the rest by cost.
+
+    ``salt`` (e.g. from the face's descriptor) makes different people of the same look draw
+    different identities for the same ``seed``; the order is deterministic.
+    """
+    costs = {i.name: mismatch(look, i) for i in pool}
+    best = min(costs.values())
+    top = next(i for i in pool if costs[i.name] == best)
+    # All identities of the best match's look, and any others nearly as good: enough choice
+    # that different people of one look get different identities.
+    near = sorted(i.name for i in pool if (i.gender, i.age) == (top.gender, top.age) or costs[i.name] <= best + spread)
+    rng = np.random.default_rng([int(seed), int(salt)])
+    near = [near[int(k)] for k in rng.permutation(len(near))]
+    rest = sorted((n for n in costs if n not in near), key=lambda n: (costs[n], n))
+    return near + rest
+
+
+def descriptor_salt(descriptor: np.ndarray) -> int:
+    """A 32-bit integer from a descriptor: which of its first 32 entries lie above their median.
+
+    Different people give different bits (dlib's largest entries are the same dimensions for
+    most faces, so argmax-like summaries would not differ).
+    """
+    d = np.asarray(descriptor, dtype=np.float64)[:32]
+    bits = d > np.median(d)
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
