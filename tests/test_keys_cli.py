@@ -96,6 +96,14 @@ def test_keygen_key_file_round_trip(tmp_path):
     r = invoke("extract", masked, "--aux", aux, "-o", tmp_path / "c.png", "--key-file", key)
     assert r.exit_code == 0, r.stderr
     assert np.array_equal(load_image(tmp_path / "c.png"), load_image(EXAMPLE))  # detached: exact
+    # a JPEG q85 copy of the masked photo still gives the exact face regions back
+    jpeg = tmp_path / "shared-copy.jpg"
+    Image.open(masked).save(jpeg, quality=85)
+    r = invoke("extract", jpeg, "--aux", aux, "--key-file", key)
+    assert r.exit_code == 0, r.stderr
+    recovered, protected = load_image(tmp_path / "shared-copy.recovered.png"), load_image(EXAMPLE)
+    for y0, x0, y1, x1 in load_bundle(aux).tensors["aux.regions"].tolist():
+        assert np.array_equal(recovered[y0:y1, x0:x1], protected[y0:y1, x0:x1])
 
 
 def test_only_one_key_option_and_no_prompt_without_terminal(tmp_path):
