@@ -13,6 +13,7 @@ and the built-in replacement identity pool shipped in ``imnkit/data/identities``
 * :mod:`imnkit.face.identities` -- the replacement identity pool and seeded assignment
 * :mod:`imnkit.face.swap`       -- ``swap_faces(image, faces, ...) -> SwapResult`` (Mask image + changed region)
 * :mod:`imnkit.face.warp`       -- Delaunay triangulation and piecewise-affine warping
+* :mod:`imnkit.face.filters`    -- Gaussian blurs (plain, over a mask) shared by the swap and paste-back
 * :mod:`imnkit.face.models`     -- dlib model file locator and cached loaders
 
 Submodules are imported on use, so ``import imnkit.face`` stays cheap.

@@ -41,6 +41,7 @@ from imnkit.errors import UsageError
 from imnkit.face.align import umeyama, apply_affine
 from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face
 from imnkit.face.expression import Expression, measure
+from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.identity import descriptor_distance, face_descriptor
 from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look
@@ -228,25 +229,6 @@ def _match_grain(warped: np.ndarray, roi: np.ndarray, sel: np.ndarray, seed: int
     return out
 
 
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur; large sigmas run on a shrunken copy (the result is smooth anyway)."""
-    f = sigma / 4.0
-    if f <= 1.5:
-        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian mean of ``img`` over ``mask`` only (normalised convolution)."""
-    m = mask.astype(np.float32)
-    num = _blur(img * m[..., None], sigma)
-    den = _blur(m, sigma)
-    return num / np.maximum(den, 1e-4)[..., None]
-
-
 def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
     """Erode a 0/1 uint8 mask by a disc of ``radius`` px (distance transform: O(pixels) for any radius).
 
@@ -429,7 +411,7 @@ def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params:
     w_lab = (w_lab - mu_w) * ratio + mu_p
     if params.light_sigma > 0:
         sig = params.light_sigma * size
-        w_lab += _masked_blur(p_lab, skin, sig) - _masked_blur(w_lab, skin, sig)
+        w_lab += masked_blur(p_lab, skin, sig) - masked_blur(w_lab, skin, sig)
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     if params.grain:
         w_rgb = _match_grain(w_rgb, roi, skin.astype(bool), seed=seed)
@@ -444,7 +426,7 @@ def _blend(image: np.ndarray, w_rgb: np.ndarray, inner: np.ndarray, covered: np.
     """What goes over the box and its alpha: feathered ``w_rgb``, or the Poisson-cloned photo."""
     y0, x0, y1, x1 = box
     if params.blend != "poisson":
-        alpha = _blur(inner.astype(np.float32), max(0.5, params.feather * size))
+        alpha = gaussian_blur(inner.astype(np.float32), max(0.5, params.feather * size), **SWAP_BLUR)
         alpha *= covered
         return w_rgb, alpha
     h, w = image.shape[:2]
@@ -476,21 +458,6 @@ def _composite(image: np.ndarray, roi: np.ndarray, out_roi: np.ndarray, alpha: n
     ys = np.nonzero(changed.any(axis=1))[0]
     xs = np.nonzero(changed.any(axis=0))[0]
     return out, (y0 + int(ys[0]), x0 + int(xs[0]), y0 + int(ys[-1]) + 1, x0 + int(xs[-1]) + 1)
-
-
-def union_box(boxes: Sequence[Box | None]) -> Box | None:
-    """Smallest box holding all given boxes (None entries ignored)."""
-    real = [b for b in boxes if b is not None]
-    if not real:
-        return None
-    return (min(b[0] for b in real), min(b[1] for b in real),
-            max(b[2] for b in real), max(b[3] for b in real))
-
-
-def _mask_distance(protected_desc: np.ndarray, mask_image: np.ndarray, face: Face) -> float:
-    """dlib distance between the protected face and the swapped one, re-landmarked in place."""
-    swapped = make_face(fit_landmarks(mask_image, face.box), face.box)
-    return descriptor_distance(protected_desc, face_descriptor(mask_image, swapped))
 
 
 @functools.lru_cache(maxsize=4)
