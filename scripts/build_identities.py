@@ -50,7 +50,7 @@ from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
 from imnkit.face.detect import detect_faces  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
-from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.looks import geometry_features, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402

@@ -43,7 +43,7 @@ from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face
 from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
-from imnkit.face.identity import descriptor_distance, face_descriptor
+from imnkit.face.descriptors import descriptor_distance, face_descriptor
 from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look
 from imnkit.face.warp import delaunay, piecewise_affine
 
