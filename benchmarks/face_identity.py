@@ -34,7 +34,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from imnkit.face.detect import detect_faces, fit_landmarks, make_face  # noqa: E402
-from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.swap import swap_faces  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from imnkit.face.detect import detect_faces, fit_landmarks, make_face  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import identity_names  # noqa: E402
-from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.swap import swap_faces  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
 

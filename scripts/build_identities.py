@@ -50,7 +50,7 @@ from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
 from imnkit.face.detect import detect_faces  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
-from imnkit.face.identity import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.looks import geometry_features, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
@@ -256,49 +256,73 @@ def main() -> None:
     ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
     args = ap.parse_args()
 
-    rows = {r["file"]: r for r in csv.DictReader(open(args.train / "SOURCES.tsv"), delimiter="\t")}
-    for key in {**PEOPLE, **EXTRA_LABELLED}:
-        lic = rows[key.partition("#")[0]]["licence_of_repo"]
-        if not lic.startswith(PERMISSIVE):
-            raise SystemExit(f"{key}: licence {lic!r} is not permissive")
-
+    rows = check_licences(args.train)
     fit_looks(args.train, args.out)
     if args.looks_only:
         return
     print(f"aligning {len(PEOPLE)} contributor photos ...", file=sys.stderr)
-    found = {k: face_of(args.train, k) for k in PEOPLE}
-    template = canvas(close_lips(procrustes_mean([f.landmarks for _, f in found.values()])))
-    people = [Person(k, img, f, template, PEOPLE[k]) for k, (img, f) in found.items()]
-    face = hull_mask(template)
-    c = template[48:68].mean(axis=0)
-    mouth_w = cv2.GaussianBlur(hull_mask(c + 1.3 * (template[48:60] - c)).astype(np.float32), (0, 0), 5)
-    all_lab = average(people, face, mouth_w)
-    all_shape = np.mean([p.shape for p in people], axis=0)
+    contrib = Contributors(args.train)
+    cands = make_candidates(contrib, args.candidates, np.random.default_rng(args.seed))
+    scored = score_candidates(cands)
+    print(f"{len(scored)} of {len(cands)} candidates are >= 0.6 from all their contributors", file=sys.stderr)
+    kept = keep_distinct(scored, args.count)
+    astro = astronaut(contrib.template, kept)
+    if astro is not None:
+        kept.append(astro)
+    write_pool(args, kept, rows)
 
-    def group_of(gender: str, age: str) -> list[Person]:
-        return [p for p in people if p.look == (gender, age)]
 
-    def composite(group: list[Person], ex: float):
+def check_licences(train: Path) -> dict[str, dict]:
+    """The rows of the photos' SOURCES.tsv; stops unless every listed photo's licence is permissive."""
+    rows = {r["file"]: r for r in csv.DictReader(open(train / "SOURCES.tsv"), delimiter="\t")}
+    for key in {**PEOPLE, **EXTRA_LABELLED}:
+        lic = rows[key.partition("#")[0]]["licence_of_repo"]
+        if not lic.startswith(PERMISSIVE):
+            raise SystemExit(f"{key}: licence {lic!r} is not permissive")
+    return rows
+
+
+class Contributors:
+    """All contributors on one closed-mouth template, with the averages composites are pushed from."""
+
+    def __init__(self, train: Path):
+        found = {k: face_of(train, k) for k in PEOPLE}
+        self.template = canvas(close_lips(procrustes_mean([f.landmarks for _, f in found.values()])))
+        self.people = [Person(k, img, f, self.template, PEOPLE[k]) for k, (img, f) in found.items()]
+        self.face = hull_mask(self.template)
+        c = self.template[48:68].mean(axis=0)
+        self.mouth_w = cv2.GaussianBlur(hull_mask(c + 1.3 * (self.template[48:60] - c)).astype(np.float32), (0, 0), 5)
+        self.all_lab = average(self.people, self.face, self.mouth_w)
+        self.all_shape = np.mean([p.shape for p in self.people], axis=0)
+
+    def group_of(self, gender: str, age: str) -> list[Person]:
+        return [p for p in self.people if p.look == (gender, age)]
+
+    def composite(self, group: list[Person], ex: float):
         """Texture and shape of a group, pushed ``ex`` away from the all-contributor average.
 
         The texture is pushed in lightness only and at most 1x (pushed colour turns garish,
         and the swap sets the skin colour from the photo anyway); the shape the full ``ex``.
         """
-        lab = average(group, face, mouth_w)
+        lab = average(group, self.face, self.mouth_w)
         shape = close_lips(np.mean([p.shape for p in group], axis=0))
         push = np.zeros_like(lab)
-        push[..., 0] = min(ex, 1.0) * (lab[..., 0] - all_lab[..., 0])
-        return lab + push, shape + ex * (shape - all_shape)
+        push[..., 0] = min(ex, 1.0) * (lab[..., 0] - self.all_lab[..., 0])
+        return lab + push, shape + ex * (shape - self.all_shape)
 
+
+def make_candidates(contrib: Contributors, per_look: int, rng: np.random.Generator) -> list[tuple]:
+    """``per_look`` seeded random composites of every look: (look, members, how, rgb, shape, ex)."""
+    group_of, composite, mouth_w = contrib.group_of, contrib.composite, contrib.mouth_w
     # Prototypes for the age transforms (older women from adult ones, children from young adults).
     proto = {look: composite(group_of(*look), 0.0) for look in LOOKS}
     kids = group_of("f", "child") + group_of("m", "child")
     # Clean closed lips for every composite: the mouth of all closed-mouth photos of a gender.
-    closed_lab = {g: average([p for p in people if p.closed and p.look[0] == g and p.look[1] != "child"], face, mouth_w)
+    closed_lab = {g: average([p for p in contrib.people if p.closed and p.look[0] == g and p.look[1] != "child"],
+                             contrib.face, mouth_w)
                   for g in ("f", "m")}
     proto["child"] = composite(kids, 0.0)
-    rng = np.random.default_rng(args.seed)
-    cands = []  # (look, members, how, rgb, shape)
+    cands = []  # (look, members, how, rgb, shape, ex)
 
     def pick(base: list[Person], k: int, avoid=()) -> list[Person]:
         free = [p for p in base if p not in avoid]
@@ -308,7 +332,7 @@ def main() -> None:
         word = "women" if gender == "f" else "men"
         tex_look = (gender, "young") if age == "child" else (gender, "adult") if len(group_of(gender, age)) < 3 else (gender, age)
         base = group_of(*tex_look)
-        for i in range(args.candidates):
+        for i in range(per_look):
             # A clean texture needs many faces (a few ghost); a face of its own needs a
             # distinctive shape: the texture of 6-9 people on the pushed mean shape of 2-4
             # (possibly other) people of the same look.
@@ -333,9 +357,13 @@ def main() -> None:
                 shape = shape + dst[1] - src[1]
                 how += f", moved by the {who} prototype difference"
             lab = lab * (1 - mouth_w[..., None]) + closed_lab[gender] * mouth_w[..., None]
-            cands.append(((gender, age), members, how, render(lab, template, shape), shape, ex))
-        print(f"  {gender}/{age}: {args.candidates} candidates", file=sys.stderr)
+            cands.append(((gender, age), members, how, render(lab, contrib.template, shape), shape, ex))
+        print(f"  {gender}/{age}: {per_look} candidates", file=sys.stderr)
+    return cands
 
+
+def score_candidates(cands: list[tuple]) -> list[dict]:
+    """The candidates dlib sees whole on the canvas and puts >= 0.6 from each of their contributors."""
     scored = []
     for look, members, how, rgb, shape, ex in cands:
         seen = detect_built(rgb, shape)
@@ -348,14 +376,18 @@ def main() -> None:
         if near < 0.6:
             continue
         scored.append({"look": look, "members": members, "how": how, "rgb": rgb, "lm": lm, "desc": desc, "near": near, "ex": ex})
-    print(f"{len(scored)} of {len(cands)} candidates are >= 0.6 from all their contributors", file=sys.stderr)
+    return scored
 
+
+def keep_distinct(scored: list[dict], count: int) -> list[dict]:
+    """Up to ``count`` candidates, named, each >= 0.6 from every one kept before it.
+
+    The looks are taken in turn, each time the least exaggerated candidate (the most natural;
+    then the farthest from its contributors).
+    """
     kept: list[dict] = []
-
-    # Take the looks in turn, each time the least exaggerated candidate (the most natural; then
-    # the farthest from its contributors) that is >= 0.6 from everything kept.
     by_look = {look: sorted([c for c in scored if c["look"] == look], key=lambda c: (c["ex"], -c["near"])) for look in LOOKS}
-    while len(kept) < args.count and any(by_look.values()):
+    while len(kept) < count and any(by_look.values()):
         for look in LOOKS:
             while by_look[look]:
                 c = by_look[look].pop(0)
@@ -364,19 +396,23 @@ def main() -> None:
                     c["name"] = f"{'woman' if look[0] == 'f' else 'man'}_{look[1]}_{n}" if look[1] != "child" else f"{'girl' if look[0] == 'f' else 'boy'}_{n}"
                     kept.append(c)
                     break
-            if len(kept) >= args.count:
+            if len(kept) >= count:
                 break
-    # The public-domain portrait last, if it is a different person from every composite.
+    return kept
+
+
+def astronaut(template: np.ndarray, kept: list[dict]) -> dict | None:
+    """The public-domain portrait on the template, if dlib puts it >= 0.6 from every kept identity."""
     skimage_dir = Path(__import__("skimage").__file__).parent
     astro_img = load_rgb(skimage_dir / "data" / "astronaut.png")
     astro_face = detect_faces(astro_img, faces="largest", verify_below=None).faces[0]
     m = umeyama(astro_face.landmarks, template)
     astro = cv2.warpAffine(astro_img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     seen = detect_built(astro, template)
-    if seen is not None and all(descriptor_distance(seen[1], k["desc"]) >= 0.6 for k in kept):
-        kept.append({"name": "astronaut", "look": ("f", "adult"), "members": [], "rgb": astro, "lm": seen[0],
-                     "desc": seen[1], "near": float("nan"), "how": ""})
-    write_pool(args, kept, rows)
+    if seen is None or not all(descriptor_distance(seen[1], k["desc"]) >= 0.6 for k in kept):
+        return None
+    return {"name": "astronaut", "look": ("f", "adult"), "members": [], "rgb": astro, "lm": seen[0],
+            "desc": seen[1], "near": float("nan"), "how": ""}
 
 
 def fit_looks(train: Path, out: Path, ridge: float = 0.1) -> None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from imnkit.bundle import Bundle, tensor_to_image
 from imnkit.errors import NoFaceError, UsageError
 from imnkit.stage import Param, Stage, StageContext, register_stage
@@ -60,11 +58,12 @@ class AlignStage(Stage):
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         from imnkit.face.detect import detect_faces
+        from imnkit.face.records import store_faces
 
         image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
         if min(image.shape[:2]) < max(8, params["min_size"]):
             self._no_face(bundle, params, ctx, f" (the image is {image.shape[1]}x{image.shape[0]}, too small to hold a face)")
-            self._store(bundle, [])
+            store_faces(bundle, [])
             return
         det = detect_faces(image, upsample=params["upsample"], threshold=params["threshold"],
                            min_size=params["min_size"], faces=parse_faces(params["faces"]),
@@ -78,7 +77,7 @@ class AlignStage(Stage):
         if not faces:
             reasons = sorted({s.reason for s in det.skipped})
             self._no_face(bundle, params, ctx, f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else "")
-        self._store(bundle, faces)
+        store_faces(bundle, faces)
 
     @staticmethod
     def _no_face(bundle: Bundle, params: dict[str, Any], ctx: StageContext, why: str) -> None:
@@ -87,37 +86,3 @@ class AlignStage(Stage):
             raise NoFaceError(f"no face found in {where}{why}",
                               hint="lower --set align.centerface_threshold / threshold / min_size, or pass --allow-no-face to keep it unchanged")
         bundle.meta.setdefault("notes", []).append(f"no face found{why}: passed through unchanged")
-
-    @staticmethod
-    def _store(bundle: Bundle, faces) -> None:
-        n = len(faces)
-        bundle.add("faces.boxes", torch.tensor([list(f.box) for f in faces], dtype=torch.int64).reshape(n, 4))
-        bundle.add("faces.scores", torch.tensor([f.score for f in faces], dtype=torch.float32).reshape(n))
-        bundle.add("faces.landmarks", torch.from_numpy(_stack([f.landmarks for f in faces], (68, 2))))
-        bundle.add("faces.points5", torch.from_numpy(_stack([f.points5 for f in faces], (5, 2))))
-        bundle.add("faces.affine", torch.from_numpy(_stack([f.affine for f in faces], (2, 3))))
-
-
-def _stack(arrays, shape):
-    import numpy as np
-
-    if not arrays:
-        return np.zeros((0, *shape), dtype=np.float32)
-    return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
-
-
-def faces_from_bundle(bundle: Bundle):
-    """Rebuild the Face records of the align stage from a bundle (for swap and enhance)."""
-    from imnkit.face.detect import Face
-
-    boxes = bundle.require("faces.boxes").tolist()
-    scores = bundle.require("faces.scores").tolist()
-    lms = bundle.require("faces.landmarks").numpy()
-    p5 = bundle.require("faces.points5").numpy()
-    aff = bundle.require("faces.affine").numpy()
-    rotation = int(bundle.meta.get("faces.rotation", 0))
-    treatment = list(bundle.meta.get("faces.treatment", [])) or ["swap"] * len(boxes)
-    source = list(bundle.meta.get("faces.source", [])) or ["dlib"] * len(boxes)
-    return [Face(box=tuple(int(v) for v in boxes[i]), score=float(scores[i]), landmarks=lms[i], points5=p5[i],
-                 affine=aff[i], rotation=rotation, treatment=treatment[i], source=source[i])
-            for i in range(len(boxes))]

@@ -37,6 +37,7 @@ import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
 from imnkit.embedding import DEFAULT_WEIGHTS, even_box, load_network, merge_boxes, put_on_regions
+from imnkit.face.paste import union_box
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
@@ -88,10 +89,8 @@ class EmbedStage(Stage):
             bundle.add(key, value)
         bundle.meta.update(aux.meta)
         bundle.meta.setdefault("report", {})["embed"] = {"method": params["method"], "regions": len(boxes), **report}
-        if boxes:
-            union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-        else:
-            union = (0, 0, 0, 0)
+        union = union_box(boxes)  # (0, 0, 0, 0) when there is none
+        if not boxes:
             bundle.meta.setdefault("notes", []).append("no face region: the photo passed through unchanged")
         bundle.add("embed.region", torch.tensor(union, dtype=torch.int64))
 

@@ -22,13 +22,10 @@ import numpy as np
 import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
+from imnkit.face.paste import union_box
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 _GPEN = {"gpen256": ("gpen.bfr_256", 256), "gpen512": ("gpen.bfr_512", 512)}
-
-
-def _union(a, b):
-    return [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
 
 
 @register_stage
@@ -68,6 +65,6 @@ class EnhanceStage(Stage):
             out, boxes = gpen_enhance(image, points, model, size, ctx.device)
             changed = [list(b) for b in boxes if b is not None]
             # Keep one box per face, grown to cover what GPEN changed (faces align with swap order).
-            regions = [_union(r, c) for r, c in zip(regions, changed)] + changed[len(regions):]
+            regions = [list(union_box([r, c])) for r, c in zip(regions, changed)] + changed[len(regions):]
         bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(out)))
         bundle.add("swap.regions", torch.tensor(regions, dtype=torch.int64).reshape(-1, 4))

@@ -60,10 +60,10 @@ class SwapStage(Stage):
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         from imnkit.face.identities import assign_identities, get_identity, identity_names
         from imnkit.face.swap import SwapParams, swap_faces
-        from imnkit.stages.align import faces_from_bundle
+        from imnkit.face.records import load_faces
 
         image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
-        faces = faces_from_bundle(bundle)
+        faces = load_faces(bundle)
         if not faces:
             bundle.add("mask.image", torch.from_numpy(image.copy()))
             bundle.add("swap.regions", torch.zeros((0, 4), dtype=torch.int64))

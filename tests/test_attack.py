@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from imnkit.attack import network_inverse
 from imnkit.cli import app
-from imnkit.face.identity import SAME_PERSON_THRESHOLD
+from imnkit.face.descriptors import SAME_PERSON_THRESHOLD
 from imnkit.face.report import identity_report
 from imnkit.imageio import load_image
 

@@ -22,7 +22,7 @@ from imnkit.face.identities import (
     identity_names,
     load_pool,
 )
-from imnkit.face.identity import (
+from imnkit.face.descriptors import (
     SAME_PERSON_THRESHOLD,
     descriptor_distance,
     face_descriptor,

@@ -9,10 +9,12 @@ and the built-in replacement identity pool shipped in ``imnkit/data/identities``
 * :mod:`imnkit.face.fallback`   -- Masks for faces the natural swap cannot take (warp5, obfuscate)
 * :mod:`imnkit.face.occlusion`  -- occluders (glasses frames, masks, mics) kept in front of the Mask
 * :mod:`imnkit.face.align`      -- ArcFace 5-point template, Umeyama similarity, affine helpers
-* :mod:`imnkit.face.identity`   -- ``face_descriptor``, ``identity_distance`` (dlib ResNet, < 0.6 = same person)
+* :mod:`imnkit.face.descriptors` -- ``face_descriptor``, ``descriptor_distance`` (dlib ResNet, < 0.6 = same person)
 * :mod:`imnkit.face.identities` -- the replacement identity pool and seeded assignment
+* :mod:`imnkit.face.records`    -- ``store_faces`` / ``load_faces``: faces in a bundle (align writes, swap reads)
 * :mod:`imnkit.face.swap`       -- ``swap_faces(image, faces, ...) -> SwapResult`` (Mask image + changed region)
 * :mod:`imnkit.face.warp`       -- Delaunay triangulation and piecewise-affine warping
+* :mod:`imnkit.face.filters`    -- Gaussian blurs (plain, over a mask) shared by the swap and paste-back
 * :mod:`imnkit.face.models`     -- dlib model file locator and cached loaders
 
 Submodules are imported on use, so ``import imnkit.face`` stays cheap.

@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from imnkit.errors import UsageError
 from imnkit.face import models
-from imnkit.face.align import ARCFACE_TEMPLATE, alignment_error, apply_affine, five_points, template_affine, umeyama
+from imnkit.face.align import ARCFACE_TEMPLATE, alignment_error, apply_affine, five_points, template_affine
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), exclusive ends
 
@@ -139,11 +139,6 @@ def make_face(landmarks: np.ndarray, box: Box, score: float = 0.0, rotation: int
     p5 = five_points(lm)
     return Face(box=box, score=float(score), landmarks=lm, points5=p5,
                 affine=template_affine(p5), rotation=rotation, treatment=treatment, source=source)
-
-
-def mean_landmarks() -> np.ndarray:
-    """A mean 68-point face in ArcFace 112 px template pixels (from the built-in identity pool)."""
-    return _mean_landmarks().copy()
 
 
 @functools.lru_cache(maxsize=1)
@@ -420,9 +415,3 @@ def detect_faces(
 def _natural(faces: list[Face]) -> bool:
     """True when there are faces and all of them have dlib's 68 landmarks."""
     return bool(faces) and all(f.treatment == TREATMENT_SWAP for f in faces)
-
-
-def largest_face(detection: Detection | Sequence[Face]) -> Face | None:
-    """The largest face, or None."""
-    faces = detection.faces if isinstance(detection, Detection) else list(detection)
-    return faces[0] if faces else None

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from imnkit.face.align import apply_affine, invert_affine, umeyama
+from imnkit.face.filters import gaussian_blur
 from imnkit.errors import DeviceError, UsageError
 
 __all__ = [
@@ -123,12 +124,6 @@ def _footprint(m_inv: np.ndarray, size: int, shape: tuple[int, int], margin: int
     return max(0, y0), max(0, x0), min(h, y1), min(w, x1)
 
 
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma < 0.3:
-        return img
-    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
-
-
 # --------------------------------------------------------------------------------------
 # crop and paste
 # --------------------------------------------------------------------------------------
@@ -154,7 +149,7 @@ def warp_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
         # the crop lies wholly outside the photo: repeat the nearest border pixels
         y0, x0 = min(max(y0, 0), image.shape[0] - 1), min(max(x0, 0), image.shape[1] - 1)
         y1, x1 = y0 + 1, x0 + 1
-    src = _blur(image[y0:y1, x0:x1].astype(np.float32), sigma)
+    src = gaussian_blur(image[y0:y1, x0:x1].astype(np.float32), sigma)
     m_roi = m.copy()
     m_roi[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # ROI pixel -> crop pixel
     crop = cv2.warpAffine(src, m_roi, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
@@ -209,7 +204,7 @@ def paste_crop(
     m_roi = m_inv.copy()
     m_roi[:, 2] -= (x0, y0)  # crop pixel -> ROI pixel
     dsize = (x1 - x0, y1 - y0)
-    src = _blur(np.ascontiguousarray(crop, dtype=np.float32), _antialias_sigma(m_inv))
+    src = gaussian_blur(np.ascontiguousarray(crop, dtype=np.float32), _antialias_sigma(m_inv))
     face = cv2.warpAffine(src, m_roi, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(np.ascontiguousarray(mask, dtype=np.float32), m_roi, dsize,
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

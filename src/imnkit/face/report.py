@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .detect import detect_faces
-from .identity import SAME_PERSON_THRESHOLD, face_descriptor, descriptor_distance
+from .descriptors import SAME_PERSON_THRESHOLD, face_descriptor, descriptor_distance
 
 
 def _iou(a, b) -> float:

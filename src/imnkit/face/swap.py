@@ -41,8 +41,9 @@ from imnkit.errors import UsageError
 from imnkit.face.align import umeyama, apply_affine
 from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face
 from imnkit.face.expression import Expression, measure
+from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
-from imnkit.face.identity import descriptor_distance, face_descriptor
+from imnkit.face.descriptors import descriptor_distance, face_descriptor
 from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look
 from imnkit.face.warp import delaunay, piecewise_affine
 
@@ -228,25 +229,6 @@ def _match_grain(warped: np.ndarray, roi: np.ndarray, sel: np.ndarray, seed: int
     return out
 
 
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur; large sigmas run on a shrunken copy (the result is smooth anyway)."""
-    f = sigma / 4.0
-    if f <= 1.5:
-        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _masked_blur(img: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian mean of ``img`` over ``mask`` only (normalised convolution)."""
-    m = mask.astype(np.float32)
-    num = _blur(img * m[..., None], sigma)
-    den = _blur(m, sigma)
-    return num / np.maximum(den, 1e-4)[..., None]
-
-
 def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
     """Erode a 0/1 uint8 mask by a disc of ``radius`` px (distance transform: O(pixels) for any radius).
 
@@ -335,36 +317,13 @@ def swap_face(
 def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.ndarray,
             params: SwapParams) -> tuple[np.ndarray, Box | None]:
     """Warp, colour-match and blend ``identity`` onto the ``target`` landmarks of a face at ``prot``."""
-    h, w = image.shape[:2]
-    rep = np.asarray(identity.landmarks, dtype=np.float64)
     size = _face_size(prot)
-
-    # Mask polygon: jaw line plus the brows lifted a little (so the brows are swapped too).
-    top = np.where((target[17:27, 1] < prot[17:27, 1])[:, None], target[17:27], prot[17:27])
-    top[:, 1] -= params.brow_lift * size
-    mask_pts = np.vstack([target[:17], top])
-    ring_t = _ring(target)
-    src_pts = np.vstack([rep, _ring(rep)])
-    dst_pts = np.vstack([target, ring_t])
-
-    lo = np.floor(np.minimum(dst_pts.min(axis=0), mask_pts.min(axis=0))) - 2
-    hi = np.ceil(np.maximum(dst_pts.max(axis=0), mask_pts.max(axis=0))) + 3
-    x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
-    x1, y1 = min(w, int(hi[0])), min(h, int(hi[1]))
-    if x1 - x0 < 4 or y1 - y0 < 4:
+    geo = _render_geometry(image.shape[:2], prot, identity, target, params.brow_lift * size)
+    if geo is None:
         return image.copy(), None
-    box = (y0, x0, y1, x1)
-
-    # Pre-shrink the replacement when the face is much smaller, so the remap does not alias.
-    src = identity.image
-    scale = float(np.sqrt(abs(np.linalg.det(umeyama(rep, target)[:, :2]))))
-    if scale < 0.8:
-        src = cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        src_pts = src_pts * scale
-    tri = _triangles(identity.name, np.ascontiguousarray(np.vstack([rep, _ring(rep)])).tobytes())
-    warped, covered = piecewise_affine(src, src_pts, dst_pts, tri, box, interpolation=cv2.INTER_LINEAR)
-
-    local = dst_pts - [x0, y0]
+    mask_pts, dst_pts, box = geo
+    warped, covered = _warp_replacement(identity, target, dst_pts, box)
+    y0, x0, y1, x1 = box
     roi = image[y0:y1, x0:x1]
     hull = _poly_mask(roi.shape[:2], mask_pts - [x0, y0])
     inner = _erode(hull, params.erode * size)
@@ -372,18 +331,74 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     inner &= _erode(covered.astype(np.uint8), 3 * params.feather * size)
     if inner.sum() < 16:
         return image.copy(), None
+    skin = _skin_mask(inner, prot - [x0, y0], dst_pts - [x0, y0])
+    w_rgb = _match_colour(roi, warped, skin, params, size, seed=x0 * 7919 + y0)
+    out_roi, alpha = _blend(image, w_rgb, inner, covered, box, params, size)
+    if params.keep_mouth:
+        inside, m_alpha = _mouth_inside(image, prot, target, box, size)
+        # An open mouth shows the protected face's own inside (teeth, tongue, dark throat),
+        # moved onto the Mask's inner lips; a closed one its lip line, rather than the
+        # replacement's teeth squeezed into it.
+        out_roi = out_roi.astype(np.float32)
+        out_roi += m_alpha[..., None] * (inside.astype(np.float32) - out_roi)
+        alpha = np.maximum(alpha, m_alpha * covered)
+    alpha[alpha < 1.0 / 512] = 0.0
+    return _composite(image, roi, out_roi, alpha, box)
 
-    # Colour statistics come from skin only (the face minus brows, eyes and mouth of both the
-    # protected and the target layout): features differ in darkness between people, and
-    # matching them would shift the skin tone.
+
+def _render_geometry(shape: tuple[int, int], prot: np.ndarray, identity: Identity, target: np.ndarray,
+                     lift: float) -> tuple[np.ndarray, np.ndarray, Box] | None:
+    """Mask polygon, warp destination points and the photo box they cover (None: too small)."""
+    h, w = shape
+    # Mask polygon: jaw line plus the brows lifted a little (so the brows are swapped too).
+    top = np.where((target[17:27, 1] < prot[17:27, 1])[:, None], target[17:27], prot[17:27])
+    top[:, 1] -= lift
+    mask_pts = np.vstack([target[:17], top])
+    dst_pts = np.vstack([target, _ring(target)])
+    lo = np.floor(np.minimum(dst_pts.min(axis=0), mask_pts.min(axis=0))) - 2
+    hi = np.ceil(np.maximum(dst_pts.max(axis=0), mask_pts.max(axis=0))) + 3
+    x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
+    x1, y1 = min(w, int(hi[0])), min(h, int(hi[1]))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    return mask_pts, dst_pts, (y0, x0, y1, x1)
+
+
+def _warp_replacement(identity: Identity, target: np.ndarray, dst_pts: np.ndarray,
+                      box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """The replacement face warped onto ``dst_pts`` inside ``box``, and where the warp lands."""
+    rep = np.asarray(identity.landmarks, dtype=np.float64)
+    src_pts = np.vstack([rep, _ring(rep)])
+    # Pre-shrink the replacement when the face is much smaller, so the remap does not alias.
+    src = identity.image
+    scale = float(np.sqrt(abs(np.linalg.det(umeyama(rep, target)[:, :2]))))
+    if scale < 0.8:
+        src = cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        src_pts = src_pts * scale
+    tri = _triangles(identity.name, np.ascontiguousarray(np.vstack([rep, _ring(rep)])).tobytes())
+    return piecewise_affine(src, src_pts, dst_pts, tri, box, interpolation=cv2.INTER_LINEAR)
+
+
+def _skin_mask(inner: np.ndarray, prot_local: np.ndarray, target_local: np.ndarray) -> np.ndarray:
+    """``inner`` minus brows, eyes and mouth of both layouts (box coordinates); ``inner`` if too little is left.
+
+    Colour statistics come from skin only: features differ in darkness between people, and
+    matching them would shift the skin tone.
+    """
     skin = inner.copy()
     feat_pts = [np.r_[17:22, 36:42], np.r_[22:27, 42:48], np.r_[48:60]]
-    for pts in (prot - [x0, y0], local):
+    for pts in (prot_local, target_local):
         for idx in feat_pts:
             cv2.fillConvexPoly(skin, cv2.convexHull(np.round(pts[idx] * 16).astype(np.int32)), 0,
                                lineType=cv2.LINE_8, shift=4)
     if skin.sum() < 0.2 * inner.sum():
         skin = inner
+    return skin
+
+
+def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params: SwapParams,
+                  size: float, seed: int) -> np.ndarray:
+    """The warped replacement given the photo's skin colour, shading and grain (grey if the photo is)."""
     p_lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
     w_lab = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB).astype(np.float32)
     sel = skin.astype(bool)
@@ -396,42 +411,42 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     w_lab = (w_lab - mu_w) * ratio + mu_p
     if params.light_sigma > 0:
         sig = params.light_sigma * size
-        w_lab += _masked_blur(p_lab, skin, sig) - _masked_blur(w_lab, skin, sig)
+        w_lab += masked_blur(p_lab, skin, sig) - masked_blur(w_lab, skin, sig)
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     if params.grain:
-        w_rgb = _match_grain(w_rgb, roi, skin.astype(bool), seed=x0 * 7919 + y0)
+        w_rgb = _match_grain(w_rgb, roi, skin.astype(bool), seed=seed)
     if np.ptp(roi.astype(np.int16), axis=2).max() <= 2:  # a grey photo stays grey
         grey = np.rint(w_rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         w_rgb = np.repeat(grey, 3, axis=2)
+    return w_rgb
 
-    if params.blend == "poisson":
-        out = image.copy()
-        clone_mask = (inner * 255).astype(np.uint8)
-        ys, xs = np.nonzero(clone_mask)
-        # seamlessClone centres the mask's bounding box at ``center``.
-        cx = x0 + (xs.min() + xs.max() + 1) // 2
-        cy = y0 + (ys.min() + ys.max() + 1) // 2
-        full = image.copy()
-        full[y0:y1, x0:x1] = w_rgb
-        pad_mask = np.zeros((h, w), np.uint8)
-        pad_mask[y0:y1, x0:x1] = clone_mask
-        cloned = cv2.seamlessClone(full, image, pad_mask, (int(cx), int(cy)), cv2.NORMAL_CLONE)
-        alpha = inner.astype(np.float32)
-        out_roi = cloned[y0:y1, x0:x1]
-    else:
-        alpha = _blur(inner.astype(np.float32), max(0.5, params.feather * size))
+
+def _blend(image: np.ndarray, w_rgb: np.ndarray, inner: np.ndarray, covered: np.ndarray, box: Box,
+           params: SwapParams, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """What goes over the box and its alpha: feathered ``w_rgb``, or the Poisson-cloned photo."""
+    y0, x0, y1, x1 = box
+    if params.blend != "poisson":
+        alpha = gaussian_blur(inner.astype(np.float32), max(0.5, params.feather * size), **SWAP_BLUR)
         alpha *= covered
-        out_roi = w_rgb
-    if params.keep_mouth:
-        inside, m_alpha = _mouth_inside(image, prot, target, box, size)
-        # An open mouth shows the protected face's own inside (teeth, tongue, dark throat),
-        # moved onto the Mask's inner lips; a closed one its lip line, rather than the
-        # replacement's teeth squeezed into it.
-        out_roi = out_roi.astype(np.float32)
-        out_roi += m_alpha[..., None] * (inside.astype(np.float32) - out_roi)
-        alpha = np.maximum(alpha, m_alpha * covered)
-    alpha[alpha < 1.0 / 512] = 0.0
+        return w_rgb, alpha
+    h, w = image.shape[:2]
+    clone_mask = (inner * 255).astype(np.uint8)
+    ys, xs = np.nonzero(clone_mask)
+    # seamlessClone centres the mask's bounding box at ``center``.
+    cx = x0 + (xs.min() + xs.max() + 1) // 2
+    cy = y0 + (ys.min() + ys.max() + 1) // 2
+    full = image.copy()
+    full[y0:y1, x0:x1] = w_rgb
+    pad_mask = np.zeros((h, w), np.uint8)
+    pad_mask[y0:y1, x0:x1] = clone_mask
+    cloned = cv2.seamlessClone(full, image, pad_mask, (int(cx), int(cy)), cv2.NORMAL_CLONE)
+    return cloned[y0:y1, x0:x1], inner.astype(np.float32)
 
+
+def _composite(image: np.ndarray, roi: np.ndarray, out_roi: np.ndarray, alpha: np.ndarray,
+               box: Box) -> tuple[np.ndarray, Box | None]:
+    """``out_roi`` alpha-blended over the box of ``image``; the new image and the box of changed pixels."""
+    y0, x0, y1, x1 = box
     roi_f = roi.astype(np.float32)
     new = np.rint(roi_f + alpha[..., None] * (out_roi.astype(np.float32) - roi_f))
     new = np.clip(new, 0, 255).astype(np.uint8)
@@ -443,21 +458,6 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     ys = np.nonzero(changed.any(axis=1))[0]
     xs = np.nonzero(changed.any(axis=0))[0]
     return out, (y0 + int(ys[0]), x0 + int(xs[0]), y0 + int(ys[-1]) + 1, x0 + int(xs[-1]) + 1)
-
-
-def union_box(boxes: Sequence[Box | None]) -> Box | None:
-    """Smallest box holding all given boxes (None entries ignored)."""
-    real = [b for b in boxes if b is not None]
-    if not real:
-        return None
-    return (min(b[0] for b in real), min(b[1] for b in real),
-            max(b[2] for b in real), max(b[3] for b in real))
-
-
-def _mask_distance(protected_desc: np.ndarray, mask_image: np.ndarray, face: Face) -> float:
-    """dlib distance between the protected face and the swapped one, re-landmarked in place."""
-    swapped = make_face(fit_landmarks(mask_image, face.box), face.box)
-    return descriptor_distance(protected_desc, face_descriptor(mask_image, swapped))
 
 
 @functools.lru_cache(maxsize=4)
@@ -518,18 +518,8 @@ def swap_faces(
     faces = list(faces)
     if assign not in ("look", "seeded", "similar"):
         raise UsageError(f"assign must be 'look', 'seeded' or 'similar', got {assign!r}")
+    names = _first_identities(len(faces), seed, replace, pool)
     pool_names = identity_names(pool)
-    fixed = replace is not None
-    if replace is None:
-        names = assign_identities(len(faces), seed, pool_names)
-    elif isinstance(replace, str):
-        names = [replace] * len(faces)
-    else:
-        names = list(replace)
-        if len(names) != len(faces):
-            raise UsageError(f"replace lists {len(names)} identities for {len(faces)} faces")
-    for n in names:
-        get_identity(n, pool)  # fail early, naming the valid identities
     order = assign_identities(len(pool_names), seed, pool_names)  # the seeded permutation
 
     out = image
@@ -538,21 +528,10 @@ def swap_faces(
     distances: list[float | None] = []
     for face, first in zip(faces, names):
         prot_desc = None
-        if fixed:
+        if replace is not None:
             tries = [first]
         else:
-            if assign == "look":
-                prot_desc = face_descriptor(image, face)
-                tone = float("nan") if _is_grey(image, face) else skin_tone(image, face.landmarks)
-                look = estimate_look(prot_desc, face.landmarks, tone, pool)
-                cands = rank_by_look(look, load_pool(pool), seed, descriptor_salt(prot_desc))
-            elif assign == "similar":
-                prot_desc = face_descriptor(image, face)
-                pool_desc = _pool_descriptors(pool)
-                rank = {n: i for i, n in enumerate(order)}
-                cands = sorted(pool_names, key=lambda n: (descriptor_distance(prot_desc, pool_desc[n]), rank[n]))
-            else:
-                cands = order[order.index(first):] + order[: order.index(first)]
+            cands, prot_desc = _candidates(image, face, first, order, assign, seed, pool)
             # Unused identities first, so faces of one photo differ while the pool lasts.
             tries = [n for n in cands if n not in used] + [n for n in cands if n in used]
         if min_distance is None:
@@ -562,34 +541,79 @@ def swap_faces(
         else:
             if prot_desc is None:
                 prot_desc = face_descriptor(image, face)
-            best = None
-            want = measure(face.landmarks)
-            for cand_name in tries[:MAX_TRIES]:
-                cand, cand_reg = swap_face(out, face, get_identity(cand_name, pool), params)
-                again = make_face(fit_landmarks(cand, face.box), face.box)
-                cand_dist = descriptor_distance(prot_desc, face_descriptor(cand, again))
-                got = measure(again.landmarks)
-                err = (abs(got.mouth_open - want.mouth_open) + abs(got.smile_width - want.smile_width)
-                       + abs(got.eye_open - want.eye_open))
-                # Hidden first; among those, the expression kept best.
-                key = (cand_dist >= min_distance, err <= MAX_EXPRESSION_ERROR, -err if cand_dist >= min_distance else cand_dist)
-                if best is None or key > best[0]:
-                    best = (key, cand_dist, cand_name, cand, cand_reg)
-                if cand_dist >= min_distance and err <= MAX_EXPRESSION_ERROR:
-                    break
-            _, dist, name, out, reg = best
+            dist, name, out, reg = _first_hidden(out, face, prot_desc, tries, params, min_distance, pool)
         regions.append(reg)
         used.append(name)
         distances.append(dist)
     if out is image:
         out = image.copy()
-    # Faces may overlap, so the final region is recomputed from the real differences.
-    diff = np.any(out != image, axis=2)
-    if diff.any():
-        ys = np.nonzero(diff.any(axis=1))[0]
-        xs = np.nonzero(diff.any(axis=0))[0]
-        region: Box | None = (int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1)
-    else:
-        region = None
-    return SwapResult(image=out, region=region, face_regions=regions, identities=used,
+    return SwapResult(image=out, region=_changed_region(image, out), face_regions=regions, identities=used,
                       distances=distances)
+
+
+def _first_identities(n_faces: int, seed: int, replace: str | Sequence[str] | None,
+                      pool: str | None) -> list[str]:
+    """Each face's first identity: the seeded deal, or ``replace``; every name checked against the pool."""
+    if replace is None:
+        names = assign_identities(n_faces, seed, identity_names(pool))
+    elif isinstance(replace, str):
+        names = [replace] * n_faces
+    else:
+        names = list(replace)
+        if len(names) != n_faces:
+            raise UsageError(f"replace lists {len(names)} identities for {n_faces} faces")
+    for n in names:
+        get_identity(n, pool)  # fail early, naming the valid identities
+    return names
+
+
+def _candidates(image: np.ndarray, face: Face, first: str, order: list[str], assign: str, seed: int,
+                pool: str | None) -> tuple[list[str], np.ndarray | None]:
+    """The pool identities to try for ``face``, best first, and its dlib descriptor if it was measured."""
+    if assign == "look":
+        prot_desc = face_descriptor(image, face)
+        tone = float("nan") if _is_grey(image, face) else skin_tone(image, face.landmarks)
+        look = estimate_look(prot_desc, face.landmarks, tone, pool)
+        return rank_by_look(look, load_pool(pool), seed, descriptor_salt(prot_desc)), prot_desc
+    if assign == "similar":
+        prot_desc = face_descriptor(image, face)
+        pool_desc = _pool_descriptors(pool)
+        rank = {n: i for i, n in enumerate(order)}
+        # (distance, rank) is unique per identity, so sorting the permutation sorts the pool.
+        return sorted(order, key=lambda n: (descriptor_distance(prot_desc, pool_desc[n]), rank[n])), prot_desc
+    return order[order.index(first):] + order[: order.index(first)], None
+
+
+def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: list[str], params: SwapParams,
+                  min_distance: float, pool: str | None) -> tuple[float, str, np.ndarray, Box | None]:
+    """Swap ``face`` with each of ``tries`` (at most ``MAX_TRIES``) until one hides it and keeps its expression.
+
+    Returns (dlib distance, identity, image, changed box) of the first that passes, else of the
+    best: far enough first, then the best-kept expression.
+    """
+    best = None
+    want = measure(face.landmarks)
+    for cand_name in tries[:MAX_TRIES]:
+        cand, cand_reg = swap_face(image, face, get_identity(cand_name, pool), params)
+        again = make_face(fit_landmarks(cand, face.box), face.box)
+        cand_dist = descriptor_distance(prot_desc, face_descriptor(cand, again))
+        got = measure(again.landmarks)
+        err = (abs(got.mouth_open - want.mouth_open) + abs(got.smile_width - want.smile_width)
+               + abs(got.eye_open - want.eye_open))
+        # Hidden first; among those, the expression kept best.
+        key = (cand_dist >= min_distance, err <= MAX_EXPRESSION_ERROR, -err if cand_dist >= min_distance else cand_dist)
+        if best is None or key > best[0]:
+            best = (key, cand_dist, cand_name, cand, cand_reg)
+        if cand_dist >= min_distance and err <= MAX_EXPRESSION_ERROR:
+            break
+    return best[1:]
+
+
+def _changed_region(image: np.ndarray, out: np.ndarray) -> Box | None:
+    """The box of all pixels where ``out`` differs from ``image`` (faces may overlap, so it is measured)."""
+    diff = np.any(out != image, axis=2)
+    if not diff.any():
+        return None
+    ys = np.nonzero(diff.any(axis=1))[0]
+    xs = np.nonzero(diff.any(axis=0))[0]
+    return (int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1)
