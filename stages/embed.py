@@ -36,11 +36,10 @@ from typing import Any
 import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.embedding import DEFAULT_WEIGHTS, even_box, load_network, merge_boxes, put_on_regions
+from imnkit.embedding import DEFAULT_WEIGHTS, INN_NOTICE, even_box, load_network, merge_boxes, put_on_regions
 from imnkit.face.paste import union_box
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
-INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 
 
 @register_stage

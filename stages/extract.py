@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.embedding import check_aux_matches, load_network, put_off_regions, read_aux
+from imnkit.embedding import INN_NOTICE, check_aux_matches, load_network, put_off_regions, read_aux
 from imnkit.errors import IntegrityError
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
@@ -72,7 +72,6 @@ def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
 
 
 def _recover_inn(bundle: Bundle, masked, params, ctx: StageContext):
-    from imnkit.stages.embed import INN_NOTICE
     from imnkit.weights import weights_digest
 
     info = read_aux(bundle)

@@ -25,6 +25,7 @@ from .imageconv import to_float, to_uint8
 
 AUX_FORMAT = 1
 DEFAULT_WEIGHTS = "imn.default"
+INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 
 
 def build_imn(meta: dict[str, str]):
