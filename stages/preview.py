@@ -70,16 +70,22 @@ class PreviewStage(Stage):
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         if not (params["enabled"] or ctx.options.get("preview")):
             return
-        from imnkit.embedding import load_network, put_off_regions, read_aux
-
         protected = tensor_to_image(bundle.require("image.protected"), "image.protected")
         mask = tensor_to_image(bundle.require("mask.image"), "mask.image")
         masked = tensor_to_image(bundle.require("image.masked"), "image.masked")
-        info = read_aux(bundle)
-        if info.regions:
-            net = load_network(info.weights, ctx.device, ctx.models)
-            recovered = put_off_regions(net, masked, info, ctx.device)
-        else:
-            recovered = masked.copy()
+        recovered = _recovered(bundle, masked, ctx)
         boxes = [tuple(b) for b in bundle.require("faces.boxes").tolist()]
         bundle.add("preview.image", torch.from_numpy(contact_sheet(protected, mask, masked, recovered, boxes)))
+
+
+def _recovered(bundle: Bundle, masked: np.ndarray, ctx: StageContext) -> np.ndarray:
+    """What extraction will give back, by the aux's method (keyed: with the run's passphrase or key file)."""
+    from imnkit.embedding import load_network, put_off_regions, read_aux
+    from imnkit.keyed import is_keyed, recover
+
+    if is_keyed(bundle):
+        return recover(masked, bundle, ctx.options.get("keys"))[0]
+    info = read_aux(bundle)
+    if not info.regions:
+        return masked.copy()
+    return put_off_regions(load_network(info.weights, ctx.device, ctx.models), masked, info, ctx.device)
