@@ -32,7 +32,7 @@ from . import __version__, carrier, crypto, payload, stego
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
 from .bundle import Bundle
 from .errors import BundleError, IntegrityError, UsageError
-from .keys import KeySource, lock_key, unlock_key
+from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 2
 METHODS = ("sealed", "detached")
@@ -95,10 +95,10 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
         _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
         samples, _ = stego.embed(samples, _order(key, len(samples)), ciphertext)
         carrier.put_samples(masked, boxes, maps, samples)
-        tensors["aux.carrier_map"] = _tensor(packed)
+        tensors["aux.carrier_map"] = bytes_tensor(packed)
     else:
         _, ciphertext = crypto.seal(crypto.subkey(key, _PAYLOAD_KEY), plaintext, associated_data(header), nonce)
-        tensors["aux.payload"] = _tensor(ciphertext)
+        tensors["aux.payload"] = bytes_tensor(ciphertext)
     aux = make_aux(masked, boxes, header, tensors)
     report = coded.describe(sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)) if boxes else {}
     return HideResult(masked=masked, aux=aux, report=report)
@@ -170,17 +170,18 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
     boxes = [tuple(int(v) for v in r) for r in header["regions"]]
     spec = header["payload"]
     h, w = (int(v) for v in header["size"])
+    _check_boxes(boxes, h, w)
+    shapes = [(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes]
     notes: list[str] = []
     maps = None
     if "stego" in header:
         if masked.shape[:2] != (h, w):
             raise IntegrityError(f"cannot recover: the image is {masked.shape[1]}x{masked.shape[0]}, "
                                  f"the sealed faces were hidden in a {w}x{h} image")
-        _check_boxes(boxes, h, w)
-        packed = _bytes(aux, "aux.carrier_map")
+        packed = tensor_bytes(aux.tensors, "aux.carrier_map")
         if hashlib.sha256(packed).hexdigest() != header["stego"]["map_sha256"]:
             raise crypto.AuthenticationError()
-        maps = carrier.unpack(packed, [(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes])
+        maps = carrier.unpack(packed, shapes)
         samples = carrier.samples(masked, boxes, maps)
         try:
             layout = stego.Layout.from_list(header["stego"]["layout"])
@@ -188,12 +189,10 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) ->
         except (KeyError, TypeError, ValueError):
             raise crypto.AuthenticationError() from None
     else:
-        ciphertext = _bytes(aux, "aux.payload")
+        ciphertext = tensor_bytes(aux.tensors, "aux.payload")
     plaintext = crypto.open_sealed(crypto.subkey(key, _PAYLOAD_KEY), _nonce(header), ciphertext, associated_data(header))
     recovered = _same_size(masked, h, w, notes)
-    _check_boxes(boxes, h, w)
     atlas = payload.decode(plaintext, spec["codec"], tuple(spec["size"]))
-    shapes = [(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes]
     for i, ((y0, x0, y1, x1), region) in enumerate(zip(boxes, payload.unpack_atlas(atlas, spec["places"], shapes))):
         if maps is None:
             recovered[y0:y1, x0:x1] = region
@@ -240,17 +239,6 @@ def _encode_detached(crop: np.ndarray, codec: str, quality: int) -> payload.Code
     if codec == "avif":
         return payload.encode(crop, "avif", quality)
     return payload.encode(crop, "webp-lossless")
-
-
-def _tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def _bytes(aux: Bundle, name: str) -> bytes:
-    t = aux.tensors.get(name)
-    if t is None or t.dtype != torch.uint8 or t.dim() != 1:
-        raise crypto.AuthenticationError()
-    return t.numpy().tobytes()
 
 
 def _order(key: bytes, samples: int) -> np.ndarray:

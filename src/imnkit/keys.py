@@ -87,7 +87,7 @@ def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, torc
     """Store ``key`` as the source asks: (public description for the aux header, aux tensors)."""
     source = source or KeySource()
     if source.wrap == "none":
-        return {"wrap": "none"}, {"aux.key": _tensor(key)}
+        return {"wrap": "none"}, {"aux.key": bytes_tensor(key)}
     if source.wrap == "passphrase":
         params, kek = source.passphrase_key()
         public = {"wrap": "passphrase", "kdf": params.to_dict()}
@@ -96,7 +96,7 @@ def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, torc
         public = {"wrap": "key-file"}
     nonce, wrapped = crypto.seal(kek, key, _WRAP_AD + public["wrap"].encode())
     public["nonce"] = nonce.hex()
-    return public, {"aux.key_wrapped": _tensor(wrapped)}
+    return public, {"aux.key_wrapped": bytes_tensor(wrapped)}
 
 
 def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource | None) -> bytes:
@@ -104,7 +104,7 @@ def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource
     source = source or KeySource()
     wrap = public.get("wrap")
     if wrap == "none":
-        return _bytes(tensors, "aux.key")
+        return tensor_bytes(tensors, "aux.key")
     if wrap == "passphrase":
         _, kek = source.passphrase_key(crypto.KdfParams.from_dict(public.get("kdf") or {}))
     elif wrap == "key-file":
@@ -115,14 +115,16 @@ def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource
         nonce = bytes.fromhex(public["nonce"])
     except (KeyError, ValueError, TypeError):
         raise crypto.AuthenticationError() from None
-    return crypto.open_sealed(kek, nonce, _bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
+    return crypto.open_sealed(kek, nonce, tensor_bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
 
 
-def _tensor(data: bytes) -> torch.Tensor:
+def bytes_tensor(data: bytes) -> torch.Tensor:
+    """Bytes as a 1-D uint8 tensor, the way the aux stores key material and ciphertext."""
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _bytes(tensors: dict[str, torch.Tensor], name: str) -> bytes:
+def tensor_bytes(tensors: dict[str, torch.Tensor], name: str) -> bytes:
+    """The bytes of the aux tensor ``name``; AuthenticationError if it is missing or not 1-D uint8."""
     t = tensors.get(name)
     if t is None or t.dtype != torch.uint8 or t.dim() != 1:
         raise crypto.AuthenticationError()
