@@ -13,19 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .bundle import Bundle, load_bundle
-from .devices import resolve_device
-from .embedding import read_aux
+from .bundle import Bundle, read_header
 from .errors import UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
-from .keyed import check_aux_bytes, is_keyed
+from .keyed import check_aux_bytes, is_keyed, unseal
 from .keys import KeySource
-from .recipe import INPUT_IMAGE_KEY, Runner, load_recipe, output_stem
-from .stage import StageContext, get_stage, run_stage
 
-_RUNNERS: dict[tuple, Runner] = {}
+# torch and the stages are imported only where needed: taking a keyed Mask off needs neither
+# (a whole `imnkit extract` process then starts in a fraction of torch's import time).
+_RUNNERS: dict[tuple, Any] = {}
 _RUNNERS_LOCK = threading.Lock()
 _MODELS: dict[tuple, Any] = {}  # the extract stage's models (inn's network), shared by unmask calls
 
@@ -68,6 +65,10 @@ def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = No
         >>> result = imnkit.mask(photo, passphrase="a long passphrase")       # doctest: +SKIP
         >>> back = imnkit.unmask(result.masked, result.aux, passphrase="a long passphrase")  # doctest: +SKIP
     """
+    import torch
+
+    from .recipe import INPUT_IMAGE_KEY
+
     check_rgb8(image, "image")
     runner = _runner(recipe, overrides, device, allow_no_face)
     options = {"keys": KeySource(passphrase=passphrase, key_file=key_file), "seed": seed}
@@ -89,14 +90,13 @@ def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key
     without its passphrase or key file).
     """
     check_rgb8(masked, "masked")
-    bundle_aux = Bundle.from_bytes(aux, source="the aux")
-    _check_aux(aux, bundle_aux)
     source = KeySource(passphrase=passphrase, key_file=key_file)
-    return _extract(masked, bundle_aux, source, force=force, device=device, weights="")[0]
+    return _unmask_aux(masked, aux, "the aux", source, force=force, device=device, weights="")[0]
 
 
-def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool) -> Runner:
+def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool):
     from .cli.pipeline import resolve_recipe_path
+    from .recipe import Runner, load_recipe
 
     sets = sorted(f"{k.replace('__', '.', 1)}={v}" for k, v in overrides.items())
     key = (recipe, tuple(sets), device, allow_no_face)
@@ -121,22 +121,43 @@ def _faces(bundle: Bundle) -> list[dict]:
     return out
 
 
-def _check_aux(raw: bytes, aux: Bundle) -> None:
-    """A keyed aux must be byte-exact as written; any aux must be one (before the image is read)."""
+def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, force: bool, device: str,
+                weights: str) -> tuple[np.ndarray, list[str], int]:
+    """(recovered, notes, regions) from a masked image (array, or a callable that reads it) and aux bytes.
+
+    A keyed aux is checked byte-exact and opened with numpy alone; an inn aux goes through the
+    extract stage (torch). Any aux is checked before the image is read.
+    """
+    aux = Bundle.from_bytes(raw, source=where, framework="numpy")
     if is_keyed(aux):
         check_aux_bytes(raw, aux)
-    else:
-        read_aux(aux)
+        image = masked() if callable(masked) else masked
+        recovered, notes = unseal(image, aux, source, force=force)
+        return recovered, notes, int(aux.tensors["aux.regions"].reshape(-1, 4).shape[0])
+    from .devices import resolve_device
+    from .embedding import read_aux
+
+    resolve_device(device)  # an unavailable device fails before any work
+    aux = Bundle.from_bytes(raw, source=where)
+    read_aux(aux)
+    image = masked() if callable(masked) else masked
+    recovered, notes = _extract_inn(image, aux, force=force, device=device, weights=weights)
+    return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
 
 
-def _extract(masked: np.ndarray, aux: Bundle, source: KeySource | None, *, force: bool, device: str,
-             weights: str) -> tuple[np.ndarray, list[str]]:
-    """Run the extract stage on an image and an aux bundle; (recovered, notes)."""
+def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device: str,
+                 weights: str) -> tuple[np.ndarray, list[str]]:
+    """Run the extract stage on an image and an inn aux bundle; (recovered, notes)."""
+    import torch
+
+    from .devices import resolve_device
+    from .stage import StageContext, get_stage, run_stage
+
     bundle = Bundle(tensors={"image.masked": torch.from_numpy(np.ascontiguousarray(masked)), **aux.tensors},
                     meta=dict(aux.meta), source=aux.source)
     stage = get_stage("extract")
     params = stage.resolve_params({"weights": weights, "force": force})
-    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={"keys": source})
+    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={})
     with torch.inference_mode():
         run_stage(stage, bundle, params, ctx)
     return bundle.tensors["image.recovered"].numpy(), list(bundle.meta.get("notes", []))
@@ -145,6 +166,8 @@ def _extract(masked: np.ndarray, aux: Bundle, source: KeySource | None, *, force
 # -- files: `imnkit extract` ------------------------------------------------------------------------
 def default_recovered_path(masked: Path) -> Path:
     """'photo.masked.png' -> 'photo.recovered.png' beside it."""
+    from .batch import output_stem
+
     return masked.with_name(f"{output_stem(masked)}.recovered.png")
 
 
@@ -165,9 +188,8 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
     masked, aux = Path(masked), Path(aux)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
-    resolve_device(device)  # an unavailable device fails before any work
-    aux_bundle = load_bundle(aux)
-    _check_aux(aux.read_bytes(), aux_bundle)  # a file that is not an aux, or a changed one, fails here
-    recovered, notes = _extract(load_image(masked), aux_bundle, keys, force=force, device=device, weights=weights)
+    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
+    recovered, notes, regions = _unmask_aux(lambda: load_image(masked), aux.read_bytes(), str(aux), keys,
+                                            force=force, device=device, weights=weights)
     save_png(out, recovered, overwrite=overwrite, inputs=(masked, aux))
-    return ExtractResult(output=out, regions=int(aux_bundle.tensors["aux.regions"].shape[0]), notes=notes)
+    return ExtractResult(output=out, regions=regions, notes=notes)

@@ -13,7 +13,6 @@ holds protected pixels or the lost information m.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from .bundle import Bundle
 from .errors import IntegrityError, UsageError, WeightsError
 from .imageconv import to_float, to_uint8
+from .imageio import pixels_digest
 
 AUX_FORMAT = 1
 DEFAULT_WEIGHTS = "imn.default"
@@ -54,11 +54,6 @@ def load_network(weights: str, device: torch.device, cache: dict | None = None):
     if cache is not None:
         cache[key] = net
     return net
-
-
-def pixels_digest(image: np.ndarray) -> str:
-    """sha256 of an (H, W, 3) uint8 image's pixels (row-major RGB bytes)."""
-    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def even_box(box: tuple[int, int, int, int], height: int, width: int, margin: int = 0) -> tuple[int, int, int, int]:

@@ -25,13 +25,15 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from . import __version__, carrier, crypto, payload, stego
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
 from .bundle import Bundle
-from .errors import BundleError, IntegrityError, UsageError
+from .errors import BundleError, IntegrityError, UsageError, refuse_unless_forced
+from .imageio import pixels_digest
 from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 2
@@ -104,8 +106,8 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     return HideResult(masked=masked, aux=aux, report=report)
 
 
-def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, torch.Tensor]) -> Bundle:
-    from .embedding import pixels_digest
+def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, Any]) -> Bundle:
+    import torch
 
     h, w = masked.shape[:2]
     return Bundle(
@@ -145,8 +147,6 @@ def consistency_problems(header: dict, aux: Bundle, masked: np.ndarray) -> list[
 
     For ``detached`` a re-encoded or resized copy is expected and is not a problem.
     """
-    from .embedding import pixels_digest
-
     if header["method"] == "detached":
         return []
     h, w = masked.shape[:2]
@@ -157,6 +157,14 @@ def consistency_problems(header: dict, aux: Bundle, masked: np.ndarray) -> list[
         return ["the pixels differ from the masked image this aux was made for "
                 "(another photo, or an edited or re-encoded copy such as a JPEG)"]
     return []
+
+
+def unseal(masked: np.ndarray, aux: Bundle, source: KeySource | None = None, *,
+           force: bool = False) -> tuple[np.ndarray, list[str]]:
+    """``recover`` after the consistency checks (refused unless ``force``; authentication never skipped)."""
+    notes = refuse_unless_forced(consistency_problems(read_header(aux), aux, masked), force)
+    recovered, more = recover(masked, aux, source)
+    return recovered, notes + more
 
 
 def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) -> tuple[np.ndarray, list[str]]:

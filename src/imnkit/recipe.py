@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import torch
 
+from .batch import output_stem
 from .bundle import Bundle, image_to_tensor, load_bundle, tensor_to_image
 from .devices import check_device_name, resolve_device
 from .errors import ExitCode, ImnkitError, OutputError, UsageError
@@ -227,15 +228,6 @@ def bundle_from_input(path: Path, data: bytes | None = None) -> Bundle:
         return load_bundle(path) if data is None else Bundle.from_bytes(data, source=str(path))
     image = load_image(path, data=data)  # any other suffix is tried as an image: load_image says if it is not one
     return Bundle(tensors={INPUT_IMAGE_KEY: image_to_tensor(image)}, meta={"source.name": path.name}, source=str(path))
-
-
-def output_stem(path: Path) -> str:
-    """'photo.masked.png' -> 'photo' ('.masked' and '.mask' are dropped so names do not pile up)."""
-    stem = path.stem
-    for suffix in (".masked", ".recovered", ".bundle"):
-        if stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
 
 
 def output_paths(recipe: Recipe, inp: Path, out_dir: Path | None, options: dict[str, Any]) -> list[tuple[OutputSpec, Path]]:
