@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.embedding import INN_NOTICE, check_aux_matches, load_network, put_off_regions, read_aux
+from imnkit.keyed import INN_NOTICE
 from imnkit.errors import IntegrityError, refuse_unless_forced
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
@@ -48,7 +46,7 @@ class ExtractStage(Stage):
             recovered = _recover_keyed(bundle, masked, params, ctx)
         else:
             recovered = _recover_inn(bundle, masked, params, ctx)
-        bundle.add("image.recovered", torch.from_numpy(recovered))
+        bundle.add("image.recovered", recovered)
 
 
 def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
@@ -60,6 +58,7 @@ def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
 
 
 def _recover_inn(bundle: Bundle, masked, params, ctx: StageContext):
+    from imnkit.embedding import check_aux_matches, load_network, put_off_regions, read_aux
     from imnkit.weights import weights_digest
 
     info = read_aux(bundle)

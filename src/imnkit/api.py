@@ -65,20 +65,18 @@ def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = No
         >>> result = imnkit.mask(photo, passphrase="a long passphrase")       # doctest: +SKIP
         >>> back = imnkit.unmask(result.masked, result.aux, passphrase="a long passphrase")  # doctest: +SKIP
     """
-    import torch
-
     from .recipe import INPUT_IMAGE_KEY
 
     check_rgb8(image, "image")
     runner = _runner(recipe, overrides, device, allow_no_face)
     options = {"keys": KeySource(passphrase=passphrase, key_file=key_file), "seed": seed}
-    bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(np.ascontiguousarray(image).copy())})
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: np.ascontiguousarray(image).copy()})
     bundle = runner.process(Path("<array>"), bundle=bundle, options=options)
     aux = bundle.subset("aux.")
     aux.history = []
     return MaskResult(
-        masked=bundle.tensors["image.masked"].numpy(), aux=aux.to_bytes(), mask=bundle.tensors["mask.image"].numpy(),
-        regions=bundle.tensors["aux.regions"].tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
+        masked=np.asarray(bundle.tensors["image.masked"]), aux=aux.to_bytes(), mask=np.asarray(bundle.tensors["mask.image"]),
+        regions=np.asarray(bundle.tensors["aux.regions"]).tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
 
 
 def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key_file: bytes | None = None,
@@ -160,7 +158,7 @@ def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device: str,
     ctx = StageContext(device=resolve_device(device), models=_MODELS, options={})
     with torch.inference_mode():
         run_stage(stage, bundle, params, ctx)
-    return bundle.tensors["image.recovered"].numpy(), list(bundle.meta.get("notes", []))
+    return np.asarray(bundle.tensors["image.recovered"]), list(bundle.meta.get("notes", []))
 
 
 # -- files: `imnkit extract` ------------------------------------------------------------------------

@@ -69,8 +69,12 @@ class Bundle:
             )
         return self.tensors[key]
 
-    def add(self, key: str, value: torch.Tensor) -> None:
-        self.tensors[key] = value.detach().to("cpu").contiguous()
+    def add(self, key: str, value: torch.Tensor | np.ndarray) -> None:
+        """Store a torch tensor (detached, on the CPU) or a numpy array (C-contiguous) under ``key``."""
+        if isinstance(value, np.ndarray):
+            self.tensors[key] = np.ascontiguousarray(value)
+        else:
+            self.tensors[key] = value.detach().to("cpu").contiguous()
 
     def subset(self, prefix: str) -> Bundle:
         """A new bundle with only the tensors and meta values whose keys start with ``prefix``."""
@@ -280,20 +284,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def image_to_tensor(image) -> torch.Tensor:
-    """(H, W, 3) uint8 numpy array -> (H, W, 3) uint8 tensor, as images are stored in bundles."""
-    from .imageio import check_rgb8
-
-    import torch
-
-    check_rgb8(image, "image")
-    return torch.from_numpy(image.copy())
-
-
-def tensor_to_image(t: torch.Tensor, key: str = "image"):
-    """Stored image tensor -> (H, W, 3) uint8 numpy array, checking the layout."""
-    import torch
-
-    if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[2] != 3:
-        raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
-    return t.numpy()
+def tensor_to_image(t: torch.Tensor | np.ndarray, key: str = "image") -> np.ndarray:
+    """Stored image (torch tensor or numpy array) -> (H, W, 3) uint8 numpy array, checking the layout."""
+    a = t if isinstance(t, np.ndarray) else t.detach().cpu().numpy()
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(a.shape)} {a.dtype}")
+    return a

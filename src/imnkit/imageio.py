@@ -190,6 +190,9 @@ def save_png(
     return Path(path)
 
 
+BT601_WEIGHTS = (0.299, 0.587, 0.114)  # luma from RGB (the Y the measures and the sharpening use)
+
+
 def pixels_digest(image: np.ndarray) -> str:
     """sha256 of an (H, W, 3) uint8 image's pixels (row-major RGB bytes)."""
     return hashlib.sha256(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()

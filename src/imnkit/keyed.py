@@ -38,6 +38,7 @@ from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 2
 METHODS = ("sealed", "detached")
+INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 _PAYLOAD_KEY, _ORDER_KEY = "imnkit.payload", "imnkit.stego-order"
 _AUX_META = {"aux.format", "aux.method", "aux.header", "aux.masked_sha256"}
 
@@ -107,12 +108,10 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
 
 
 def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, Any]) -> Bundle:
-    import torch
-
     h, w = masked.shape[:2]
     return Bundle(
-        tensors={"aux.regions": torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4),
-                 "aux.size": torch.tensor([h, w], dtype=torch.int64), **tensors},
+        tensors={"aux.regions": np.array(boxes, dtype=np.int64).reshape(-1, 4),
+                 "aux.size": np.array([h, w], dtype=np.int64), **tensors},
         meta={"aux.format": AUX_FORMAT, "aux.method": header["method"], "aux.header": header,
               "aux.masked_sha256": pixels_digest(masked)},
     )

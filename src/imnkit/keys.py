@@ -119,11 +119,9 @@ def unlock_key(public: dict, tensors: dict[str, Any], source: KeySource | None) 
     return crypto.open_sealed(kek, nonce, tensor_bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
 
 
-def bytes_tensor(data: bytes):
-    """Bytes as a 1-D uint8 torch tensor, the way the aux stores key material and ciphertext."""
-    import torch
-
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+def bytes_tensor(data: bytes) -> np.ndarray:
+    """Bytes as a 1-D uint8 array, the way the aux stores key material and ciphertext."""
+    return np.frombuffer(bytearray(data), dtype=np.uint8)
 
 
 def tensor_bytes(tensors: dict[str, Any], name: str) -> bytes:
