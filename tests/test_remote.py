@@ -142,3 +142,15 @@ def test_s3_lists_prefixes_and_writes_whole_objects(s3_server):
     assert seen(out / "sub" / "a.masked.png") and not seen(out / "sub" / "b.masked.png")
     assert not seen(out / "nowhere" / "a.masked.png")
     assert exists(out / "sub" / "a.aux.safetensors") and not exists(out / "sub" / "zz.png")
+
+
+def test_a_scheme_pyarrow_does_not_know_goes_through_fsspec():
+    """memory:// is fsspec's only (in this process): the fsspec wrapping that gcsfs, adlfs ... use."""
+    pytest.importorskip("fsspec")
+    out = open_url("memory://imnkit-test/out")
+    assert out.fs.type_name.startswith("py::fsspec") and not out.renames
+    write_blobs([(out / "sub" / "a.masked.png", b"png", 0o644), (out / "b.jpg", b"jpg", 0o644)])
+    files, roots = expand_urls(["memory://imnkit-test/out"], SUFFIXES)
+    assert [str(f) for f in files] == [f"{out}/b.jpg", f"{out}/sub/a.masked.png"]  # sorted by path
+    assert [str(r) for r in roots] == [str(out)]
+    assert Existing()(out / "sub" / "a.masked.png") and not exists(out / "sub" / "zz.png")
