@@ -79,6 +79,14 @@ def test_sweep_removes_only_the_temporary_files_of_planned_outputs(tmp_path):
         p.write_bytes(b"partial")
     assert sweep_temp_files(recipe, [photo], [], out, options()) == 2
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    # The same on a file:// output location (a filesystem with rename, reached through pyarrow).
+    pytest.importorskip("pyarrow.fs")
+    from imnkit.engines.remote import open_url
+
+    for p in stale:
+        p.write_bytes(b"partial")
+    assert sweep_temp_files(recipe, [photo], [], open_url(f"file://{out}"), options()) == 2
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
 
 
 # -- a local Ray on real photos --------------------------------------------------------------------

@@ -71,6 +71,9 @@ def test_a_missing_filesystem_package_is_a_usage_error_naming_it():
         open_url("az://container/photos")
     with pytest.raises(UsageError, match="not a scheme pyarrow or fsspec knows"):
         open_url("nosuchscheme://x/y")
+    with pytest.raises(UsageError, match="cannot be opened") as err:  # pyarrow quotes the URL: not the keys
+        open_url("s3://AKIDSECRET:VERYSECRET@bucket/x y")
+    assert "SECRET" not in str(err.value)
     pytest.importorskip("ray.data", reason="the command line needs Ray for --engine ray")
     r = invoke("run", "mask", "az://container/photos", "--engine", "ray")
     assert r.exit_code == ExitCode.USAGE and "pip install adlfs" in r.stderr

@@ -112,9 +112,16 @@ def open_url(url: str) -> Url:
         return Url(scheme, path, fs)
     except (ValueError, OSError) as err:  # ArrowInvalid is a ValueError
         if "Unrecognized filesystem type" not in str(err):
-            # e.g. HDFS without a JVM; pyarrow's text names the filesystem's own problem, not the URL's secrets
-            raise UsageError(f"{scheme}:// URL: the filesystem cannot be opened ({_first_line(err)})") from None
+            # e.g. HDFS without a JVM, or a malformed URL (pyarrow may quote it: keys in it are hidden)
+            reason = _first_line(err).replace(_userinfo(url), "***") if _userinfo(url) else _first_line(err)
+            raise UsageError(f"{scheme}:// URL: the filesystem cannot be opened ({reason})") from None
     return _open_with_fsspec(url, scheme)
+
+
+def _userinfo(url: str) -> str:
+    """The ``user:password`` of ``scheme://user:password@host/...``, or ''."""
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    return netloc.rsplit("@", 1)[0] if "@" in netloc else ""
 
 
 def _open_with_fsspec(url: str, scheme: str) -> Url:
