@@ -336,7 +336,8 @@ def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: P
     return write_files(encode_outputs(bundle, planned, exif=exif), overwrite=overwrite, inputs=(inp,))
 
 
-def encode_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Any]], *, exif: bytes | None = None) -> list[tuple[Any, bytes, int]]:
+def encode_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Any]], *,
+                   exif: bytes | None = None) -> list[tuple[Any, bytes, int]]:
     """Each planned output as ``(path, bytes, file mode)``: PNGs for images, safetensors for bundles.
 
     ``path`` is passed through untouched (a Path, or a URL for the Ray engine's remote outputs).

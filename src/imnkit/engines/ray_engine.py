@@ -335,7 +335,9 @@ def run_on_ray(
             if todo:
                 started = connect(num_cpus)
                 by_path = {_read_path(f): f for f in todo}
-                place = out_dir if isinstance(out_dir, Url) else (todo[0] if out_dir is None and isinstance(todo[0], Url) else None)
+                # where URL outputs are (to read the rows' output names back): -o, or beside URL inputs
+                place = out_dir if out_dir is not None else todo[0]
+                place = place if isinstance(place, Url) else None
                 dataset = _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, progress)
                 try:
                     for row in dataset.iter_rows():

@@ -106,7 +106,8 @@ def open_url(url: str) -> Url:
     try:
         import pyarrow.fs as pafs
     except ImportError:
-        raise UsageError(f"{scheme}:// URLs need pyarrow, which is not installed: pip install \"imnkit[ray]\"") from None
+        raise UsageError(f"{scheme}:// URLs need pyarrow, which is not installed: "
+                         'pip install "imnkit[ray]"') from None
     try:
         fs, path = pafs.FileSystem.from_uri(url)
         return Url(scheme, path, fs)
@@ -130,7 +131,8 @@ def _open_with_fsspec(url: str, scheme: str) -> Url:
         from fsspec.registry import known_implementations
         from pyarrow.fs import FSSpecHandler, PyFileSystem
     except ImportError:
-        raise UsageError(f"{scheme}:// is not a scheme pyarrow knows, and fsspec is not installed: pip install fsspec") from None
+        raise UsageError(f"{scheme}:// is not a scheme pyarrow knows, and fsspec is not installed: "
+                         "pip install fsspec") from None
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except ImportError:
