@@ -304,3 +304,35 @@ def test_file_url_outputs_follow_the_overwrite_rules_and_are_whole_and_private(l
     assert (out / "sub" / f"{stem}.aux.safetensors").stat().st_mode & 0o077 == 0  # the aux: owner only
     assert rows_of(out / MANIFEST_NAME) == [row]
     assert [p.name for p in out.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.slow
+def test_the_last_actor_writes_a_url_input_to_a_file_url_with_its_exif_and_skips_it_when_done(faces_dir, tmp_path):
+    """GroupWorker in this process (no Ray needed): a URL input's bytes, --keep-metadata, skip-finished."""
+    pytest.importorskip("pyarrow.fs")
+    from PIL import Image
+
+    from imnkit.engines.ray_engine import GroupSpec, GroupWorker
+    from imnkit.engines.remote import open_url
+
+    photo = tmp_path / "in" / FACES[0]
+    photo.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    with Image.open(faces_dir / FACES[0]) as img:
+        img.save(photo, exif=exif.tobytes())
+    src, out = open_url(f"file://{photo}"), open_url(f"file://{tmp_path}/out")
+    recipe = load_recipe(MASK_RECIPE)
+    spec = GroupSpec(recipe=recipe, options=options(keep_metadata=True), first=True, last=True, out_dir=out,
+                     roots=[], overwrite=False, source=src)
+    worker = GroupWorker(spec)
+    row = {"path": src.path, "bytes": photo.read_bytes()}
+    done = worker.one(row)
+    assert done["status"] == "ok", done["error"]
+    stem = photo.stem
+    assert json.loads(done["outputs"]) == [f"file://{tmp_path}/out/{stem}.{s}"
+                                           for s in ("masked.png", "aux.safetensors", "mask.png")]
+    with Image.open(tmp_path / "out" / f"{stem}.masked.png") as masked:
+        assert masked.getexif()[0x010F] == "CameraMaker"
+    again = worker.one(row)
+    assert again["status"] == "skipped" and again["outputs"] == done["outputs"]
