@@ -182,13 +182,20 @@ def _candidates(ycc, ref_sel, grey, strength) -> np.ndarray:
 def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     """Candidates cleaned into whole occluders: features only inside dense ones, gaps closed, holes
     filled, specks dropped; float32 0/1."""
-    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
+    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders. Eyes
+    # never count so (a dark iris beside a medical mask is still an eye); an eye under sunglasses
+    # is taken by _covered_features (occluders all around it, of its colour).
     k = max(3, int(0.18 * size) | 1)
-    dens = cv2.blur((cand & (feats == 0)).astype(np.float32), (k, k))
-    occ = (cand & (feats == 0)) | (cand & (feats > 0) & (dens > 0.45))
+    bare = cand & (feats == 0)
+    dens = cv2.blur(bare.astype(np.float32), (k, k))
+    eyes = np.zeros(cand.shape, np.uint8)
+    for idx in _FEATURES[2:4]:
+        _poly(eyes, local[idx])
+    occ = bare | (cand & (feats > 0) & (dens > 0.45) & (eyes == 0))
     occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
     r = max(1, int(0.015 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    occ |= _frames(bare, local, size)
     # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
     # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
     rc = max(1, int(0.03 * size))
@@ -197,7 +204,37 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
+    # A small component lying mostly around an eye is the eye itself (an iris the landmarks
+    # missed, lashes, a lid's shadow); glasses frames and sunglasses are longer.
+    re = max(1, int(0.1 * size))
+    near = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * re + 1, 2 * re + 1)))
+    in_eye = np.bincount(labels.ravel(), weights=near.ravel().astype(np.float64), minlength=n)
+    small = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < 0.22 * size
+    keep &= ~(small & (in_eye >= 0.6 * np.maximum(1, stats[:, cv2.CC_STAT_AREA])))
     return keep[labels].astype(np.float32)
+
+
+def _glasses_band(shape, local: np.ndarray, size: float) -> np.ndarray:
+    """0/1 uint8 band where glasses frames lie: from above the brows to below the eyes, temple to temple."""
+    band = np.zeros(shape, np.uint8)
+    up = local[17:27] - [0, 0.08 * size]
+    low = local[[1, 15, 29]] + [0, 0.06 * size]
+    _poly(band, np.vstack([up, local[[0, 16]], low]))
+    return band
+
+
+def _frames(bare: np.ndarray, local: np.ndarray, size: float) -> np.ndarray:
+    """Thin, long occluder candidates across the eyes (glasses frames), 0/1 uint8.
+
+    The opening that drops specks also erases a frame a few pixels wide (on dark skin only its
+    thin dark core differs from the skin); a long thin component in the glasses band is a frame,
+    not a speck, whatever its width.
+    """
+    thin = (bare & (_glasses_band(bare.shape, local, size) > 0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 0.25 * size
+    long[0] = False
+    return long[labels].astype(np.uint8)
 
 
 def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
