@@ -103,6 +103,7 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         return None
     cand = _candidates(ycc, ref_sel, grey, strength) & inside
     occ = _whole_occluders(cand, feats, ycc, local, size, inside)
+    occ = _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside)
     if occ.sum() == 0:
         return None
     alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
@@ -212,6 +213,45 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     small = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < 0.22 * size
     keep &= ~(small & (in_eye >= 0.6 * np.maximum(1, stats[:, cv2.CC_STAT_AREA])))
     return keep[labels].astype(np.float32)
+
+
+def _face_seeds(shape, ref_sel, local) -> np.ndarray:
+    """Pixels surely of the face: the skin reference, eyes, brows and the nose bridge."""
+    seeds = np.zeros(shape, np.uint8)
+    for idx in (*_FEATURES[:4], np.r_[27:31]):
+        _poly(seeds, local[idx])
+    return (seeds > 0) | ref_sel
+
+
+def _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside) -> np.ndarray:
+    """A dense occluder over the mouth (a medical mask) grown to its outline, float32 0/1.
+
+    Parts of the same object near skin colour (a mask's pink side panel) are cut from the face by
+    the object's outline, not by colour: a watershed on the smoothed photo between the face's own
+    pixels and the occluder (with what lies outside the face), kept where it joins the occluder.
+    """
+    mouth = np.zeros(occ.shape, np.uint8)
+    _poly(mouth, local[48:60])
+    mouth = mouth > 0
+    if mouth.sum() < 4 or occ[mouth].mean() < 0.5:
+        return occ
+    markers = np.zeros(occ.shape, np.int32)
+    markers[~cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)] = 2
+    markers[cv2.erode(occ, np.ones((3, 3), np.uint8)) > 0] = 2
+    markers[_face_seeds(occ.shape, ref_sel, local) & (occ == 0)] = 1
+    # Smoothing first: a mask's mesh or a beard's hairs are texture, not an outline.
+    lab = cv2.watershed(cv2.bilateralFilter(np.ascontiguousarray(roi), 7, 30, 5), markers)
+    # Past the face polygon (where the swap feathers) only below the nose's middle: the mask's
+    # edges there, not the forehead above the brows.
+    down = local[48:60].mean(0) - local[36:48].mean(0)
+    ys, xs = np.mgrid[:occ.shape[0], :occ.shape[1]]
+    low = (xs - local[29, 0]) * down[0] + (ys - local[29, 1]) * down[1] > 0
+    grown = ((lab == 2) & (polygon | (inside & low))) | (occ > 0)
+    n, labels = cv2.connectedComponents(grown.astype(np.uint8), connectivity=8)
+    joined = np.zeros(n, bool)
+    joined[np.unique(labels[(occ > 0) & mouth])] = True
+    joined[0] = False
+    return np.maximum(occ, joined[labels].astype(np.float32))
 
 
 def _glasses_band(shape, local: np.ndarray, size: float) -> np.ndarray:
