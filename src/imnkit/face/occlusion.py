@@ -264,17 +264,50 @@ def _glasses_band(shape, local: np.ndarray, size: float) -> np.ndarray:
 
 
 def _frames(bare: np.ndarray, local: np.ndarray, size: float) -> np.ndarray:
-    """Thin, long occluder candidates across the eyes (glasses frames), 0/1 uint8.
+    """Thin, long occluder candidates around the eyes (glasses frames), 0/1 uint8.
 
     The opening that drops specks also erases a frame a few pixels wide (on dark skin only its
-    thin dark core differs from the skin); a long thin component in the glasses band is a frame,
-    not a speck, whatever its width.
+    thin dark core differs from the skin). A component of the glasses band that is long and
+    reaches both above and below the line of the eyes (a rim goes round a lens) is a frame, not
+    a speck; a crease under an eye or a strand of hair at the temple does not do both.
     """
-    thin = (bare & (_glasses_band(bare.shape, local, size) > 0)).astype(np.uint8)
+    # Away from the face's outline, where hair and background would join a crease into one
+    # long component.
+    band = _glasses_band(bare.shape, local, size)
+    hull = np.zeros(bare.shape, np.uint8)
+    _poly(hull, local[:27])
+    e = max(1, int(0.04 * size))
+    band &= cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1)))
+    eyes = np.zeros(bare.shape, np.uint8)
+    for idx in _FEATURES[2:4]:
+        _poly(eyes, local[idx])
+    r = max(1, int(0.04 * size))
+    band &= 1 - cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    thin = (bare & (band > 0)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
-    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 0.25 * size
-    long[0] = False
-    return long[labels].astype(np.uint8)
+    out = np.zeros(bare.shape, np.uint8)
+    left, right = local[36:42].mean(0), local[42:48].mean(0)
+    along = (right - left) / max(1e-6, float(np.hypot(*(right - left))))
+    normal = np.array([-along[1], along[0]])  # points down the face
+    for i in range(1, n):
+        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) < 0.25 * size:
+            continue
+        pts = np.stack(np.nonzero(labels == i)[::-1], axis=1).astype(np.float64)
+        if any(_rings_eye(pts, eye, along, normal, size) for eye in (left, right)):
+            out[pts[:, 1].astype(int), pts[:, 0].astype(int)] = 1
+    return out
+
+
+def _rings_eye(pts: np.ndarray, eye: np.ndarray, along: np.ndarray, normal: np.ndarray, size: float) -> bool:
+    """True when the (x, y) points pass well above, well below and beside an eye, as a lens rim does.
+
+    A brow or a lid's crease lies only above it, a crease under it only below; eye make-up stays
+    close to it.
+    """
+    u, v = (pts - eye) @ along, (pts - eye) @ normal
+    over = np.abs(u) < 0.1 * size
+    beside = (np.abs(u) > 0.16 * size) & (np.abs(v) < 0.04 * size)
+    return bool((over & (v < -0.07 * size)).any() and (over & (v > 0.07 * size)).any() and beside.any())
 
 
 def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
