@@ -2,16 +2,20 @@
 
 Skin/colour segmentation against the landmarks, no model: the face's own skin colour is
 sampled where occluders rarely are (the band under the eyes, the nose bridge and the forehead
-above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
-the face polygon (jaw line and lifted brows), a pixel whose chroma is far from that skin, or
-that is much darker or brighter than it while grey, is an occluder candidate. Eyes, brows and
-lips are not skin either, so there a pixel counts only when the candidates around it are dense
-(a medical mask over the mouth), not when they are a thin frame (glasses around an eye).
-Small specks are dropped (opening), the mask is feathered, and the original pixels are put
-back over the Mask where it is set: what covered the face still covers it.
+above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust
+statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside the face polygon (jaw line
+and lifted brows), a pixel whose chroma is far from that skin, or that is much darker or
+brighter than it while grey, is an occluder candidate. Eyes, brows and lips are not skin
+either, so there a pixel counts only when the candidates around it are dense (a medical mask
+over the mouth), not when they are a thin frame (glasses around an eye); eyes never so.
+Small specks are dropped (opening), but thin long rims round an eye are kept whole (glasses
+frames, also on dark skin); a small blob around an eye is the eye's own. An occluder over the
+mouth (a medical mask) is grown to its outline by a watershed against the face's own pixels, so
+its parts near skin colour (a pink side panel) stay too. The mask is feathered, and the
+original pixels are put back over the Mask where it is set: what covered the face still covers it.
 
 Limits (measured on ../shared/data/faces): skin-coloured occluders (a hand) are not found; a
-dark beard counts as an occluder and is kept.
+dark beard, and shaded skin at the face's edge, count as occluders and are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ _FEATURES = (np.r_[17:22], np.r_[22:27], np.r_[36:42], np.r_[42:48], np.r_[31:36
 def _poly(mask: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
     hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, value, lineType=cv2.LINE_8, shift=4)
+
+
+def _eyes(shape, local: np.ndarray) -> np.ndarray:
+    """0/1 uint8 mask of the two eyes' landmark polygons."""
+    eyes = np.zeros(shape, np.uint8)
+    for idx in _FEATURES[2:4]:
+        _poly(eyes, local[idx])
+    return eyes
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -189,9 +201,7 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     k = max(3, int(0.18 * size) | 1)
     bare = cand & (feats == 0)
     dens = cv2.blur(bare.astype(np.float32), (k, k))
-    eyes = np.zeros(cand.shape, np.uint8)
-    for idx in _FEATURES[2:4]:
-        _poly(eyes, local[idx])
+    eyes = _eyes(cand.shape, local)
     occ = bare | (cand & (feats > 0) & (dens > 0.45) & (eyes == 0))
     occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
     r = max(1, int(0.015 * size))
@@ -202,13 +212,20 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     rc = max(1, int(0.03 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1, 2 * rc + 1)))
     occ = _fill_holes(occ, cand, max_area=0.15 * size * size) & inside.astype(np.uint8)
+    return _drop_specks_and_eyes(occ, eyes, size)
+
+
+def _drop_specks_and_eyes(occ: np.ndarray, eyes: np.ndarray, size: float) -> np.ndarray:
+    """Components of a 0/1 uint8 mask kept unless tiny or an eye's own; float32 0/1.
+
+    A small component lying mostly around an eye is the eye itself (an iris the landmarks
+    missed, lashes, a lid's shadow); glasses frames and sunglasses are longer.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
-    # A small component lying mostly around an eye is the eye itself (an iris the landmarks
-    # missed, lashes, a lid's shadow); glasses frames and sunglasses are longer.
-    re = max(1, int(0.1 * size))
-    near = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * re + 1, 2 * re + 1)))
+    r = max(1, int(0.1 * size))
+    near = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     in_eye = np.bincount(labels.ravel(), weights=near.ravel().astype(np.float64), minlength=n)
     small = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < 0.22 * size
     keep &= ~(small & (in_eye >= 0.6 * np.maximum(1, stats[:, cv2.CC_STAT_AREA])))
@@ -268,8 +285,8 @@ def _frames(bare: np.ndarray, local: np.ndarray, size: float) -> np.ndarray:
 
     The opening that drops specks also erases a frame a few pixels wide (on dark skin only its
     thin dark core differs from the skin). A component of the glasses band that is long and
-    reaches both above and below the line of the eyes (a rim goes round a lens) is a frame, not
-    a speck; a crease under an eye or a strand of hair at the temple does not do both.
+    passes above, below and beside an eye (a rim goes round a lens) is a frame, not a speck;
+    brows, lids' creases, eye make-up and hair at the temples do not.
     """
     # Away from the face's outline, where hair and background would join a crease into one
     # long component.
@@ -277,12 +294,10 @@ def _frames(bare: np.ndarray, local: np.ndarray, size: float) -> np.ndarray:
     hull = np.zeros(bare.shape, np.uint8)
     _poly(hull, local[:27])
     e = max(1, int(0.04 * size))
-    band &= cv2.erode(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1)))
-    eyes = np.zeros(bare.shape, np.uint8)
-    for idx in _FEATURES[2:4]:
-        _poly(eyes, local[idx])
-    r = max(1, int(0.04 * size))
-    band &= 1 - cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+    band &= cv2.erode(hull, disk)
+    # And away from the eyes: a rim passes beyond the lids, make-up and lashes do not.
+    band &= 1 - cv2.dilate(_eyes(bare.shape, local), disk)
     thin = (bare & (band > 0)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
     out = np.zeros(bare.shape, np.uint8)
