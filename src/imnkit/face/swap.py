@@ -84,6 +84,8 @@ MAX_TRIES = 8  # identities tried per face at most (each costs a rendering and a
 #: an expression reading this close (sum of the three measures' errors) needs no correction pass;
 #: each pass costs a rendering (~0.3 s for a 1024^2 portrait on 2 cores)
 GOOD_EXPRESSION = 0.015
+#: the expression passes render a copy shrunk to a face of at most this size (px)
+PASS_FACE_SIZE = 320.0
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -298,30 +300,53 @@ def swap_face(
     With ``params.expression_passes`` > 0 the Mask is re-landmarked after rendering and the
     target's mouth opening, mouth width and eye opening are corrected by what the landmark
     model reads off the rendered Mask versus off the protected face (the replacement's lips and
-    lids pull the reading towards its own expression), then rendered again; the rendering
-    that reads closest to the protected expression is returned.
+    lids pull the reading towards its own expression), then rendered again; the target that
+    reads closest to the protected expression is rendered. The passes render a copy of the
+    photo shrunk to a face of at most ``PASS_FACE_SIZE`` px (the measures are ratios, and the
+    landmark model needs no more), so a large face costs one full-size rendering, not three.
     """
     image = check_image(image)
     prot = np.asarray(face.landmarks, dtype=np.float64)
     target = _target_landmarks(prot, np.asarray(identity.landmarks, dtype=np.float64), params.geometry)
-    out, box = _render(image, prot, identity, target, params)
-    if params.geometry == 0 or params.expression_passes <= 0 or box is None:
-        return out, box
+    if params.geometry == 0 or params.expression_passes <= 0:
+        return _render(image, prot, identity, target, params)
+    s = min(1.0, PASS_FACE_SIZE / max(_face_size(prot), 1.0))
+    if s >= 1.0:  # a small face: the passes' renderings are the full-size ones
+        return _expression_passes(image, face.box, prot, identity, target, params, scale=1.0)[1]
+    target, _ = _expression_passes(image, face.box, prot, identity, target, params, scale=s)
+    return _render(image, prot, identity, target, params)
+
+
+def _expression_passes(image: np.ndarray, box: Box, prot: np.ndarray, identity: Identity, target: np.ndarray,
+                       params: SwapParams, scale: float) -> tuple[np.ndarray, tuple[np.ndarray, Box | None]]:
+    """(target, its rendering at ``scale``) of the pass whose Mask reads closest to the protected expression.
+
+    Points map to the ``scale``-shrunk photo as ``(p + 0.5) * scale - 0.5`` (pixel centres at integers).
+    """
+    small = image if scale == 1.0 else cv2.resize(image, (max(8, round(image.shape[1] * scale)),
+                                                           max(8, round(image.shape[0] * scale))),
+                                                  interpolation=cv2.INTER_AREA)
+    to_small = lambda p: (p + 0.5) * scale - 0.5  # noqa: E731
+    y0, x0, y1, x1 = box
+    small_box = (int(y0 * scale), int(x0 * scale), max(int(y0 * scale) + 1, round(y1 * scale)),
+                 max(int(x0 * scale) + 1, round(x1 * scale)))
     want = measure(prot)
     best = None
     for k in range(params.expression_passes + 1):
-        got = measure(fit_landmarks(out, face.box))
+        rendered = _render(small, to_small(prot), identity, to_small(target), params)
+        if rendered[1] is None:
+            break
+        got = measure(fit_landmarks(rendered[0], small_box))
         err = (abs(got.mouth_open - want.mouth_open) + abs(got.smile_width - want.smile_width)
                + abs(got.eye_open - want.eye_open))
         if best is None or err < best[0]:
-            best = (err, out, box)
+            best = (err, target, rendered)
         if k == params.expression_passes or err <= GOOD_EXPRESSION:
             break
         target = _correct_expression(target, want, got)
-        out, box = _render(image, prot, identity, target, params)
-        if box is None:
-            break
-    return best[1], best[2]  # the rendering whose expression reads closest
+    if best is None:  # nothing rendered: as without passes
+        return target, _render(image, prot, identity, target, params) if scale == 1.0 else (image.copy(), None)
+    return best[1], best[2]
 
 
 def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.ndarray,
