@@ -3,6 +3,7 @@
 Contract:
     requires  image.protected     (H, W, 3) uint8
               faces.*             from the align stage (boxes, scores, landmarks, points5, affine)
+              meta swap.pinned    optional: one pool identity per face (a video's tracked people)
     provides  mask.image          (H, W, 3) uint8, equal to image.protected outside swap.regions
               swap.regions        int64 (N, 4) y0, x0, y1, x1 (exclusive) of the pixels changed, per face
               meta swap.identities  the replacement identity used for each face
@@ -72,6 +73,10 @@ class SwapStage(Stage):
         replace = get_identity(params["replace"]).name if params["replace"] else None
         natural = [i for i, f in enumerate(faces) if f.treatment == "swap"]
         nat_faces = [faces[i] for i in natural]
+        # meta swap.pinned: one identity per face chosen by the caller (a video keeps one per tracked person)
+        pinned = bundle.meta.get("swap.pinned")
+        if pinned:
+            replace = [get_identity(pinned[i]).name for i in natural] if natural else replace
         if not nat_faces:
             mask_image, boxes, names = image.copy(), [], []
         elif params["backend"] == "classical":
@@ -82,9 +87,10 @@ class SwapStage(Stage):
             if result.distances:
                 bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in result.distances]
         else:
-            names = [replace] * len(nat_faces) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
+            names = (list(replace) if isinstance(replace, list) else [replace] * len(nat_faces)) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
             mask_image, boxes = _simswap(image, nat_faces, names, params, ctx)
-        mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params, replace)
+        mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params,
+                                                          pinned or replace)
         if params["occlusion"]:
             from imnkit.face.occlusion import keep_occluders
 
@@ -122,7 +128,7 @@ def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace)
             mask_image, out_boxes[i] = obfuscate_face(mask_image, face)
             treatments[i] = "obfuscate"
             continue
-        name = replace or dealt[i]
+        name = (replace[i] if isinstance(replace, list) else replace) or dealt[i]
         mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
             mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"]))
         out_names[i] = name if treatments[i] == "warp5" else None
