@@ -23,6 +23,8 @@ from .imageio import check_output_path, check_rgb8, load_image, save_png
 from .keyed import check_aux_bytes, is_keyed
 from .keys import KeySource
 from .recipe import INPUT_IMAGE_KEY, Runner, load_recipe, output_stem
+from .video import is_video_path
+from .video.aux import is_video_aux
 from .stage import StageContext, get_stage, run_stage
 
 _RUNNERS: dict[tuple, Runner] = {}
@@ -157,16 +159,24 @@ class ExtractResult:
 
 def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None = None, *, weights: str = "",
                  force: bool = False, device: str = "auto", overwrite: bool = False,
-                 keys: KeySource | None = None) -> ExtractResult:
+                 keys: KeySource | None = None, on_frame=None) -> ExtractResult:
     """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
 
     ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.keys`).
+    A masked clip (a video aux, or a video suffix) gives ``{stem}.recovered.mkv`` (docs/video.md);
+    ``on_frame(done, total)`` then follows its progress.
     """
     masked, aux = Path(masked), Path(aux)
+    aux_bundle = load_bundle(aux)
+    if is_video_aux(aux_bundle) or is_video_path(masked):  # a clip: imnkit.video (needs imnkit[video])
+        from .video.unmask import extract_video
+
+        out, regions = extract_video(masked, aux_bundle, Path(output) if output else None, keys=keys,
+                                     overwrite=overwrite, aux_path=aux, on_frame=on_frame)
+        return ExtractResult(output=out, regions=regions)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
     resolve_device(device)  # an unavailable device fails before any work
-    aux_bundle = load_bundle(aux)
     _check_aux(aux.read_bytes(), aux_bundle)  # a file that is not an aux, or a changed one, fails here
     recovered, notes = _extract(load_image(masked), aux_bundle, keys, force=force, device=device, weights=weights)
     save_png(out, recovered, overwrite=overwrite, inputs=(masked, aux))

@@ -44,6 +44,7 @@ from .devices import check_device_name, resolve_device
 from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
 from .stage import Stage, StageContext, get_stage, run_stage
+from .video import VIDEO_SUFFIXES, is_video_path
 
 INPUT_IMAGE_KEY = "image.protected"
 _KNOWN_PLACEHOLDERS = ("stem", "name", "ext", "recipe")
@@ -193,12 +194,12 @@ def validate_chain(recipe: Recipe, initial: set[str]) -> None:
 
 # -- inputs --------------------------------------------------------------------------------------
 def expand_inputs(items: list[str]) -> list[Path]:
-    """Files, folders (recursive, images only, sorted) and globs -> a de-duplicated list of files."""
+    """Files, folders (recursive, images and videos, sorted) and globs -> a de-duplicated list of files."""
     found: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         elif p.exists():
             found.append(p)
         elif any(ch in item for ch in "*?["):
@@ -287,6 +288,10 @@ class Runner:
     def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False,
                 bundle: Bundle | None = None) -> RunResult:
         """Run the stages on ``inp`` (or on ``bundle``, already read from it) and write the outputs."""
+        if bundle is None and is_video_path(inp):  # a clip: frame by frame, faces tracked (imnkit.video)
+            from .video.mask import mask_video
+
+            return mask_video(self, inp, out_dir, overwrite=overwrite)
         start = time.perf_counter()
         planned = self.planned_outputs(inp, out_dir)
         if planned and not overwrite and all(path.exists() for _, path in planned):

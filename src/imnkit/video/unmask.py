@@ -1,0 +1,63 @@
+"""``imnkit extract`` on a masked clip: every frame's faces back, the rest and the sound as they are.
+
+The aux's manifest is opened first (wrong key, passphrase or key file, or a changed aux: exit 4 before
+any frame is read). Each decoded frame must be exactly the masked frame of that index (sha256 in the
+authenticated frame list); its faces are then recovered with :func:`imnkit.keyed.recover` under the
+clip's key. Any failure removes the partial output: nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imnkit import crypto
+from imnkit.bundle import Bundle
+from imnkit.embedding import pixels_digest
+from imnkit.errors import OutputError
+from imnkit.imageio import check_output_path
+from imnkit.keyed import recover
+from imnkit.keys import KeySource
+from imnkit.recipe import output_stem
+from imnkit.video import io
+from imnkit.video.aux import OpenedAux
+
+
+def default_recovered_path(masked: Path) -> Path:
+    """'clip.masked.mkv' -> 'clip.recovered.mkv' beside it."""
+    return masked.with_name(f"{output_stem(masked)}.recovered.mkv")
+
+
+def extract_video(masked: Path, aux: Bundle, output: Path | None = None, *, keys: KeySource | None = None,
+                  overwrite: bool = False, aux_path: Path | None = None,
+                  on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
+    """Recover clip ``masked`` with its (loaded) ``aux``; write ``output`` atomically; (path, regions)."""
+    out = Path(output) if output else default_recovered_path(masked)
+    check_output_path(out, overwrite=overwrite, inputs=(masked,) + ((aux_path,) if aux_path else ()))
+    opened = OpenedAux(aux, keys)  # authenticates before any frame is decoded
+    info = io.probe(masked)
+    header = opened.header
+    shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
+    if list(shape) != list(header.get("size", [])) or info.rotation != header.get("rotation"):
+        raise crypto.AuthenticationError()  # another clip, or a resized or turned copy
+
+    def process(index: int, image: np.ndarray) -> np.ndarray:
+        frame_aux = opened.frame_aux(index, pixels_digest(image))
+        recovered, _ = recover(image, frame_aux, key=opened.key)
+        return recovered
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        count = io.transcode(info, [io.Target(tmp)], process,
+                             (lambda n: on_frame(n, len(opened.frames))) if on_frame else None)
+        if count != len(opened.frames):
+            raise crypto.AuthenticationError()  # frames dropped from the end
+        os.replace(tmp, out)
+    except OSError as err:
+        raise OutputError(f"{out}: the write failed ({err.strerror or type(err).__name__}); nothing was written") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, opened.regions
