@@ -125,6 +125,11 @@ def _check_count(info: VideoInfo, count: int) -> None:
     if info.frames and count < info.frames:
         raise InputError(f"{info.path}: the video is truncated: {count} of the {info.frames} frames its header "
                          "announces could be decoded")
+    # No announced count (Matroska): the header's duration says how many to expect, give or take
+    # a variable frame rate's unevenness.
+    if not info.frames and info.estimate and count < 0.9 * info.estimate - 1:
+        raise InputError(f"{info.path}: the video is truncated: {count} frames decoded, its header's duration "
+                         f"holds about {info.estimate}")
 
 
 @dataclass

@@ -114,6 +114,10 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         return masked
 
     temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in planned]
+    try:
+        planned[0].parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{planned[0].parent}: cannot write here ({err.strerror or type(err).__name__})") from None
     targets = [io.Target(temps[0])] + ([io.Target(temps[2], share=True)] if len(planned) > 2 else [])
     try:
         count = io.transcode(info, targets, process,

@@ -51,6 +51,7 @@ def extract_video(masked: Path, aux: Bundle, output: Path | None = None, *, keys
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         count = io.transcode(info, [io.Target(tmp)], process,
                              (lambda n: on_frame(n, len(opened.frames))) if on_frame else None)
         if count != len(opened.frames):
