@@ -48,6 +48,7 @@ class SwapStage(Stage):
         Param("geometry", float, 1.0, "classical: 0 keeps the protected face's feature layout, 1 moves the features onto the replacement's (their shapes, so the expression, stay)", min=0.0, max=1.0),
         Param("min_distance", float, 0.6, "classical: try other pool identities while dlib says the Mask is closer than this to the original (0 = no check)", min=0.0, max=2.0),
         Param("assign", str, "look", "classical: look (an identity of the face's apparent gender presentation, age band and skin tone), seeded (a seeded deal of the pool) or similar (the identity nearest by dlib, still a different person)", choices=("look", "seeded", "similar")),
+        Param("expression_passes", int, 2, "classical: re-read the Mask's landmarks and correct its expression this many times (each costs one more rendering; 0 is ~3x faster, e.g. for video)", min=0, max=4),
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
@@ -81,7 +82,8 @@ class SwapStage(Stage):
             mask_image, boxes, names = image.copy(), [], []
         elif params["backend"] == "classical":
             result = swap_faces(image, nat_faces, seed=params["seed"], replace=replace,
-                                params=SwapParams(geometry=params["geometry"], blend=params["blend"]),
+                                params=SwapParams(geometry=params["geometry"], blend=params["blend"],
+                                                  expression_passes=params["expression_passes"]),
                                 min_distance=params["min_distance"] or None, assign=params["assign"])
             mask_image, boxes, names = result.image, result.face_regions, result.identities
             if result.distances:
@@ -130,7 +132,8 @@ def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace)
             continue
         name = (replace[i] if isinstance(replace, list) else replace) or dealt[i]
         mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
-            mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"]))
+            mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"],
+                                                  expression_passes=params["expression_passes"]))
         out_names[i] = name if treatments[i] == "warp5" else None
     return mask_image, out_boxes, out_names, treatments
 
