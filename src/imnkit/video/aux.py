@@ -48,7 +48,7 @@ class AuxWriter:
         self.clip = crypto.new_nonce().hex()  # names this clip in every frame's authenticated header
         self.header = {"format": VIDEO_AUX_FORMAT, "method": method, "clip": self.clip, "size": list(size),
                        "rotation": rotation, "key": key_public, "written_by": __version__}
-        self.frames: list[dict] = []
+        self.frames: dict[int, dict] = {}  # by index: frames may be masked a few at a time, out of order
 
     def context(self, index: int) -> dict:
         """The fields authenticated in frame ``index``'s header."""
@@ -56,22 +56,27 @@ class AuxWriter:
 
     def add(self, index: int, frame_aux: Bundle, masked_digest: str) -> None:
         """Keep frame ``index``'s aux (from the embed stage: header + carrier map or ciphertext)."""
-        assert index == len(self.frames), "frames are added in order"
         for name in _FRAME_TENSORS:
             if f"aux.{name}" in frame_aux.tensors:
                 self.tensors[f"aux.f{index}.{name}"] = frame_aux.tensors[f"aux.{name}"]
-        self.frames.append({"header": frame_aux.meta["aux.header"], "masked_sha256": masked_digest})
+        self.frames[index] = {"header": frame_aux.meta["aux.header"], "masked_sha256": masked_digest}
+
+    @property
+    def regions(self) -> int:
+        """Face regions hidden so far, over all frames."""
+        return sum(len(f["header"]["regions"]) for f in self.frames.values())
 
     def finish(self) -> Bundle:
         """The aux bundle, with the manifest sealing the frame list under the clip header."""
-        self.header["frames"] = len(self.frames)
-        digest = hashlib.sha256(associated_data({"frames": self.frames})).digest()
+        frames = [self.frames[i] for i in range(len(self.frames))]  # KeyError: a frame is missing
+        self.header["frames"] = len(frames)
+        digest = hashlib.sha256(associated_data({"frames": frames})).digest()
         nonce = crypto.new_nonce()
         self.header["manifest_nonce"] = nonce.hex()
         _, sealed = crypto.seal(crypto.subkey(self.key, _MANIFEST_KEY), digest, associated_data(self.header), nonce)
         tensors = {**self.tensors, "aux.manifest": bytes_tensor(sealed)}
         meta = {"aux.kind": KIND, "aux.format": VIDEO_AUX_FORMAT, "aux.method": KIND, "aux.video": self.header,
-                "aux.frames": self.frames}
+                "aux.frames": frames}
         return Bundle(tensors=tensors, meta=meta)
 
 

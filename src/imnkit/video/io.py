@@ -16,6 +16,8 @@ copy is H.264 yuv420p in MP4: small, for viewing, not recoverable except with th
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -142,15 +144,30 @@ class Target:
 
 
 def transcode(info: VideoInfo, targets: list[Target], process: Callable[[int, np.ndarray], np.ndarray],
-              on_frame: Callable[[int], None] | None = None) -> int:
+              on_frame: Callable[[int], None] | None = None, workers: int = 1) -> int:
     """Decode the clip, ``process(index, upright RGB) -> upright RGB`` each frame, encode it into every
     target with the input's timestamps, and copy the sound packets; returns the number of frames.
 
-    Frames stream through one at a time. Errors: InputError (corrupt or truncated input),
-    OutputError (an output FFmpeg cannot write); the caller removes the targets on any error.
+    Frames stream through a few at a time: with ``workers`` > 1, that many frames are processed at
+    once in threads (the stages spend most of their time in numpy, OpenCV and codecs, which release
+    the GIL) and encoded in order. Errors: InputError (corrupt or truncated input), OutputError (an
+    output FFmpeg cannot write); the caller removes the targets on any error.
     """
     av = require_av()
-    count = 0
+    count = done = 0
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    pending: deque = deque()  # (future or processed frame, pts), in frame order
+
+    def emit() -> None:
+        nonlocal done
+        job, pts = pending.popleft()
+        out = coded(job.result() if pool else job, info.rotation)
+        for w in outs:
+            w.encode(out, pts)
+        done += 1
+        if on_frame is not None:
+            on_frame(done)
+
     with _open(info.path) as src:
         vs = src.streams.video[0]
         vs.thread_type = "AUTO"
@@ -171,17 +188,19 @@ def transcode(info: VideoInfo, targets: list[Target], process: Callable[[int, np
                 for frame in decoded:
                     pts = frame.pts if frame.pts is not None else _next_pts(last_pts, info)
                     last_pts = pts
-                    image = process(count, upright(frame.to_ndarray(format="rgb24"), info.rotation))
-                    out = coded(image, info.rotation)
-                    for w in outs:
-                        w.encode(out, pts)
+                    image = upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                    pending.append((pool.submit(process, count, image) if pool else process(count, image), pts))
                     count += 1
-                    if on_frame is not None:
-                        on_frame(count)
+                    while len(pending) > (workers if pool else 0):
+                        emit()
+            while pending:
+                emit()
             _check_count(info, count)
             for w in outs:
                 w.close()
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             for w in outs:
                 w.abort()
     return count

@@ -96,10 +96,8 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
     method = next(s.params["method"] for s in frame_steps if s.stage.name == "embed")
     writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"))
-    regions = 0
 
-    def process(index: int, image: np.ndarray) -> np.ndarray:
-        nonlocal regions
+    def process(index: int, image: np.ndarray) -> np.ndarray:  # runs in worker threads
         faces, names = faces_at(tracks, index, image.shape[:2])
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names})
@@ -109,7 +107,6 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
         masked = bundle.tensors["image.masked"].numpy()
-        regions += int(bundle.tensors["aux.regions"].shape[0])
         writer.add(index, bundle.subset("aux."), pixels_digest(masked))
         return masked
 
@@ -121,7 +118,8 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     targets = [io.Target(temps[0])] + ([io.Target(temps[2], share=True)] if len(planned) > 2 else [])
     try:
         count = io.transcode(info, targets, process,
-                             (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None)
+                             (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None,
+                             workers=int(runner.options.get("video_workers") or min(2, os.cpu_count() or 1)))
         aux = writer.finish()
         with open(os.open(temps[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(aux.to_bytes())  # holds the key (bare unless a passphrase or key file locks it)
@@ -133,7 +131,7 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
             tmp.unlink(missing_ok=True)
     t2 = time.perf_counter()
     stats = tracker.stats.to_dict()
-    report = {"frames": count, "source": info.describe(), "tracking": stats, "regions": regions,
+    report = {"frames": count, "source": info.describe(), "tracking": stats, "regions": writer.regions,
               "identities": [t.identity for t in tracks], "seconds": {"tracking": round(t1 - t0, 2),
                                                                        "masking": round(t2 - t1, 2)},
               "frames_per_s": round(count / max(t2 - t0, 1e-9), 2)}
