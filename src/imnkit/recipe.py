@@ -283,6 +283,10 @@ class Runner:
         self.devices = {step.id: resolve_device(step.device) for step in recipe.steps}
 
     def planned_outputs(self, inp: Path, out_dir: Path | None) -> list[tuple[OutputSpec, Path]]:
+        if is_video_path(inp):  # a clip's outputs are fixed (imnkit.video.mask), not the recipe's images
+            from .video.mask import video_outputs
+
+            return [(OutputSpec(path=p.name, bundle=""), p) for p in video_outputs(inp, out_dir, self.options)]
         return output_paths(self.recipe, inp, out_dir, self.options)
 
     def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False,

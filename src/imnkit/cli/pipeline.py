@@ -56,6 +56,7 @@ def run_cmd(
     from ..batch import mirror_out_dirs, select_shard
     from ..errors import UsageError
     from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
+    from ..video import is_video_path
 
     with handle_errors():
         if engine not in ("local", "ray"):
@@ -68,6 +69,8 @@ def run_cmd(
         files = expand_inputs(inputs)
         if shard:
             files = select_shard(files, shard)
+        if engine == "ray" and any(is_video_path(f) for f in files):
+            raise UsageError("videos run on the local engine (one clip is one job)", hint="drop --engine ray for videos")
         options = {
             "save_mask": save_mask,
             "preview": preview,
@@ -237,10 +240,17 @@ def extract_cmd(
     """
     from ..api import extract_file
 
-    with handle_errors():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..video import is_video_path
+
+    show_bar = err_console.is_terminal and not quiet and is_video_path(masked)
+    columns = (TextColumn("recovering (frames)"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with handle_errors(), Progress(*columns, console=err_console, disable=not show_bar) as progress:
         keys = key_source(passphrase, passphrase_file, key_file, confirm=False)
+        task = progress.add_task("frames", total=None)
         result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite,
-                              keys=keys)
+                              keys=keys, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     if quiet:
         print(result.output)
         return

@@ -25,6 +25,8 @@ import torch
 from imnkit.bundle import Bundle
 from imnkit.embedding import pixels_digest
 from imnkit.errors import ImnkitError, OutputError, UsageError
+from imnkit.face.identities import assign_identities, identity_names
+from imnkit.face.records import load_faces, store_faces
 from imnkit.imageio import check_output_path
 from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep, output_stem
 from imnkit.stage import StageContext, run_stage
@@ -101,8 +103,6 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         faces, names = faces_at(tracks, index, image.shape[:2])
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names})
-        from imnkit.face.records import store_faces
-
         store_faces(bundle, faces)
         ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
@@ -179,8 +179,6 @@ def _run(runner: Runner, steps: list[StageStep], bundle: Bundle, options: dict, 
 
 def _detect(runner: Runner, align: StageStep, image: np.ndarray, options: dict):
     """The recipe's align stage on one frame: its faces."""
-    from imnkit.face.records import load_faces
-
     bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)})
     _run(runner, [align], bundle, options, None, per_frame=False)
     return load_faces(bundle)
@@ -189,9 +187,6 @@ def _detect(runner: Runner, align: StageStep, image: np.ndarray, options: dict):
 def _identities(runner: Runner, steps: list[StageStep], image: np.ndarray, faces, options: dict,
                 seed: int | None) -> list[str]:
     """The Mask identity the swap stage picks for each new face on the frame it appears in."""
-    from imnkit.face.identities import assign_identities, identity_names
-    from imnkit.face.records import store_faces
-
     swap = next(s for s in steps if s.stage.name == "swap")
     bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)},
                     meta={"faces.treatment": [f.treatment for f in faces]})
