@@ -33,7 +33,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def in_process(photo: Path, repeats: int) -> dict:
     from imnkit import crypto, keyed
-    from imnkit.embedding import even_box, merge_boxes
+    from imnkit.boxes import even_box, merge_boxes
     from imnkit.recipe import Runner, load_recipe
 
     recipe = load_recipe(REPO / "recipes" / "mask.toml", device="cpu")

@@ -108,7 +108,8 @@ def make_pairs_photos(files, limit):
 def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 0, method: str = "inn",
                masked_psnr: float = 52.0):
     """(boxes, masked as saved, recovered, embed s, extract s, payload info) of one pair."""
-    from imnkit.embedding import even_box, merge_boxes, put_off_regions, put_on_regions, read_aux
+    from imnkit.boxes import even_box, merge_boxes
+    from imnkit.embedding import put_off_regions, put_on_regions, read_aux
     from imnkit.imageio import load_image, save_png
     from imnkit.keyed import hide, recover
     from imnkit.weights import weights_digest

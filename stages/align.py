@@ -56,6 +56,9 @@ class AlignStage(Stage):
         Param("allow_no_face", bool, False, "let a photo with no face pass through unchanged instead of failing"),
     )
 
+    def uses_torch(self, params, options):
+        return False  # dlib and OpenCV
+
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         from imnkit.face.detect import detect_faces
         from imnkit.face.records import store_faces

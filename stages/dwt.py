@@ -16,13 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from imnkit.bundle import Bundle
-from imnkit.dwt import haar_dwt, haar_iwt
 from imnkit.errors import UsageError
-from imnkit.imageconv import to_float
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 
@@ -48,9 +43,15 @@ class DwtStage(Stage):
         return tuple(("iwt." + k) if params["inverse"] else ("dwt." + k) for k in _keys(params))
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from imnkit.dwt import haar_dwt, haar_iwt
+        from imnkit.imageconv import to_float
+
         for key in _keys(params):
             if params["inverse"]:
-                coeffs = bundle.require("dwt." + key, stage=self.name).to(ctx.device)
+                coeffs = torch.as_tensor(bundle.require("dwt." + key, stage=self.name)).to(ctx.device)
                 if not coeffs.is_floating_point() or coeffs.dim() != 4:
                     raise UsageError(f"dwt: 'dwt.{key}' must be a float (B, 4C, H, W) tensor, got {tuple(coeffs.shape)}")
                 out = haar_iwt(coeffs)
@@ -59,7 +60,7 @@ class DwtStage(Stage):
                     out = out[..., : size[0], : size[1]]
                 bundle.add("iwt." + key, out)
                 continue
-            x = bundle.require(key, stage=self.name)
+            x = torch.as_tensor(bundle.require(key, stage=self.name))
             if x.dtype == torch.uint8 and x.dim() == 3:
                 x = to_float(x)
             elif not x.is_floating_point() or x.dim() != 4:

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.embedding import DEFAULT_WEIGHTS, INN_NOTICE, even_box, load_network, merge_boxes, put_on_regions
-from imnkit.face.paste import union_box
+from imnkit.boxes import even_box, merge_boxes, union_box
+from imnkit.keyed import INN_NOTICE
+from imnkit.weights import DEFAULT_IMN
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 
@@ -59,7 +60,7 @@ class EmbedStage(Stage):
               "quality that fits; detached: lossless), lossless or avif", choices=("auto", "lossless", "avif")),
         Param("quality", int, 99, "keyed methods, AVIF: the highest quality tried (sealed) or the one used "
               "(detached with codec=avif)", min=1, max=99),
-        Param("weights", str, DEFAULT_WEIGHTS, "inn: IMN weights, a registry name or a path to a .safetensors file"),
+        Param("weights", str, DEFAULT_IMN, "inn: IMN weights, a registry name or a path to a .safetensors file"),
         Param("seed", int, 0, "inn: seed of the auxiliary noise n (stored in the aux)", min=0),
         Param("margin", int, 8, "pixels added around each changed region before hiding", min=0, max=256),
         Param("refine", int, 0, "inn: optimisation steps on the masked pixels against what extraction will "
@@ -69,6 +70,9 @@ class EmbedStage(Stage):
 
     def weights_for(self, params):
         return (params["weights"],) if params["method"] == "inn" else ()
+
+    def uses_torch(self, params, options):
+        return params["method"] == "inn"
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         protected = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
@@ -83,7 +87,7 @@ class EmbedStage(Stage):
             masked, aux, report = _hide_inn(bundle, protected, mask, boxes, params, ctx)
         else:
             masked, aux, report = _hide_keyed(protected, mask, boxes, params, ctx)
-        bundle.add("image.masked", torch.from_numpy(masked))
+        bundle.add("image.masked", masked)
         for key, value in aux.tensors.items():
             bundle.add(key, value)
         bundle.meta.update(aux.meta)
@@ -91,7 +95,7 @@ class EmbedStage(Stage):
         union = union_box(boxes)  # (0, 0, 0, 0) when there is none
         if not boxes:
             bundle.meta.setdefault("notes", []).append("no face region: the photo passed through unchanged")
-        bundle.add("embed.region", torch.tensor(union, dtype=torch.int64))
+        bundle.add("embed.region", np.array(union, dtype=np.int64))
 
 
 def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
@@ -104,6 +108,7 @@ def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
 
 
 def _hide_inn(bundle: Bundle, protected, mask, boxes, params, ctx: StageContext):
+    from imnkit.embedding import load_network, put_on_regions
     from imnkit.weights import weights_digest
 
     net = load_network(params["weights"], ctx.device, ctx.models)

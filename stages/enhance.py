@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.face.paste import union_box
+from imnkit.boxes import union_box
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 _GPEN = {"gpen256": ("gpen.bfr_256", 256), "gpen512": ("gpen.bfr_512", 512)}
@@ -43,6 +42,9 @@ class EnhanceStage(Stage):
     def weights_for(self, params):
         return ((params["weights"] or _GPEN[params["backend"]][0]),) if params["backend"] in _GPEN else ()
 
+    def uses_torch(self, params, options):
+        return params["backend"] in _GPEN
+
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         backend = params["backend"]
         image = tensor_to_image(bundle.require("mask.image", stage=self.name), "mask.image")
@@ -50,7 +52,7 @@ class EnhanceStage(Stage):
         if backend == "none" or not regions:
             return
         if backend == "classical":
-            from imnkit.face.enhance import classical_enhance
+            from imnkit.face.sharpen import classical_enhance
 
             out = classical_enhance(image, [tuple(r) for r in regions], amount=params["amount"])
             changed = regions
@@ -61,10 +63,10 @@ class EnhanceStage(Stage):
             default_name, size = _GPEN[backend]
             name = params["weights"] or default_name
             model = ctx.cached(("model", name, str(ctx.device)), lambda: build(name, ctx.device, like=default_name)[0])
-            points = list(bundle.require("faces.points5").numpy())
+            points = list(np.asarray(bundle.require("faces.points5")))
             out, boxes = gpen_enhance(image, points, model, size, ctx.device)
             changed = [list(b) for b in boxes if b is not None]
             # Keep one box per face, grown to cover what GPEN changed (faces align with swap order).
             regions = [list(union_box([r, c])) for r, c in zip(regions, changed)] + changed[len(regions):]
-        bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(out)))
-        bundle.add("swap.regions", torch.tensor(regions, dtype=torch.int64).reshape(-1, 4))
+        bundle.add("mask.image", out)
+        bundle.add("swap.regions", np.array(regions, dtype=np.int64).reshape(-1, 4))

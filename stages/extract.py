@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.embedding import INN_NOTICE, check_aux_matches, load_network, put_off_regions, read_aux
-from imnkit.errors import IntegrityError
+from imnkit.keyed import INN_NOTICE
+from imnkit.errors import IntegrityError, refuse_unless_forced
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 
@@ -48,35 +46,25 @@ class ExtractStage(Stage):
             recovered = _recover_keyed(bundle, masked, params, ctx)
         else:
             recovered = _recover_inn(bundle, masked, params, ctx)
-        bundle.add("image.recovered", torch.from_numpy(recovered))
-
-
-def _refuse_or_note(bundle: Bundle, problems: list[str], force: bool) -> None:
-    if problems and not force:
-        raise IntegrityError(
-            "the aux does not belong to this masked image: " + "; ".join(problems),
-            hint="use the masked PNG exactly as written, with its own aux; --force tries anyway",
-        )
-    if problems:
-        bundle.meta.setdefault("notes", []).append("forced despite: " + "; ".join(problems))
+        bundle.add("image.recovered", recovered)
 
 
 def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
-    from imnkit.keyed import consistency_problems, read_header, recover
+    from imnkit.keyed import unseal
 
-    header = read_header(bundle)
-    _refuse_or_note(bundle, consistency_problems(header, bundle, masked), params["force"])
-    recovered, notes = recover(masked, bundle, ctx.options.get("keys"))
+    recovered, notes = unseal(masked, bundle, ctx.options.get("keys"), force=params["force"])
     bundle.meta.setdefault("notes", []).extend(notes)
     return recovered
 
 
 def _recover_inn(bundle: Bundle, masked, params, ctx: StageContext):
+    from imnkit.embedding import check_aux_matches, load_network, put_off_regions, read_aux
     from imnkit.weights import weights_digest
 
     info = read_aux(bundle)
     weights = params["weights"] or info.weights
-    _refuse_or_note(bundle, check_aux_matches(info, masked, weights_digest(weights)), params["force"])
+    notes = refuse_unless_forced(check_aux_matches(info, masked, weights_digest(weights)), params["force"])
+    bundle.meta.setdefault("notes", []).extend(notes)
     bundle.meta.setdefault("notes", []).append(INN_NOTICE)
     if masked.shape[:2] != info.size:
         raise IntegrityError("cannot recover: the image size differs from the aux's, even with --force")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.metrics import compare, json_safe
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
 
@@ -33,6 +32,8 @@ class MetricsStage(Stage):
         return (params["a"], params["b"])
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
+        from imnkit.metrics import compare, json_safe
+
         a = tensor_to_image(bundle.require(params["a"], stage=self.name), params["a"])
         b = tensor_to_image(bundle.require(params["b"], stage=self.name), params["b"])
         whole = compare(a, b)
@@ -42,4 +43,4 @@ class MetricsStage(Stage):
             result["region_box"] = list(box)
             result["region"] = {k: json_safe(v) for k, v in compare(a, b, box).to_dict().items()}
         bundle.meta["metrics"] = result
-        bundle.add("metrics.values", torch.tensor(list(whole.to_dict().values()), dtype=torch.float64))
+        bundle.add("metrics.values", np.array(list(whole.to_dict().values()), dtype=np.float64))

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from imnkit.bundle import Bundle, tensor_to_image
@@ -67,6 +66,9 @@ class PreviewStage(Stage):
     provides = ("preview.image",)
     params = (Param("enabled", bool, False, "build the sheet even without --preview"),)
 
+    def uses_torch(self, params, options):
+        return bool(params["enabled"] or options.get("preview"))
+
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         if not (params["enabled"] or ctx.options.get("preview")):
             return
@@ -75,16 +77,17 @@ class PreviewStage(Stage):
         masked = tensor_to_image(bundle.require("image.masked"), "image.masked")
         recovered = _recovered(bundle, masked, ctx)
         boxes = [tuple(b) for b in bundle.require("faces.boxes").tolist()]
-        bundle.add("preview.image", torch.from_numpy(contact_sheet(protected, mask, masked, recovered, boxes)))
+        bundle.add("preview.image", contact_sheet(protected, mask, masked, recovered, boxes))
 
 
 def _recovered(bundle: Bundle, masked: np.ndarray, ctx: StageContext) -> np.ndarray:
     """What extraction will give back, by the aux's method (keyed: with the run's passphrase or key file)."""
-    from imnkit.embedding import load_network, put_off_regions, read_aux
     from imnkit.keyed import is_keyed, recover
 
     if is_keyed(bundle):
         return recover(masked, bundle, ctx.options.get("keys"))[0]
+    from imnkit.embedding import load_network, put_off_regions, read_aux
+
     info = read_aux(bundle)
     if not info.regions:
         return masked.copy()

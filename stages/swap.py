@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from imnkit.bundle import Bundle, tensor_to_image
 from imnkit.stage import Param, Stage, StageContext, register_stage
@@ -59,6 +58,9 @@ class SwapStage(Stage):
     def weights_for(self, params):
         return (params["generator"], params["arcface"]) if params["backend"] == "simswap" else ()
 
+    def uses_torch(self, params, options):
+        return params["backend"] != "classical"
+
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         from imnkit.face.identities import assign_identities, get_identity, identity_names
         from imnkit.face.swap import SwapParams, swap_faces
@@ -67,8 +69,8 @@ class SwapStage(Stage):
         image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
         faces = load_faces(bundle)
         if not faces:
-            bundle.add("mask.image", torch.from_numpy(image.copy()))
-            bundle.add("swap.regions", torch.zeros((0, 4), dtype=torch.int64))
+            bundle.add("mask.image", image.copy())
+            bundle.add("swap.regions", np.zeros((0, 4), dtype=np.int64))
             bundle.meta["swap.identities"] = []
             return
         replace = get_identity(params["replace"]).name if params["replace"] else None
@@ -108,8 +110,8 @@ class SwapStage(Stage):
             bundle.meta.setdefault("notes", []).append(
                 "faces: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
         regions = [list(b) for b in boxes if b is not None]
-        bundle.add("mask.image", torch.from_numpy(np.ascontiguousarray(mask_image)))
-        bundle.add("swap.regions", torch.tensor(regions, dtype=torch.int64).reshape(-1, 4))
+        bundle.add("mask.image", mask_image)
+        bundle.add("swap.regions", np.array(regions, dtype=np.int64).reshape(-1, 4))
         bundle.meta["swap.identities"] = names
 
 

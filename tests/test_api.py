@@ -45,3 +45,23 @@ def test_import_stays_light():
     code = "import sys, imnkit; print(imnkit.__version__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [imnkit.__version__, "False"]
+
+
+def test_keyed_extract_needs_no_torch(tmp_path):
+    """`imnkit extract` of a keyed aux runs without importing torch (what keeps the whole process fast)."""
+    import subprocess
+    import sys
+
+    from imnkit.imageio import load_image, save_png
+
+    photo = load_image(REPO / "examples" / "astronaut.jpg")
+    result = imnkit.mask(photo, seed=3)  # the default recipe: sealed
+    save_png(tmp_path / "a.masked.png", result.masked)
+    (tmp_path / "a.aux.safetensors").write_bytes(result.aux)
+    code = ("import sys; from imnkit.cli import app\n"
+            "try:\n    app(['extract', 'a.masked.png', '--aux', 'a.aux.safetensors', '-q'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert out.split()[-1] == "False"
+    assert np.array_equal(load_image(tmp_path / "a.recovered.png"), imnkit.unmask(result.masked, result.aux))

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from imnkit.api import extract_file
 from imnkit.bundle import Bundle
 from imnkit.cli import app
-from imnkit.embedding import even_box, merge_boxes, pixels_digest
+from imnkit.boxes import even_box, merge_boxes
+from imnkit.imageio import pixels_digest
 from imnkit.errors import UsageError
 from imnkit.imageio import load_image, save_png
 from imnkit.nets.imn import InvertibleMaskNet

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from imnkit.errors import UsageError
-from imnkit.face import enhance, paste
+from imnkit.face import enhance, paste, sharpen
 from imnkit.nets import gpen
 from imnkit.nets.checkpoints import regenerate_fixture_weights
 from test_face_hub import _photo_points, landmarks_of, landmarks_seen_in_crop, outside, read_rgb
@@ -145,7 +145,7 @@ def _hf_energy(img: np.ndarray, box) -> float:
 
 def test_classical_amount_zero_is_the_identity(target):
     img, _ = target
-    out = enhance.classical_enhance(img, [BOX], amount=0.0)
+    out = sharpen.classical_enhance(img, [BOX], amount=0.0)
     assert out is not img and np.array_equal(out, img)
 
 
@@ -153,7 +153,7 @@ def test_classical_amount_zero_is_the_identity(target):
 def test_classical_touches_only_the_boxes(target, amount):
     img, _ = target
     boxes = [BOX, (400, 10, 470, 60), (500, 500, 600, 600)]  # the last one is cut by the border
-    out = enhance.classical_enhance(img, boxes, amount=amount)
+    out = sharpen.classical_enhance(img, boxes, amount=amount)
     keep = outside(img.shape, boxes)
     assert np.array_equal(out[keep], img[keep])
     y0, x0, y1, x1 = BOX
@@ -168,18 +168,18 @@ def test_classical_sharpens_a_blurred_face(target):
     blurred = img.copy()
     blurred[y0:y1, x0:x1] = cv2.GaussianBlur(img, (0, 0), 2.0)[y0:y1, x0:x1]
     e0 = _hf_energy(blurred, BOX)
-    e_half = _hf_energy(enhance.classical_enhance(blurred, [BOX], 0.5), BOX)
-    e_one = _hf_energy(enhance.classical_enhance(blurred, [BOX], 1.0), BOX)
+    e_half = _hf_energy(sharpen.classical_enhance(blurred, [BOX], 0.5), BOX)
+    e_one = _hf_energy(sharpen.classical_enhance(blurred, [BOX], 1.0), BOX)
     assert e_half > 1.08 * e0, (e0, e_half)  # measured: +13 %
     assert e_one > 1.05 * e_half  # stronger amount, sharper; measured: +11 % more, +26 % in all
     # a light pass: no pixel moves by more than a few levels at the default amount
-    assert np.abs(enhance.classical_enhance(blurred, [BOX]).astype(int) - blurred).max() <= 8
+    assert np.abs(sharpen.classical_enhance(blurred, [BOX]).astype(int) - blurred).max() <= 8
 
 
 def test_classical_is_deterministic_and_keeps_colour(target):
     img, _ = target
-    a = enhance.classical_enhance(img, [BOX], 1.0)
-    b = enhance.classical_enhance(img, [BOX], 1.0)
+    a = sharpen.classical_enhance(img, [BOX], 1.0)
+    b = sharpen.classical_enhance(img, [BOX], 1.0)
     assert np.array_equal(a, b)
     y0, x0, y1, x1 = BOX
     d = a[y0:y1, x0:x1].astype(int) - img[y0:y1, x0:x1]
@@ -191,10 +191,10 @@ def test_classical_is_deterministic_and_keeps_colour(target):
 def test_classical_bad_parameters(target):
     img, _ = target
     with pytest.raises(UsageError, match="amount"):
-        enhance.classical_enhance(img, [BOX], amount=-0.1)
+        sharpen.classical_enhance(img, [BOX], amount=-0.1)
     with pytest.raises(UsageError, match="box"):
-        enhance.classical_enhance(img, [(1, 2, 3)], amount=0.5)
-    assert np.array_equal(enhance.classical_enhance(img, [(5, 5, 5, 50)], 1.0), img)  # empty box
+        sharpen.classical_enhance(img, [(1, 2, 3)], amount=0.5)
+    assert np.array_equal(sharpen.classical_enhance(img, [(5, 5, 5, 50)], 1.0), img)  # empty box
 
 
 # --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from imnkit.boxes import union_box
 from imnkit.errors import DeviceError, UsageError
 from imnkit.face import hub_swap, paste
 from imnkit.nets import arcface, simswap
@@ -219,7 +220,7 @@ def test_two_faces_get_their_own_boxes_and_the_rest_is_untouched(target):
     assert np.array_equal(out[outside(wide.shape, boxes)], wide[outside(wide.shape, boxes)])
     for y0, x0, y1, x1 in boxes:
         assert (out[y0:y1, x0:x1] != wide[y0:y1, x0:x1]).any(axis=2).mean() > 0.5
-    y0, x0, y1, x1 = paste.union_box(boxes + [(5, 5, 5, 9)])  # empty boxes are ignored
+    y0, x0, y1, x1 = union_box(boxes + [(5, 5, 5, 9)])  # empty boxes are ignored
     assert (x0, x1) == (boxes[0][1], boxes[1][3]) and y0 == min(b[0] for b in boxes)
 
 

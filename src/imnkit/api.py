@@ -13,21 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .bundle import Bundle, load_bundle
-from .devices import resolve_device
-from .embedding import read_aux
+from .bundle import Bundle, read_header
 from .errors import UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
-from .keyed import check_aux_bytes, is_keyed
+from .keyed import check_aux_bytes, is_keyed, unseal
 from .keys import KeySource
-from .recipe import INPUT_IMAGE_KEY, Runner, load_recipe, output_stem
-from .video import is_video_path
-from .video.aux import is_video_aux
-from .stage import StageContext, get_stage, run_stage
+from .video import is_video_aux_file, is_video_path
 
-_RUNNERS: dict[tuple, Runner] = {}
+# torch and the stages are imported only where needed: taking a keyed Mask off needs neither
+# (a whole `imnkit extract` process then starts in a fraction of torch's import time).
+_RUNNERS: dict[tuple, Any] = {}
 _RUNNERS_LOCK = threading.Lock()
 _MODELS: dict[tuple, Any] = {}  # the extract stage's models (inn's network), shared by unmask calls
 
@@ -70,16 +66,18 @@ def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = No
         >>> result = imnkit.mask(photo, passphrase="a long passphrase")       # doctest: +SKIP
         >>> back = imnkit.unmask(result.masked, result.aux, passphrase="a long passphrase")  # doctest: +SKIP
     """
+    from .recipe import INPUT_IMAGE_KEY
+
     check_rgb8(image, "image")
     runner = _runner(recipe, overrides, device, allow_no_face)
     options = {"keys": KeySource(passphrase=passphrase, key_file=key_file), "seed": seed}
-    bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(np.ascontiguousarray(image).copy())})
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: np.ascontiguousarray(image).copy()})
     bundle = runner.process(Path("<array>"), bundle=bundle, options=options)
     aux = bundle.subset("aux.")
     aux.history = []
     return MaskResult(
-        masked=bundle.tensors["image.masked"].numpy(), aux=aux.to_bytes(), mask=bundle.tensors["mask.image"].numpy(),
-        regions=bundle.tensors["aux.regions"].tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
+        masked=np.asarray(bundle.tensors["image.masked"]), aux=aux.to_bytes(), mask=np.asarray(bundle.tensors["mask.image"]),
+        regions=np.asarray(bundle.tensors["aux.regions"]).tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
 
 
 def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key_file: bytes | None = None,
@@ -91,14 +89,13 @@ def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key
     without its passphrase or key file).
     """
     check_rgb8(masked, "masked")
-    bundle_aux = Bundle.from_bytes(aux, source="the aux")
-    _check_aux(aux, bundle_aux)
     source = KeySource(passphrase=passphrase, key_file=key_file)
-    return _extract(masked, bundle_aux, source, force=force, device=device, weights="")[0]
+    return _unmask_aux(masked, aux, "the aux", source, force=force, device=device, weights="")[0]
 
 
-def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool) -> Runner:
+def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool):
     from .cli.pipeline import resolve_recipe_path
+    from .recipe import Runner, load_recipe
 
     sets = sorted(f"{k.replace('__', '.', 1)}={v}" for k, v in overrides.items())
     key = (recipe, tuple(sets), device, allow_no_face)
@@ -123,30 +120,53 @@ def _faces(bundle: Bundle) -> list[dict]:
     return out
 
 
-def _check_aux(raw: bytes, aux: Bundle) -> None:
-    """A keyed aux must be byte-exact as written; any aux must be one (before the image is read)."""
+def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, force: bool, device: str,
+                weights: str) -> tuple[np.ndarray, list[str], int]:
+    """(recovered, notes, regions) from a masked image (array, or a callable that reads it) and aux bytes.
+
+    A keyed aux is checked byte-exact and opened with numpy alone; an inn aux goes through the
+    extract stage (torch). Any aux is checked before the image is read.
+    """
+    aux = Bundle.from_bytes(raw, source=where, framework="numpy")
     if is_keyed(aux):
         check_aux_bytes(raw, aux)
-    else:
-        read_aux(aux)
+        image = masked() if callable(masked) else masked
+        recovered, notes = unseal(image, aux, source, force=force)
+        return recovered, notes, int(aux.tensors["aux.regions"].reshape(-1, 4).shape[0])
+    from .devices import resolve_device
+    from .embedding import read_aux
+
+    resolve_device(device)  # an unavailable device fails before any work
+    aux = Bundle.from_bytes(raw, source=where)
+    read_aux(aux)
+    image = masked() if callable(masked) else masked
+    recovered, notes = _extract_inn(image, aux, force=force, device=device, weights=weights)
+    return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
 
 
-def _extract(masked: np.ndarray, aux: Bundle, source: KeySource | None, *, force: bool, device: str,
-             weights: str) -> tuple[np.ndarray, list[str]]:
-    """Run the extract stage on an image and an aux bundle; (recovered, notes)."""
+def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device: str,
+                 weights: str) -> tuple[np.ndarray, list[str]]:
+    """Run the extract stage on an image and an inn aux bundle; (recovered, notes)."""
+    import torch
+
+    from .devices import resolve_device
+    from .stage import StageContext, get_stage, run_stage
+
     bundle = Bundle(tensors={"image.masked": torch.from_numpy(np.ascontiguousarray(masked)), **aux.tensors},
                     meta=dict(aux.meta), source=aux.source)
     stage = get_stage("extract")
     params = stage.resolve_params({"weights": weights, "force": force})
-    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={"keys": source})
+    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={})
     with torch.inference_mode():
         run_stage(stage, bundle, params, ctx)
-    return bundle.tensors["image.recovered"].numpy(), list(bundle.meta.get("notes", []))
+    return np.asarray(bundle.tensors["image.recovered"]), list(bundle.meta.get("notes", []))
 
 
 # -- files: `imnkit extract` ------------------------------------------------------------------------
 def default_recovered_path(masked: Path) -> Path:
     """'photo.masked.png' -> 'photo.recovered.png' beside it."""
+    from .batch import output_stem
+
     return masked.with_name(f"{output_stem(masked)}.recovered.png")
 
 
@@ -167,17 +187,16 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
     ``on_frame(done, total)`` then follows its progress.
     """
     masked, aux = Path(masked), Path(aux)
-    aux_bundle = load_bundle(aux)
-    if is_video_aux(aux_bundle) or is_video_path(masked):  # a clip: imnkit.video (needs imnkit[video])
+    if is_video_path(masked) or is_video_aux_file(aux):  # a clip: imnkit.video (needs imnkit[video])
         from .video.unmask import extract_video
 
-        out, regions = extract_video(masked, aux_bundle, Path(output) if output else None, keys=keys,
-                                     overwrite=overwrite, aux_path=aux, on_frame=on_frame)
+        out, regions = extract_video(masked, aux, Path(output) if output else None, keys=keys,
+                                     overwrite=overwrite, on_frame=on_frame)
         return ExtractResult(output=out, regions=regions)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
-    resolve_device(device)  # an unavailable device fails before any work
-    _check_aux(aux.read_bytes(), aux_bundle)  # a file that is not an aux, or a changed one, fails here
-    recovered, notes = _extract(load_image(masked), aux_bundle, keys, force=force, device=device, weights=weights)
+    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
+    recovered, notes, regions = _unmask_aux(lambda: load_image(masked), aux.read_bytes(), str(aux), keys,
+                                            force=force, device=device, weights=weights)
     save_png(out, recovered, overwrite=overwrite, inputs=(masked, aux))
-    return ExtractResult(output=out, regions=int(aux_bundle.tensors["aux.regions"].shape[0]), notes=notes)
+    return ExtractResult(output=out, regions=regions, notes=notes)

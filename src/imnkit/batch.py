@@ -31,6 +31,15 @@ def select_shard(files: list[Path], shard: str) -> list[Path]:
     return [f for f in files if bucket(f) == i]
 
 
+def output_stem(path: Path) -> str:
+    """'photo.masked.png' -> 'photo' ('.masked' and '.mask' are dropped so names do not pile up)."""
+    stem = path.stem
+    for suffix in (".masked", ".recovered", ".bundle"):
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def mirror_out_dirs(files: list[Path], items: list[str], out_dir: Path | None) -> list[tuple[Path, Path | None]]:
     """Pair each file with the folder its outputs go to.
 

@@ -20,13 +20,16 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from . import __version__
 from .errors import BundleError
 from .imageio import atomic_output
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading a keyed aux needs no torch
+    import torch
 
 FORMAT_VERSION = 1
 META_FORMAT = "imnkit.format"
@@ -40,7 +43,11 @@ _MAX_HEADER = 100_000_000
 
 @dataclass
 class Bundle:
-    """Tensors plus JSON-able metadata and the history of the stages that made them."""
+    """Tensors plus JSON-able metadata and the history of the stages that made them.
+
+    Stages hold torch tensors; a bundle read with ``framework="numpy"`` holds numpy arrays (what the
+    keyed recovery reads, without importing torch).
+    """
 
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -62,8 +69,12 @@ class Bundle:
             )
         return self.tensors[key]
 
-    def add(self, key: str, value: torch.Tensor) -> None:
-        self.tensors[key] = value.detach().to("cpu").contiguous()
+    def add(self, key: str, value: torch.Tensor | np.ndarray) -> None:
+        """Store a torch tensor (detached, on the CPU) or a numpy array (C-contiguous) under ``key``."""
+        if isinstance(value, np.ndarray):
+            self.tensors[key] = np.ascontiguousarray(value)
+        else:
+            self.tensors[key] = value.detach().to("cpu").contiguous()
 
     def subset(self, prefix: str) -> Bundle:
         """A new bundle with only the tensors and meta values whose keys start with ``prefix``."""
@@ -85,14 +96,19 @@ class Bundle:
         return serialize(self.tensors, self.metadata_strings())
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str | None = None) -> Bundle:
+    def from_bytes(cls, data: bytes, *, source: str | None = None, framework: str = "torch") -> Bundle:
         """The inverse of ``to_bytes``: a bundle from safetensors bytes (e.g. passed between processes).
 
+        ``framework``: ``torch`` (tensors) or ``numpy`` (arrays; torch is not imported).
         Raises BundleError for bytes that are not a safetensors bundle, are truncated, or come from a
         newer format; ``source`` names them in the message.
         """
         from safetensors import SafetensorError
-        from safetensors.torch import load as load_tensors
+
+        if framework == "numpy":
+            from safetensors.numpy import load as load_tensors
+        else:
+            from safetensors.torch import load as load_tensors
 
         where = source or "<bytes>"
         not_st = BundleError(f"{where}: not a safetensors bundle")
@@ -127,27 +143,39 @@ class Bundle:
         return Path(path)
 
 
-_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
+_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+           "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
-def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+def _raw(name: str, t) -> tuple[str, list[int], bytes]:
+    """(safetensors dtype, shape, little-endian bytes) of a torch tensor or numpy array."""
+    if isinstance(t, np.ndarray):
+        a = np.ascontiguousarray(t)
+        dtype, shape = a.dtype.name, list(a.shape)
+        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+    else:
+        import torch
+
+        t = t.detach().to("cpu").contiguous()
+        dtype, shape = str(t.dtype).removeprefix("torch."), list(t.shape)
+        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    if dtype not in _DTYPES:
+        raise BundleError(f"tensor '{name}' has dtype {dtype}, which bundles do not store")
+    return _DTYPES[dtype], shape, data
+
+
+def serialize(tensors: dict[str, Any], metadata: dict[str, str]) -> bytes:
     """The safetensors encoding with keys in sorted order, so equal bundles are equal bytes.
 
+    ``tensors``: torch tensors or numpy arrays (the same bytes either way).
     (safetensors' own writer orders the metadata by a hash map, which differs between runs.)
     """
     entries: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
     blobs = []
     offset = 0
     for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        if t.dtype not in _DTYPES:
-            raise BundleError(f"tensor '{name}' has dtype {t.dtype}, which bundles do not store")
-        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        entries[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        dtype, shape, data = _raw(name, tensors[name])
+        entries[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     header = json.dumps(entries, separators=(",", ":")).encode("utf-8")
@@ -256,16 +284,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def image_to_tensor(image) -> torch.Tensor:
-    """(H, W, 3) uint8 numpy array -> (H, W, 3) uint8 tensor, as images are stored in bundles."""
-    from .imageio import check_rgb8
-
-    check_rgb8(image, "image")
-    return torch.from_numpy(image.copy())
-
-
-def tensor_to_image(t: torch.Tensor, key: str = "image"):
-    """Stored image tensor -> (H, W, 3) uint8 numpy array, checking the layout."""
-    if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[2] != 3:
-        raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
-    return t.numpy()
+def tensor_to_image(t: torch.Tensor | np.ndarray, key: str = "image") -> np.ndarray:
+    """Stored image (torch tensor or numpy array) -> (H, W, 3) uint8 numpy array, checking the layout."""
+    a = t if isinstance(t, np.ndarray) else t.detach().cpu().numpy()
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise BundleError(f"'{key}' is not an image: expected (H, W, 3) uint8, got {tuple(a.shape)} {a.dtype}")
+    return a

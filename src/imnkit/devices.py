@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -23,6 +25,8 @@ def resolve_device(name: str) -> torch.device:
 
     ``auto`` is CUDA device 0 when CUDA is available, else the CPU.
     """
+    import torch
+
     check_device_name(name)
     if name == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -37,8 +41,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(f"cuda:{index}")
 
 
+def plan_device(name: str) -> str | torch.device:
+    """A device checked now, resolved when a stage first uses it: ``cpu`` and ``auto`` stay names
+    (they cannot fail, and resolving needs torch, which stages on numpy never import); CUDA names
+    are resolved at once, so an unavailable GPU fails before any work starts."""
+    check_device_name(name)
+    return name if name in ("cpu", "auto") else resolve_device(name)
+
+
 def describe_devices() -> list[dict[str, str]]:
     """What `imnkit doctor` lists."""
+    import torch
+
     out = [{"name": "cpu", "detail": f"{torch.get_num_threads()} threads"}]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):

@@ -13,7 +13,6 @@ holds protected pixels or the lost information m.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,10 +21,9 @@ import torch
 from .bundle import Bundle
 from .errors import IntegrityError, UsageError, WeightsError
 from .imageconv import to_float, to_uint8
+from .imageio import pixels_digest
 
 AUX_FORMAT = 1
-DEFAULT_WEIGHTS = "imn.default"
-INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 
 
 def build_imn(meta: dict[str, str]):
@@ -54,50 +52,6 @@ def load_network(weights: str, device: torch.device, cache: dict | None = None):
     if cache is not None:
         cache[key] = net
     return net
-
-
-def pixels_digest(image: np.ndarray) -> str:
-    """sha256 of an (H, W, 3) uint8 image's pixels (row-major RGB bytes)."""
-    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()
-
-
-def even_box(box: tuple[int, int, int, int], height: int, width: int, margin: int = 0) -> tuple[int, int, int, int]:
-    """Grow a y0,x0,y1,x1 box by ``margin``, clip it to the image and make every side even.
-
-    The Haar DWT needs even sides; even corners keep the wavelet grid aligned with the image.
-    Raises UsageError for a box that is empty after clipping or an image smaller than 2x2.
-    """
-    y0, x0, y1, x1 = (int(v) for v in box)
-    y0, x0 = max(0, y0 - margin), max(0, x0 - margin)
-    y1, x1 = min(height, y1 + margin), min(width, x1 + margin)
-    y0, x0 = y0 - (y0 % 2), x0 - (x0 % 2)
-    y1, x1 = y1 + (y1 % 2), x1 + (x1 % 2)
-    if y1 > height:  # odd image height: move the box up instead of past the edge
-        y1 -= 2
-    if x1 > width:
-        x1 -= 2
-    if y1 - y0 < 2 or x1 - x0 < 2:
-        raise UsageError(f"region {box} is too small to embed in a {width}x{height} image")
-    return y0, x0, y1, x1
-
-
-def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Merge overlapping boxes until none overlap, so regions can be hidden independently."""
-    boxes = [tuple(b) for b in boxes]
-    changed = True
-    while changed:
-        changed = False
-        out: list[tuple[int, int, int, int]] = []
-        for b in boxes:
-            for i, o in enumerate(out):
-                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
-                    out[i] = (min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3]))
-                    changed = True
-                    break
-            else:
-                out.append(b)
-        boxes = out
-    return sorted(boxes)
 
 
 def region_seed(seed: int, index: int) -> int:

@@ -64,3 +64,14 @@ class IntegrityError(ImnkitError):
 
 class OutputError(ImnkitError):
     """An output that exists (without --overwrite), would overwrite an input, or cannot be written."""
+
+
+def refuse_unless_forced(problems: list[str], force: bool) -> list[str]:
+    """The one rule for ``--force``: consistency problems (an aux that looks like another image's) are
+    refused with IntegrityError unless forced; forced, they become notes. Never used for authentication."""
+    if problems and not force:
+        raise IntegrityError(
+            "the aux does not belong to this masked image: " + "; ".join(problems),
+            hint="use the masked PNG exactly as written, with its own aux; --force tries anyway",
+        )
+    return ["forced despite: " + "; ".join(problems)] if problems else []

@@ -11,6 +11,7 @@ the same folder and renamed into place, so a failed run never leaves a half-writ
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
@@ -187,6 +188,14 @@ def save_png(
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+BT601_WEIGHTS = (0.299, 0.587, 0.114)  # luma from RGB (the Y the measures and the sharpening use)
+
+
+def pixels_digest(image: np.ndarray) -> str:
+    """sha256 of an (H, W, 3) uint8 image's pixels (row-major RGB bytes)."""
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def check_rgb8(image: np.ndarray, name: str) -> None:

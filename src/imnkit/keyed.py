@@ -25,17 +25,20 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from . import __version__, carrier, crypto, payload, stego
 from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
 from .bundle import Bundle
-from .errors import BundleError, IntegrityError, UsageError
+from .errors import BundleError, IntegrityError, UsageError, refuse_unless_forced
+from .imageio import pixels_digest
 from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 2
 METHODS = ("sealed", "detached")
+INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 _PAYLOAD_KEY, _ORDER_KEY = "imnkit.payload", "imnkit.stego-order"
 _AUX_META = {"aux.format", "aux.method", "aux.header", "aux.masked_sha256"}
 
@@ -113,13 +116,11 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     return HideResult(masked=masked, aux=aux, report=report)
 
 
-def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, torch.Tensor]) -> Bundle:
-    from .embedding import pixels_digest
-
+def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, Any]) -> Bundle:
     h, w = masked.shape[:2]
     return Bundle(
-        tensors={"aux.regions": torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4),
-                 "aux.size": torch.tensor([h, w], dtype=torch.int64), **tensors},
+        tensors={"aux.regions": np.array(boxes, dtype=np.int64).reshape(-1, 4),
+                 "aux.size": np.array([h, w], dtype=np.int64), **tensors},
         meta={"aux.format": AUX_FORMAT, "aux.method": header["method"], "aux.header": header,
               "aux.masked_sha256": pixels_digest(masked)},
     )
@@ -154,8 +155,6 @@ def consistency_problems(header: dict, aux: Bundle, masked: np.ndarray) -> list[
 
     For ``detached`` a re-encoded or resized copy is expected and is not a problem.
     """
-    from .embedding import pixels_digest
-
     if header["method"] == "detached":
         return []
     h, w = masked.shape[:2]
@@ -166,6 +165,14 @@ def consistency_problems(header: dict, aux: Bundle, masked: np.ndarray) -> list[
         return ["the pixels differ from the masked image this aux was made for "
                 "(another photo, or an edited or re-encoded copy such as a JPEG)"]
     return []
+
+
+def unseal(masked: np.ndarray, aux: Bundle, source: KeySource | None = None, *,
+           force: bool = False) -> tuple[np.ndarray, list[str]]:
+    """``recover`` after the consistency checks (refused unless ``force``; authentication never skipped)."""
+    notes = refuse_unless_forced(consistency_problems(read_header(aux), aux, masked), force)
+    recovered, more = recover(masked, aux, source)
+    return recovered, notes + more
 
 
 def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None,

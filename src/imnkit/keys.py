@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 from . import crypto
 from .errors import InputError, UsageError
@@ -83,7 +84,7 @@ class KeySource:
         return self._kdf
 
 
-def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, torch.Tensor]]:
+def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, Any]]:
     """Store ``key`` as the source asks: (public description for the aux header, aux tensors)."""
     source = source or KeySource()
     if source.wrap == "none":
@@ -99,7 +100,7 @@ def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, torc
     return public, {"aux.key_wrapped": bytes_tensor(wrapped)}
 
 
-def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource | None) -> bytes:
+def unlock_key(public: dict, tensors: dict[str, Any], source: KeySource | None) -> bytes:
     """The content key from the aux; AuthenticationError for a wrong passphrase/key file or a changed aux."""
     source = source or KeySource()
     wrap = public.get("wrap")
@@ -118,17 +119,18 @@ def unlock_key(public: dict, tensors: dict[str, torch.Tensor], source: KeySource
     return crypto.open_sealed(kek, nonce, tensor_bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
 
 
-def bytes_tensor(data: bytes) -> torch.Tensor:
-    """Bytes as a 1-D uint8 tensor, the way the aux stores key material and ciphertext."""
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+def bytes_tensor(data: bytes) -> np.ndarray:
+    """Bytes as a 1-D uint8 array, the way the aux stores key material and ciphertext."""
+    return np.frombuffer(bytearray(data), dtype=np.uint8)
 
 
-def tensor_bytes(tensors: dict[str, torch.Tensor], name: str) -> bytes:
-    """The bytes of the aux tensor ``name``; AuthenticationError if it is missing or not 1-D uint8."""
+def tensor_bytes(tensors: dict[str, Any], name: str) -> bytes:
+    """The bytes of the aux tensor (or numpy array) ``name``; AuthenticationError if it is missing or not 1-D uint8."""
     t = tensors.get(name)
-    if t is None or t.dtype != torch.uint8 or t.dim() != 1:
+    a = None if t is None else np.asarray(t)
+    if a is None or a.dtype != np.uint8 or a.ndim != 1:
         raise crypto.AuthenticationError()
-    return t.numpy().tobytes()
+    return a.tobytes()
 
 
 # -- files and passphrases from the command line --------------------------------------------------

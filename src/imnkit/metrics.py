@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
+from .imageio import BT601_WEIGHTS  # BT.601 luma weights of R, G and B: Y' = 0.299 R + 0.587 G + 0.114 B
 
-#: BT.601 luma weights of R, G and B: Y' = 0.299 R + 0.587 G + 0.114 B.
-BT601_WEIGHTS = (0.299, 0.587, 0.114)
 #: The same weights scaled to the 8-bit studio swing (219 / 255), as MATLAB's ``rgb2ycbcr`` and the
 #: paper's reference code: Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in [0, 1].
 BT601_STUDIO_WEIGHTS = (65.481, 128.553, 24.966)

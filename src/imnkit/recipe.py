@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from .bundle import Bundle, image_to_tensor, load_bundle, tensor_to_image
-from .devices import check_device_name, resolve_device
+from .batch import output_stem
+from .bundle import Bundle, load_bundle, tensor_to_image
+from .devices import check_device_name, plan_device
 from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
 from .stage import Stage, StageContext, get_stage, run_stage
@@ -227,16 +226,7 @@ def bundle_from_input(path: Path, data: bytes | None = None) -> Bundle:
     if path.suffix.lower() == ".safetensors":
         return load_bundle(path) if data is None else Bundle.from_bytes(data, source=str(path))
     image = load_image(path, data=data)  # any other suffix is tried as an image: load_image says if it is not one
-    return Bundle(tensors={INPUT_IMAGE_KEY: image_to_tensor(image)}, meta={"source.name": path.name}, source=str(path))
-
-
-def output_stem(path: Path) -> str:
-    """'photo.masked.png' -> 'photo' ('.masked' and '.mask' are dropped so names do not pile up)."""
-    stem = path.stem
-    for suffix in (".masked", ".recovered", ".bundle"):
-        if stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
+    return Bundle(tensors={INPUT_IMAGE_KEY: image}, meta={"source.name": path.name}, source=str(path))
 
 
 def output_paths(recipe: Recipe, inp: Path, out_dir: Path | None, options: dict[str, Any]) -> list[tuple[OutputSpec, Path]]:
@@ -279,8 +269,8 @@ class Runner:
         self.recipe = recipe
         self.options = dict(options or {})
         self.models: dict[tuple, Any] = {}
-        # Resolve devices up front: an unavailable device fails before any work starts.
-        self.devices = {step.id: resolve_device(step.device) for step in recipe.steps}
+        # Check devices up front: an unavailable GPU fails before any work starts.
+        self.devices = {step.id: plan_device(step.device) for step in recipe.steps}
 
     def planned_outputs(self, inp: Path, out_dir: Path | None) -> list[tuple[OutputSpec, Path]]:
         if is_video_path(inp):  # a clip's outputs are fixed (imnkit.video.mask), not the recipe's images
@@ -329,7 +319,12 @@ class Runner:
             params = dict(step.params)
             if seed is not None and "seed" in params:
                 params["seed"] = seed
-            with torch.inference_mode():
+            if step.stage.uses_torch(params, options):
+                import torch
+
+                with torch.inference_mode():
+                    run_stage(step.stage, bundle, params, ctx)
+            else:  # numpy stages: a recipe of them never imports torch (~2 s of a run on 2 cores)
                 run_stage(step.stage, bundle, params, ctx)
         return bundle
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import __version__
 from .bundle import Bundle
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 ENTRY_POINT_GROUP = "imnkit.stages"
 
@@ -78,13 +79,31 @@ class Param:
             raise UsageError(f"{where}: '{self.name}' must be {kind}, got '{text}'") from None
 
 
-@dataclass
 class StageContext:
-    """What a stage gets besides the bundle: its device, the process-wide model cache, options."""
+    """What a stage gets besides the bundle: its device, the process-wide model cache, options.
 
-    device: torch.device
-    models: dict[tuple, Any] = field(default_factory=dict)  # shared across inputs: load each model once
-    options: dict[str, Any] = field(default_factory=dict)  # run-wide switches, e.g. allow_no_face
+    ``device``: a torch.device, or the name ``cpu`` / ``auto``, resolved when the stage first reads
+    ``ctx.device`` (a stage that never does ran on the CPU and never needed torch).
+    ``models``: shared across inputs, so each model loads once; ``options``: run-wide switches.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", models: dict[tuple, Any] | None = None,
+                 options: dict[str, Any] | None = None):
+        self.planned = device
+        self.models = {} if models is None else models
+        self.options = {} if options is None else options
+
+    @property
+    def device(self) -> torch.device:
+        if isinstance(self.planned, str):
+            from .devices import resolve_device
+
+            self.planned = resolve_device(self.planned)
+        return self.planned
+
+    def device_label(self) -> str:
+        """The device the stage ran on, for its history entry."""
+        return "cpu" if isinstance(self.planned, str) else str(self.planned)
 
     def cached(self, key: tuple, factory):
         """Return the model cached under ``key``, building it with ``factory()`` on first use."""
@@ -113,6 +132,13 @@ class Stage:
     def weights_for(self, params: dict[str, Any]) -> tuple[str, ...]:
         """Registry names of the weights this stage loads with these parameters."""
         return ()
+
+    def uses_torch(self, params: dict[str, Any], options: dict[str, Any]) -> bool:
+        """Whether this run of the stage computes with torch (then it runs under inference mode).
+
+        Stages on numpy alone say False, so a recipe of such stages never imports torch.
+        """
+        return True
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
         raise NotImplementedError
@@ -146,7 +172,7 @@ def run_stage(stage: Stage, bundle: Bundle, params: dict[str, Any], ctx: StageCo
             "stage": stage.name,
             "params": params,
             "weights": {name: weights_digest(name) for name in stage.weights_for(params)},
-            "device": str(ctx.device),
+            "device": ctx.device_label(),
             "seconds": round(seconds, 4),
             "imnkit_version": __version__,
         }

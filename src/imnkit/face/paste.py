@@ -30,7 +30,7 @@ faces do not alias when a 224/512 px result is pasted back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -52,7 +52,6 @@ __all__ = [
     "paste_crop",
     "similarity",
     "soft_rect_mask",
-    "union_box",
     "warp_crop",
 ]
 
@@ -221,14 +220,6 @@ def paste_crop(
     # write only where the mask is non-zero: zero-mask pixels keep their exact value
     region[...] = np.where(a > 0, blended, region)
     return (int(y0 + by0), int(x0 + bx0), int(y0 + by1), int(x0 + bx1))
-
-
-def union_box(boxes: Sequence[Box]) -> Box:
-    """The smallest box holding every non-empty box of ``boxes`` (empty when there is none)."""
-    live = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
-    if not live:
-        return (0, 0, 0, 0)
-    return (min(b[0] for b in live), min(b[1] for b in live), max(b[2] for b in live), max(b[3] for b in live))
 
 
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from imnkit.bundle import Bundle
 from imnkit.face.detect import Face
@@ -20,11 +19,11 @@ from imnkit.face.detect import Face
 def store_faces(bundle: Bundle, faces: Sequence[Face]) -> None:
     """Add the five ``faces.*`` tensors of ``faces`` to ``bundle`` (empty (0, ...) tensors for none)."""
     n = len(faces)
-    bundle.add("faces.boxes", torch.tensor([list(f.box) for f in faces], dtype=torch.int64).reshape(n, 4))
-    bundle.add("faces.scores", torch.tensor([f.score for f in faces], dtype=torch.float32).reshape(n))
-    bundle.add("faces.landmarks", torch.from_numpy(_stack([f.landmarks for f in faces], (68, 2))))
-    bundle.add("faces.points5", torch.from_numpy(_stack([f.points5 for f in faces], (5, 2))))
-    bundle.add("faces.affine", torch.from_numpy(_stack([f.affine for f in faces], (2, 3))))
+    bundle.add("faces.boxes", np.array([list(f.box) for f in faces], dtype=np.int64).reshape(n, 4))
+    bundle.add("faces.scores", np.array([f.score for f in faces], dtype=np.float32).reshape(n))
+    bundle.add("faces.landmarks", _stack([f.landmarks for f in faces], (68, 2)))
+    bundle.add("faces.points5", _stack([f.points5 for f in faces], (5, 2)))
+    bundle.add("faces.affine", _stack([f.affine for f in faces], (2, 3)))
 
 
 def _stack(arrays: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
@@ -37,9 +36,9 @@ def load_faces(bundle: Bundle) -> list[Face]:
     """The Face records :func:`store_faces` (and the align stage's meta) put in ``bundle``."""
     boxes = bundle.require("faces.boxes").tolist()
     scores = bundle.require("faces.scores").tolist()
-    lms = bundle.require("faces.landmarks").numpy()
-    p5 = bundle.require("faces.points5").numpy()
-    aff = bundle.require("faces.affine").numpy()
+    lms = np.asarray(bundle.require("faces.landmarks"))
+    p5 = np.asarray(bundle.require("faces.points5"))
+    aff = np.asarray(bundle.require("faces.affine"))
     rotation = int(bundle.meta.get("faces.rotation", 0))
     treatment = list(bundle.meta.get("faces.treatment", [])) or ["swap"] * len(boxes)
     source = list(bundle.meta.get("faces.source", [])) or ["dlib"] * len(boxes)

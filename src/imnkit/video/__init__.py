@@ -27,6 +27,20 @@ def is_video_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+def is_video_aux_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` is the aux of a masked clip (read from its header only: no tensor loaded)."""
+    import json
+
+    from imnkit.bundle import META_VALUES, read_header
+    from imnkit.errors import ImnkitError
+
+    try:
+        _, strings = read_header(path)
+        return json.loads(strings.get(META_VALUES, "{}")).get("aux.kind") == "video"
+    except (ImnkitError, ValueError, AttributeError, OSError):
+        return False  # not a bundle, or not a video aux: the photo path reads it and says what is wrong
+
+
 def require_av():
     """The ``av`` module (PyAV), or a UsageError (exit 2) naming the optional extra that installs it."""
     try:

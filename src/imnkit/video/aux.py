@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 
-import torch
+import numpy as np
 
 from imnkit import __version__, crypto
 from imnkit.bundle import Bundle
@@ -115,8 +115,8 @@ class OpenedAux:
                 header.get("context") != {"clip": self.header["clip"], "frame": index}:
             raise crypto.AuthenticationError()
         try:
-            tensors = {"aux.regions": torch.tensor(header["regions"], dtype=torch.int64).reshape(-1, 4),
-                       "aux.size": torch.tensor(header["size"], dtype=torch.int64)}
+            tensors = {"aux.regions": np.array(header["regions"], dtype=np.int64).reshape(-1, 4),
+                       "aux.size": np.array(header["size"], dtype=np.int64)}
         except (KeyError, TypeError, ValueError):
             raise crypto.AuthenticationError() from None
         for name in _FRAME_TENSORS:

@@ -20,15 +20,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
+from imnkit.batch import output_stem
 from imnkit.bundle import Bundle
-from imnkit.embedding import pixels_digest
 from imnkit.errors import ImnkitError, OutputError, UsageError
 from imnkit.face.identities import assign_identities, identity_names
 from imnkit.face.records import load_faces, store_faces
-from imnkit.imageio import check_output_path
-from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep, output_stem
+from imnkit.imageio import check_output_path, pixels_digest
+from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep
 from imnkit.stage import StageContext, run_stage
 from imnkit.video import io
 from imnkit.video.aux import AuxWriter
@@ -101,12 +100,12 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
 
     def process(index: int, image: np.ndarray) -> np.ndarray:  # runs in worker threads
         faces, names = faces_at(tracks, index, image.shape[:2])
-        bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)},
+        bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names})
         store_faces(bundle, faces)
         ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
-        masked = bundle.tensors["image.masked"].numpy()
+        masked = np.asarray(bundle.tensors["image.masked"])
         writer.add(index, bundle.subset("aux."), pixels_digest(masked))
         return masked
 
@@ -172,14 +171,20 @@ def _params(step: StageStep, seed: int | None, per_frame: bool) -> dict:
 
 def _run(runner: Runner, steps: list[StageStep], bundle: Bundle, options: dict, seed: int | None,
          per_frame: bool) -> None:
-    with torch.inference_mode():
-        for step in steps:
-            run_stage(step.stage, bundle, _params(step, seed, per_frame), _context(runner, step, options))
+    for step in steps:  # as Runner.process: torch (and inference mode) only for stages that use it
+        params, ctx = _params(step, seed, per_frame), _context(runner, step, options)
+        if step.stage.uses_torch(params, options):
+            import torch
+
+            with torch.inference_mode():
+                run_stage(step.stage, bundle, params, ctx)
+        else:
+            run_stage(step.stage, bundle, params, ctx)
 
 
 def _detect(runner: Runner, align: StageStep, image: np.ndarray, options: dict):
     """The recipe's align stage on one frame: its faces."""
-    bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)})
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: image})
     _run(runner, [align], bundle, options, None, per_frame=False)
     return load_faces(bundle)
 
@@ -188,7 +193,7 @@ def _identities(runner: Runner, steps: list[StageStep], image: np.ndarray, faces
                 seed: int | None) -> list[str]:
     """The Mask identity the swap stage picks for each new face on the frame it appears in."""
     swap = next(s for s in steps if s.stage.name == "swap")
-    bundle = Bundle(tensors={INPUT_IMAGE_KEY: torch.from_numpy(image)},
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
                     meta={"faces.treatment": [f.treatment for f in faces]})
     store_faces(bundle, faces)
     _run(runner, [swap], bundle, options, seed, per_frame=False)

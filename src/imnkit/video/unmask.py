@@ -15,15 +15,14 @@ from typing import Callable
 import numpy as np
 
 from imnkit import crypto
-from imnkit.bundle import Bundle
-from imnkit.embedding import pixels_digest
-from imnkit.errors import OutputError
-from imnkit.imageio import check_output_path
+from imnkit.batch import output_stem
+from imnkit.bundle import Bundle, read_header
+from imnkit.errors import BundleError, OutputError
+from imnkit.imageio import check_output_path, pixels_digest
 from imnkit.keyed import recover
 from imnkit.keys import KeySource
-from imnkit.recipe import output_stem
 from imnkit.video import io
-from imnkit.video.aux import OpenedAux
+from imnkit.video.aux import OpenedAux, is_video_aux
 
 
 def default_recovered_path(masked: Path) -> Path:
@@ -31,13 +30,16 @@ def default_recovered_path(masked: Path) -> Path:
     return masked.with_name(f"{output_stem(masked)}.recovered.mkv")
 
 
-def extract_video(masked: Path, aux: Bundle, output: Path | None = None, *, keys: KeySource | None = None,
-                  overwrite: bool = False, aux_path: Path | None = None,
-                  on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
-    """Recover clip ``masked`` with its (loaded) ``aux``; write ``output`` atomically; (path, regions)."""
+def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: KeySource | None = None,
+                  overwrite: bool = False, on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
+    """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions)."""
     out = Path(output) if output else default_recovered_path(masked)
-    check_output_path(out, overwrite=overwrite, inputs=(masked,) + ((aux_path,) if aux_path else ()))
-    opened = OpenedAux(aux, keys)  # authenticates before any frame is decoded
+    check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
+    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
+    bundle = Bundle.from_bytes(Path(aux).read_bytes(), source=str(aux), framework="numpy")
+    if not is_video_aux(bundle):
+        raise BundleError(f"{aux}: not the aux of a masked video", hint="use the .aux.safetensors written with the clip")
+    opened = OpenedAux(bundle, keys)  # authenticates before any frame is decoded
     info = io.probe(masked)
     header = opened.header
     shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)

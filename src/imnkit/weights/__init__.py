@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import UsageError, WeightsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_IMN = "imn.default"  # the shipped invertible network (method inn)
 
 
 @dataclass(frozen=True)
