@@ -157,6 +157,49 @@ def test_a_corrupt_video_is_a_clear_error_and_nothing_is_written(tmp_path, conte
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_truncated_clip_or_one_without_video_is_a_clear_error(tmp_path):
+    av = _av()
+    from _photos import photo
+
+    whole = tmp_path / "whole.mkv"
+    make_clip(whole, photo(PORTRAIT), frames=24, size=(96, 96), sound=None, codec="ffv1")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])  # Matroska: the header's duration says how much is missing
+    sound_only = tmp_path / "sound.mp4"
+    with av.open(str(sound_only), "w") as out:
+        a = out.add_stream("aac", rate=22050, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 22050, 0
+        out.mux(a.encode(frame))
+        out.mux(a.encode(None))
+    for clip, words in ((cut, "truncated"), (sound_only, "no video stream")):
+        out = tmp_path / f"out-{clip.stem}"
+        r = invoke("run", "mask", clip, "-o", out, "--allow-no-face")
+        assert r.exit_code == 1 and words in r.output and "Traceback" not in r.output, r.output
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_clip_without_any_face_exits_3_unless_allowed(tmp_path):
+    av = _av()
+    clip = tmp_path / "sky.mkv"
+    ramp = np.linspace(0, 255, 72 * 64, dtype=np.uint8).reshape(72, 64)
+    frames = [np.stack([np.roll(ramp, i, axis=1)] * 3, axis=2) for i in range(10)]
+    with av.open(str(clip), "w") as out:
+        v = out.add_stream("ffv1", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 72, "bgr0"
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="bgr0")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    r = invoke("run", "mask", clip, "-o", tmp_path / "a")
+    assert r.exit_code == 3 and "no face found" in r.output and not (tmp_path / "a").exists()
+    r = invoke("run", "mask", clip, "-o", tmp_path / "b", "--allow-no-face")
+    assert r.exit_code == 0, r.output
+    assert all(np.array_equal(a, b) for a, b in zip(frames, decode(tmp_path / "b" / "sky.masked.mkv")))
+
+
 # -- a real clip ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def masked_clip(tmp_path_factory):

@@ -23,7 +23,7 @@ import numpy as np
 
 from imnkit.batch import output_stem
 from imnkit.bundle import Bundle
-from imnkit.errors import ImnkitError, OutputError, UsageError
+from imnkit.errors import ImnkitError, NoFaceError, OutputError, UsageError
 from imnkit.face.identities import assign_identities, identity_names
 from imnkit.face.records import load_faces, store_faces
 from imnkit.imageio import check_output_path, pixels_digest
@@ -92,6 +92,9 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         if progress:
             progress("tracking", i + 1, info.estimate)
     tracks = tracker.finish()
+    if not tracks and not runner.options.get("allow_no_face"):  # as for a photo: exit 3 unless allowed
+        raise NoFaceError(f"no face found in any of the {tracker.stats.frames} frames of {inp.name}",
+                          hint="pass --allow-no-face to copy it unchanged, or lower --set align.threshold")
     t1 = time.perf_counter()
 
     shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
