@@ -32,6 +32,8 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def in_process(photo: Path, repeats: int) -> dict:
+    import numpy as np
+
     from imnkit import crypto, keyed
     from imnkit.boxes import even_box, merge_boxes
     from imnkit.recipe import Runner, load_recipe
@@ -39,7 +41,7 @@ def in_process(photo: Path, repeats: int) -> dict:
     recipe = load_recipe(REPO / "recipes" / "mask.toml", device="cpu")
     recipe.steps = [s for s in recipe.steps if s.id in ("align", "swap", "enhance")]
     bundle = Runner(recipe).process(photo)
-    protected, mask = bundle.tensors["image.protected"].numpy(), bundle.tensors["mask.image"].numpy()
+    protected, mask = np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"])
     h, w = protected.shape[:2]
     boxes = merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
     out = {"size": [h, w], "regions": boxes}

@@ -80,7 +80,7 @@ def make_pairs_swap(files, limit):
         if not regions:
             print(f"  skip {path.name}: no face", file=sys.stderr)
             continue
-        yield path.name, bundle.tensors["image.protected"].numpy(), bundle.tensors["mask.image"].numpy(), regions
+        yield path.name, np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"]), regions
         if limit:
             limit -= 1
 

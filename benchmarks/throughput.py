@@ -10,6 +10,9 @@ total seconds, the per-stage seconds (from the bundles' history), failures, and 
 ``--engine ray`` runs the same photos through `imnkit run --engine ray` (a local Ray, or the cluster at
 RAY_ADDRESS); ``both`` runs the local engine and then Ray on the same folder and reports Ray's extra wall
 time. Every wall time includes start-up: loading the models, and for Ray starting it and its actors.
+
+With ``--engine ray`` DATA may be a URL (``s3://bucket/photos``, ``file:///abs/photos``): Ray then reads
+the photos through that filesystem (docs/scale-out.md); the outputs still go to a local temporary folder.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", required=True, help="a folder, or with --engine ray also a URL")
     parser.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "recipes" / "mask.toml")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=0)
@@ -40,9 +43,13 @@ def main() -> int:
 
         reuse_freed_memory()  # as the imnkit command does (see imnkit.memory)
 
+    from imnkit.engines.remote import expand_urls, is_url
+    from imnkit.imageio import IMAGE_SUFFIXES
     from imnkit.recipe import expand_inputs, load_recipe
 
-    files = expand_inputs([str(args.data)])
+    if is_url(args.data) and args.engine != "ray":
+        parser.error("a URL as --data needs --engine ray")
+    files = expand_urls([args.data], IMAGE_SUFFIXES)[0] if is_url(args.data) else expand_inputs([args.data])
     if args.limit:
         files = files[: args.limit]
     recipe = load_recipe(args.recipe, device=args.device)

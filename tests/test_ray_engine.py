@@ -79,6 +79,14 @@ def test_sweep_removes_only_the_temporary_files_of_planned_outputs(tmp_path):
         p.write_bytes(b"partial")
     assert sweep_temp_files(recipe, [photo], [], out, options()) == 2
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    # The same on a file:// output location (a filesystem with rename, reached through pyarrow).
+    pytest.importorskip("pyarrow.fs")
+    from imnkit.engines.remote import open_url
+
+    for p in stale:
+        p.write_bytes(b"partial")
+    assert sweep_temp_files(recipe, [photo], [], open_url(f"file://{out}"), options()) == 2
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
 
 
 # -- a local Ray on real photos --------------------------------------------------------------------
@@ -220,3 +228,111 @@ def test_an_actor_killed_mid_run_loses_nothing_and_leaves_no_partial_file(local_
         assert load_bundle(out / "sub" / f"{stem}.aux.safetensors").tensors  # a whole bundle that loads
     leftovers = [p.name for p in (out / "sub").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+# -- URLs: a real S3 API (moto) and file:// through pyarrow ------------------------------------------
+@pytest.mark.slow
+def test_ray_reads_and_writes_s3_with_one_manifest_per_shard(local_ray, s3_server, faces_dir, tmp_path):
+    from imnkit.batch import select_shard
+    from imnkit.bundle import Bundle
+
+    bucket = s3_server.bucket("photos")
+    face, stem = FACES[0], Path(FACES[0]).stem
+    s3_server.put(bucket, f"in/sub/{face}", (faces_dir / face).read_bytes())
+    s3_server.put(bucket, "in/sub/broken.jpg", (faces_dir / face).read_bytes()[:2000])
+    s3_server.put(bucket, "in/sub/notes.txt", b"not a photo")  # the folder listing keeps images only
+    names = [f"s3://{bucket}/in/sub/{n}" for n in ("broken.jpg", face)]
+    shards = [select_shard(names, f"{i}/2") for i in (0, 1)]
+    assert all(shards), "the fixed names must land in both shards"
+    rows = []
+    for i in (0, 1):
+        r = invoke("run", MASK_RECIPE, s3_server.url(bucket, "in"), "-o", s3_server.url(bucket, "out"), "--save-mask",
+                   "--engine", "ray", "--json", "--shard", f"{i}/2")
+        manifest = s3_server.get(bucket, f"out/imnkit-manifest.shard-{i}-of-2.jsonl").decode()
+        assert "testing:testing" not in r.stdout + manifest and "endpoint_override" not in r.stdout + manifest
+        shard_rows = [json.loads(line) for line in manifest.splitlines()]
+        assert sorted(json.loads(line)["path"] for line in r.stdout.splitlines()) == sorted(
+            row["path"] for row in shard_rows) == sorted(shards[i])
+        assert r.exit_code == (ExitCode.FAILED if f"s3://{bucket}/in/sub/broken.jpg" in shards[i] else ExitCode.OK)
+        rows += shard_rows
+    by_name = {Path(row["path"]).name: row for row in rows}
+    assert by_name["broken.jpg"]["status"] == "failed" and "truncated or corrupt" in by_name["broken.jpg"]["error"]
+    assert by_name[face]["status"] == "ok"
+    outputs = [f"out/sub/{stem}.{s}" for s in ("masked.png", "aux.safetensors", "mask.png")]
+    assert sorted(by_name[face]["outputs"]) == sorted(f"s3://{bucket}/{k}" for k in outputs)
+    # Whole objects only: the outputs and the two manifests, no temporary object.
+    assert s3_server.keys(bucket, "out/") == sorted(
+        outputs + ["out/imnkit-manifest.shard-0-of-2.jsonl", "out/imnkit-manifest.shard-1-of-2.jsonl"])
+    assert Bundle.from_bytes(s3_server.get(bucket, f"out/sub/{stem}.aux.safetensors")).tensors
+    # An S3 input written to a local folder: the same Mask photo as the local engine's, byte for byte.
+    r = invoke("run", MASK_RECIPE, s3_server.url(bucket, f"in/sub/{face}"), "-o", tmp_path / "from-s3", "--save-mask",
+               "--engine", "ray", "--json")
+    assert r.exit_code == 0, r.stderr
+    local = tmp_path / "local"
+    (local / face).parent.mkdir(parents=True)
+    (local / face).write_bytes((faces_dir / face).read_bytes())
+    assert Runner(load_recipe(MASK_RECIPE), options=options()).run_one(local / face, local).status == "ok"
+    mask = (local / f"{stem}.mask.png").read_bytes()
+    assert (tmp_path / "from-s3" / f"{stem}.mask.png").read_bytes() == mask
+    assert s3_server.get(bucket, f"out/sub/{stem}.mask.png") == mask
+    # Skip-finished on S3: everything exists, so no Ray job starts.
+    r = invoke("run", MASK_RECIPE, s3_server.url(bucket, f"in/sub/{face}"), "-o", s3_server.url(bucket, "out/sub"),
+               "--save-mask", "--engine", "ray", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["status"] == "skipped"
+
+
+@pytest.mark.slow
+def test_file_url_outputs_follow_the_overwrite_rules_and_are_whole_and_private(local_ray, faces_dir, tmp_path):
+    inp = tmp_path / "in" / "sub"
+    inp.mkdir(parents=True)
+    shutil.copy(faces_dir / FACES[0], inp / FACES[0])
+    stem = Path(FACES[0]).stem
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / f"{stem}.masked.png").write_bytes(b"stale")  # one output of two exists
+    args = ("run", MASK_RECIPE, tmp_path / "in", "-o", f"file://{out}", "--engine", "ray", "--json")
+    r = invoke(*args)
+    row = json.loads(r.stdout)
+    assert r.exit_code == ExitCode.FAILED and row["status"] == "failed" and "already exists" in row["error"]
+    assert (out / "sub" / f"{stem}.masked.png").read_bytes() == b"stale"
+    r = invoke(*args, "--overwrite")
+    row = json.loads(r.stdout)
+    assert r.exit_code == 0 and row["status"] == "ok", r.stderr
+    assert row["outputs"] == [f"file://{out}/sub/{stem}.masked.png", f"file://{out}/sub/{stem}.aux.safetensors"]
+    assert load_image(out / "sub" / f"{stem}.masked.png").ndim == 3
+    assert load_bundle(out / "sub" / f"{stem}.aux.safetensors").tensors
+    assert (out / "sub" / f"{stem}.aux.safetensors").stat().st_mode & 0o077 == 0  # the aux: owner only
+    assert rows_of(out / MANIFEST_NAME) == [row]
+    assert [p.name for p in out.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.slow
+def test_the_last_actor_writes_a_url_input_to_a_file_url_with_its_exif_and_skips_it_when_done(faces_dir, tmp_path):
+    """GroupWorker in this process (no Ray needed): a URL input's bytes, --keep-metadata, skip-finished."""
+    pytest.importorskip("pyarrow.fs")
+    from PIL import Image
+
+    from imnkit.engines.ray_engine import GroupSpec, GroupWorker
+    from imnkit.engines.remote import open_url
+
+    photo = tmp_path / "in" / FACES[0]
+    photo.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    with Image.open(faces_dir / FACES[0]) as img:
+        img.save(photo, exif=exif.tobytes())
+    src, out = open_url(f"file://{photo}"), open_url(f"file://{tmp_path}/out")
+    recipe = load_recipe(MASK_RECIPE)
+    spec = GroupSpec(recipe=recipe, options=options(keep_metadata=True), first=True, last=True, out_dir=out,
+                     roots=[], overwrite=False, source=src)
+    worker = GroupWorker(spec)
+    row = {"path": src.path, "bytes": photo.read_bytes()}
+    done = worker.one(row)
+    assert done["status"] == "ok", done["error"]
+    stem = photo.stem
+    assert json.loads(done["outputs"]) == [f"file://{tmp_path}/out/{stem}.{s}"
+                                           for s in ("masked.png", "aux.safetensors", "mask.png")]
+    with Image.open(tmp_path / "out" / f"{stem}.masked.png") as masked:
+        assert masked.getexif()[0x010F] == "CameraMaker"
+    again = worker.one(row)
+    assert again["status"] == "skipped" and again["outputs"] == done["outputs"]

@@ -80,8 +80,8 @@ def load_image(path: str | os.PathLike, *, background: tuple[int, int, int] | No
     Raises:
         InputError: the file is missing, empty, not an image, truncated or too large.
     """
-    path = Path(path)
     if data is None:
+        path = Path(path)  # with ``data``, ``path`` may be a URL (imnkit.engines.remote.Url): a name only
         if not path.exists():
             raise InputError(f"{path}: no such file")
         if path.is_dir():

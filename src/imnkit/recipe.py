@@ -336,8 +336,17 @@ def _message(err: ImnkitError) -> str:
 def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: Path, *, overwrite: bool,
                   keep_metadata: bool = False) -> list[Path]:
     """Encode every output first, then write them all atomically; on failure remove what was written."""
-    blobs: list[tuple[Path, bytes, int]] = []
     exif = read_exif(inp) if keep_metadata and is_image_path(inp) else None
+    return write_files(encode_outputs(bundle, planned, exif=exif), overwrite=overwrite, inputs=(inp,))
+
+
+def encode_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Any]], *,
+                   exif: bytes | None = None) -> list[tuple[Any, bytes, int]]:
+    """Each planned output as ``(path, bytes, file mode)``: PNGs for images, safetensors for bundles.
+
+    ``path`` is passed through untouched (a Path, or a URL for the Ray engine's remote outputs).
+    """
+    blobs: list[tuple[Any, bytes, int]] = []
     for spec, path in planned:
         if spec.image is not None:
             image = tensor_to_image(bundle.require(spec.image), spec.image)
@@ -348,11 +357,16 @@ def write_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Path]], inp: P
                 part.history = []
             # bundles hold the key (the aux) or the original photo: readable by the owner only
             blobs.append((path, part.to_bytes(), 0o600))
+    return blobs
+
+
+def write_files(blobs: list[tuple[Path, bytes, int]], *, overwrite: bool, inputs: tuple = ()) -> list[Path]:
+    """Write local files atomically, all or none: every temporary file first, then every rename."""
     written: list[Path] = []
     tmp_paths: list[tuple[Path, Path]] = []
     try:
         for path, data, mode in blobs:
-            check_output_path(path, overwrite=overwrite, inputs=(inp,))
+            check_output_path(path, overwrite=overwrite, inputs=inputs)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp_paths.append((tmp, path))

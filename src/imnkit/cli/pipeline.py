@@ -26,8 +26,8 @@ def resolve_recipe_path(recipe: str) -> Path:
 @app.command("run")
 def run_cmd(
     recipe: Annotated[str, typer.Argument(help="Recipe TOML file, or a built-in recipe name (mask, mask-hub).")],
-    inputs: Annotated[list[str], typer.Argument(help="Photos, videos (needs imnkit\\[video]), bundles, folders (recursive) or globs.")],
-    out_dir: Annotated[Optional[Path], typer.Option("-o", "--out-dir", help="Write outputs here (default: beside each input; folders are mirrored).")] = None,
+    inputs: Annotated[list[str], typer.Argument(help="Photos, videos (needs imnkit\\[video]), bundles, folders (recursive) or globs; with --engine ray also URLs (s3://bucket/prefix, gs://..., file://...).")],
+    out_dir: Annotated[Optional[str], typer.Option("-o", "--out-dir", help="Write outputs here (default: beside each input; folders are mirrored); with --engine ray also a URL.")] = None,
     sets: Annotated[list[str], typer.Option("--set", help="Override a parameter: stage.param=value (repeatable).")] = [],
     device: Annotated[Optional[str], typer.Option("--device", help="Device for every stage: auto, cpu, cuda, cuda:N.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for every stage that draws randomly.")] = None,
@@ -54,6 +54,7 @@ def run_cmd(
     The aux holds the key that takes the Mask off; with a passphrase or key file it is locked by it.
     """
     from ..batch import mirror_out_dirs, select_shard
+    from ..engines.remote import is_url
     from ..errors import UsageError
     from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
     from ..video import is_video_path
@@ -61,15 +62,23 @@ def run_cmd(
     with handle_errors():
         if engine not in ("local", "ray"):
             raise UsageError(f"--engine must be local or ray, got '{engine}'")
+        urls = any(is_url(i) for i in inputs) or is_url(out_dir)
+        if urls and engine != "ray":
+            raise UsageError("URL inputs and outputs (s3://, gs://, file:// ...) need --engine ray",
+                             hint="add --engine ray (docs/scale-out.md)")
         if engine == "ray":
             from ..engines.ray_engine import require_ray
 
             require_ray()
         recipe_obj = load_recipe(resolve_recipe_path(recipe), sets=sets, device=device)
-        files = expand_inputs(inputs)
+        roots = None
+        if urls:
+            files, roots, out_path = _url_inputs(inputs, out_dir)
+        else:
+            files, out_path = expand_inputs(inputs), (Path(out_dir) if out_dir is not None else None)
         if shard:
             files = select_shard(files, shard)
-        if engine == "ray" and any(is_video_path(f) for f in files):
+        if engine == "ray" and any(is_video_path(str(f)) for f in files):
             raise UsageError("videos run on the local engine (one clip is one job)", hint="drop --engine ray for videos")
         options = {
             "save_mask": save_mask,
@@ -83,7 +92,12 @@ def run_cmd(
         }
         # The Ray engine builds its Runners in its actors, on the devices Ray gives them.
         runner = Runner(recipe_obj, options=options) if engine == "local" or dry_run else None
-        targets = mirror_out_dirs(files, inputs, out_dir)
+        if urls:
+            from ..engines.remote import mirror_target
+
+            targets = [(f, mirror_target(f, roots, out_path)) for f in files]
+        else:
+            targets = mirror_out_dirs(files, inputs, out_path)
         if dry_run:
             _print_plan(recipe_obj, runner, targets)
             raise typer.Exit(0)
@@ -101,13 +115,32 @@ def run_cmd(
                 _report(result, json_lines=False, quiet=quiet)
 
         with handle_errors():
-            results = run_on_ray(recipe_obj, options, files, inputs, out_dir, overwrite=overwrite, on_result=on_result,
-                                 progress=err_console.is_terminal and not quiet and not json_lines)
+            results = run_on_ray(recipe_obj, options, files, inputs, out_path, overwrite=overwrite, on_result=on_result,
+                                 progress=err_console.is_terminal and not quiet and not json_lines, roots=roots,
+                                 shard=shard)
     else:
         results = _run_with_progress(runner, targets, overwrite=overwrite, json_lines=json_lines, quiet=quiet)
     if len(results) > 1 and not quiet and not json_lines:
         _print_summary(results)
     raise typer.Exit(summary_exit_code(results))
+
+
+def _url_inputs(inputs: list[str], out_dir: str | None):
+    """Inputs and output location when URLs are involved: (files, mirror roots, output location)."""
+    from ..engines.ray_engine import input_roots
+    from ..engines.remote import as_place, expand_urls, is_url
+    from ..errors import UsageError
+    from ..imageio import IMAGE_SUFFIXES
+    from ..recipe import expand_inputs
+
+    remote = [is_url(i) for i in inputs]
+    if any(remote) and not all(remote):
+        raise UsageError("inputs mix URLs and local paths; run one per filesystem")
+    if all(remote):
+        files, roots = expand_urls(inputs, IMAGE_SUFFIXES)
+    else:
+        files, roots = expand_inputs(inputs), input_roots(inputs)
+    return files, roots, as_place(out_dir)
 
 
 def _print_plan(recipe_obj, runner, targets) -> None:

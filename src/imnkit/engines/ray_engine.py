@@ -7,7 +7,11 @@ GPU actors (``num_gpus``) for stages on CUDA. Each actor builds a Runner once, s
 actor. Between groups a photo travels as its bundle's safetensors bytes (``Bundle.to_bytes`` /
 ``Bundle.from_bytes``), never as a pickled object. The last group's actor writes that photo's outputs
 atomically and returns its result row; the driver streams the rows into the manifest
-(``imnkit-manifest.jsonl`` under the output folder) and hands them to the caller as RunResults.
+(``imnkit-manifest.jsonl`` under the output folder, ``imnkit-manifest.shard-i-of-N.jsonl`` with
+``--shard``) and hands them to the caller as RunResults.
+
+Inputs and outputs may be URLs (``s3://``, ``gs://``, ``file://`` ...; see ``engines.remote``): Ray reads
+the inputs through their pyarrow filesystem, and the last actor uploads each output whole.
 
 Failures: an error on one input is a failed row, never a failed job. A killed actor is restarted and its
 task retried by Ray (``max_restarts`` / ``max_task_retries``); outputs are renamed into place only once
@@ -17,17 +21,20 @@ complete, and the temporary files of a killed attempt are swept when the job end
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..batch import mirror_roots, mirror_target
-from ..errors import ExitCode, ImnkitError, UsageError
+from ..batch import mirror_roots, parse_shard
+from ..errors import ExitCode, ImnkitError, OutputError, UsageError
 from ..recipe import Recipe, RunResult, output_paths
+from .remote import AnyPath, Existing, Url, mirror_target
 
 EXTRA = 'pip install "imnkit[ray]"'
 MANIFEST_NAME = "imnkit-manifest.jsonl"
@@ -89,9 +96,14 @@ class GroupSpec:
     options: dict[str, Any]
     first: bool
     last: bool
-    out_dir: Path | None
-    roots: list[Path]
+    out_dir: AnyPath | None
+    roots: list[AnyPath]
     overwrite: bool
+    source: Url | None = None  # the inputs' filesystem when they are URLs (rows carry its paths)
+
+    def input_of(self, path: str) -> AnyPath:
+        """A row's ``path`` as the input it names: a local Path, or a Url on the inputs' filesystem."""
+        return Url(self.source.scheme, path, self.source.fs) if self.source is not None else Path(path)
 
 
 def _row(path: str, status: str, *, data: bytes = b"", error: str = "", exit_code: int = ExitCode.OK,
@@ -144,7 +156,7 @@ class GroupWorker:
         from ..recipe import bundle_from_input
 
         path = str(row["path"])
-        inp = Path(path)
+        inp = self.spec.input_of(path)
         start = time.perf_counter()
         if self.spec.first:
             before = 0.0
@@ -161,7 +173,11 @@ class GroupWorker:
             bundle = Bundle.from_bytes(bytes(row["data"]), source=path)
         if self.spec.last:
             folder = mirror_target(inp, self.spec.roots, self.spec.out_dir)
-            result = self.runner.run_one(inp, folder, overwrite=self.spec.overwrite, bundle=bundle)
+            if isinstance(inp, Url) or isinstance(folder, Url):
+                data = bytes(row["bytes"]) if self.spec.first else None
+                result = self.finish_remote(inp, folder, bundle, data)
+            else:
+                result = self.runner.run_one(inp, folder, overwrite=self.spec.overwrite, bundle=bundle)
             return _row(path, result.status, error=result.message if result.status == "failed" else "",
                         exit_code=result.exit_code, seconds=before + time.perf_counter() - start,
                         outputs=[str(p) for p in result.outputs], notes=result.notes, report=result.report)
@@ -172,6 +188,40 @@ class GroupWorker:
                         seconds=before + time.perf_counter() - start)
         return _row(path, _PENDING, data=bundle.to_bytes(), seconds=before + time.perf_counter() - start)
 
+    def finish_remote(self, inp: AnyPath, folder: AnyPath | None, bundle, data: bytes | None) -> RunResult:
+        """``Runner.run_one`` where the input or the outputs are URLs: the same skip-finished and
+        ``--overwrite`` rules, then every output written whole (``remote.write_blobs``)."""
+        from ..imageio import is_image_path, read_exif
+        from ..recipe import encode_outputs, write_files
+        from .remote import exists, read_bytes, write_blobs
+
+        start = time.perf_counter()
+        planned = self.runner.planned_outputs(inp, folder)
+        try:
+            done = [exists(p) for _, p in planned]
+            if planned and not self.spec.overwrite and all(done):
+                return RunResult(inp, "skipped", outputs=[p for _, p in planned], message=SKIPPED_MESSAGE,
+                                 seconds=time.perf_counter() - start)
+            if not self.spec.overwrite and any(done):
+                first = next(p for (_, p), d in zip(planned, done) if d)
+                raise OutputError(f"{first}: already exists", hint="pass --overwrite to replace it")
+            self.runner.process(inp, bundle=bundle)
+            exif = None
+            if self.runner.options.get("keep_metadata") and is_image_path(str(inp)):
+                if data is None:  # a later actor group: the input's bytes stayed with the first
+                    data = read_bytes(inp) if isinstance(inp, Url) else Path(inp).read_bytes()
+                exif = read_exif(io.BytesIO(data))
+            blobs = encode_outputs(bundle, planned, exif=exif)
+            if blobs and isinstance(blobs[0][0], Url):
+                written = write_blobs(blobs, inputs=(inp,))
+            else:  # a URL input, local outputs (a URL can never be one of them)
+                written = write_files(blobs, overwrite=self.spec.overwrite)
+        except ImnkitError as err:
+            return RunResult(inp, "failed", message=_error_message(err), exit_code=err.exit_code,
+                             seconds=time.perf_counter() - start)
+        return RunResult(inp, "ok", outputs=written, seconds=time.perf_counter() - start,
+                         notes=list(bundle.meta.get("notes", [])), report=dict(bundle.meta.get("report", {})))
+
 
 # -- the driver ----------------------------------------------------------------------------------
 def result_row(result: RunResult) -> dict[str, Any]:
@@ -179,11 +229,30 @@ def result_row(result: RunResult) -> dict[str, Any]:
     return result.to_row()
 
 
-def manifest_folder(files: list[Path], out_dir: Path | None) -> Path:
+def manifest_folder(files: list[AnyPath], out_dir: AnyPath | None) -> AnyPath:
     """Where the manifest goes: the output folder, or the folder that holds every input."""
     if out_dir is not None:
         return out_dir
+    if files and isinstance(files[0], Url):
+        return Url(files[0].scheme, os.path.commonpath([f.parent.path for f in files]), files[0].fs)
     return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+
+
+def manifest_name(shard: str | None = None) -> str:
+    """``imnkit-manifest.jsonl``; with ``--shard i/N`` one per shard, so that shards running at the
+    same time into one output folder never overwrite one another's manifest."""
+    if not shard:
+        return MANIFEST_NAME
+    i, n = parse_shard(shard)
+    return f"imnkit-manifest.shard-{i}-of-{n}.jsonl"
+
+
+def input_roots(items: list[str]) -> list[AnyPath]:
+    """The mirror roots of the command-line items: local folders, or URL folders/prefixes."""
+    from .remote import is_folder, is_url, open_url
+
+    roots: list[AnyPath] = list(mirror_roots([i for i in items if not is_url(i)]))
+    return roots + [url for url in (open_url(i) for i in items if is_url(i)) if is_folder(url)]
 
 
 def connect(num_cpus: int | None = None) -> bool:
@@ -202,21 +271,26 @@ def connect(num_cpus: int | None = None) -> bool:
 def run_on_ray(
     recipe: Recipe,
     options: dict[str, Any],
-    files: list[Path],
+    files: list[AnyPath],
     items: list[str],
-    out_dir: Path | None,
+    out_dir: AnyPath | None,
     *,
     overwrite: bool = False,
     on_result: Callable[[RunResult], None] | None = None,
     progress: bool = True,
     groups: list[StageGroup] | None = None,
     num_cpus: int | None = None,
+    roots: list[AnyPath] | None = None,
+    shard: str | None = None,
 ) -> list[RunResult]:
     """Run ``recipe`` over ``files`` on Ray and return one RunResult per file, in the order of ``files``.
 
-    ``items`` are the command-line inputs (their folders are mirrored below ``out_dir``); ``options`` go
-    to every actor's Runner unchanged. ``groups`` overrides the split into actor pools (``plan_groups``).
-    ``num_cpus`` sizes a local Ray that this call starts. Writes the manifest under ``manifest_folder``.
+    ``files`` are local Paths, or Urls all on one filesystem (``remote.expand_urls``); ``out_dir`` is a
+    local folder, a Url, or None (beside each input). ``items`` are the command-line inputs (their
+    folders are mirrored below ``out_dir``; ``roots`` gives those folders when already known);
+    ``options`` go to every actor's Runner unchanged. ``groups`` overrides the split into actor pools
+    (``plan_groups``). ``num_cpus`` sizes a local Ray that this call starts. Writes the manifest
+    (``manifest_name(shard)``) under ``manifest_folder``.
 
     Raises:
         UsageError: Ray is not installed, or a stage wants a GPU that the cluster does not have.
@@ -225,19 +299,25 @@ def run_on_ray(
     require_ray()
     import ray
 
-    roots = mirror_roots(items)
+    roots = input_roots(items) if roots is None else roots
+    exists = Existing()
     results: dict[str, RunResult] = {}
-    todo: list[Path] = []
+    todo: list[AnyPath] = []
     for f in files:
         planned = output_paths(recipe, f, mirror_target(f, roots, out_dir), options)
-        if planned and not overwrite and all(p.exists() for _, p in planned):
+        if planned and not overwrite and all(exists(p) for _, p in planned):
             results[str(f)] = RunResult(f, "skipped", outputs=[p for _, p in planned], message=SKIPPED_MESSAGE)
         else:
             todo.append(f)
     folder = manifest_folder(files, out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / MANIFEST_NAME
-    tmp = folder / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
+    manifest = folder / manifest_name(shard)
+    if isinstance(folder, Url):  # streamed to a local file, uploaded whole at the end
+        fd, tmp_name = tempfile.mkstemp(prefix=".imnkit-manifest.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{manifest.name}.{os.getpid()}.tmp"
     started = False
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -254,11 +334,14 @@ def run_on_ray(
                     record(results[str(f)])
             if todo:
                 started = connect(num_cpus)
-                by_path = {str(f): f for f in todo}
+                by_path = {_read_path(f): f for f in todo}
+                # where URL outputs are (to read the rows' output names back): -o, or beside URL inputs
+                place = out_dir if out_dir is not None else todo[0]
+                place = place if isinstance(place, Url) else None
                 dataset = _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, progress)
                 try:
                     for row in dataset.iter_rows():
-                        record(_result_from_row(row, by_path))
+                        record(_result_from_row(row, by_path, place))
                 except ImnkitError:
                     raise
                 except Exception as err:  # Ray's own failure; its text may quote rows, so only the type
@@ -266,11 +349,29 @@ def run_on_ray(
                                       hint="set IMNKIT_DEBUG=1 for Ray's traceback") from err
     finally:
         if tmp.exists():
-            os.replace(tmp, manifest)
+            _publish_manifest(tmp, manifest)
         sweep_temp_files(recipe, todo, roots, out_dir, options)
         if started:
             ray.shutdown()
     return [results[str(f)] for f in files if str(f) in results]
+
+
+def _read_path(f: AnyPath) -> str:
+    """How Ray's read names a file in its ``path`` column: the filesystem's path of a Url."""
+    return f.path if isinstance(f, Url) else str(f)
+
+
+def _publish_manifest(tmp: Path, manifest: AnyPath) -> None:
+    """Put the finished manifest in place: a rename locally, one whole upload to a URL."""
+    if not isinstance(manifest, Url):
+        os.replace(tmp, manifest)
+        return
+    from .remote import write_blobs
+
+    try:
+        write_blobs([(manifest, tmp.read_bytes(), 0o644)])
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, progress):
@@ -293,10 +394,13 @@ def _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, pro
     # (otherwise the pools would take every CPU and the read could never run).
     cpu_pools = sum(not g.gpu for g in groups)
     actor_cpus = 1.0 if cpus >= cpu_pools + READ_CPUS else (cpus - READ_CPUS) / max(cpu_pools, 1)
-    dataset = ray.data.read_binary_files([str(f) for f in todo], include_paths=True, num_cpus=READ_CPUS)
+    source = todo[0] if isinstance(todo[0], Url) else None
+    dataset = ray.data.read_binary_files([_read_path(f) for f in todo], include_paths=True, num_cpus=READ_CPUS,
+                                         filesystem=source.fs if source is not None else None)
     for i, group in enumerate(groups):
         spec = GroupSpec(recipe=group_recipe(recipe, group, last=i == len(groups) - 1), options=dict(options),
-                         first=i == 0, last=i == len(groups) - 1, out_dir=out_dir, roots=roots, overwrite=overwrite)
+                         first=i == 0, last=i == len(groups) - 1, out_dir=out_dir, roots=roots, overwrite=overwrite,
+                         source=source)
         size = max(1, int(gpus if group.gpu else cpus // actor_cpus))
         dataset = dataset.map_batches(
             GroupWorker,
@@ -311,13 +415,23 @@ def _build_dataset(recipe, options, todo, roots, out_dir, overwrite, groups, pro
     return dataset
 
 
-def _result_from_row(row: dict[str, Any], by_path: dict[str, Path]) -> RunResult:
+def _output_of(text: str, place: Url | None) -> AnyPath:
+    """An output named in a row: a Url on the outputs' filesystem, or a local Path."""
+    prefix = f"{place.scheme}://" if place is not None else None
+    if prefix and text.startswith(prefix):
+        return Url(place.scheme, text[len(prefix):], place.fs)
+    return Path(text)
+
+
+def _result_from_row(row: dict[str, Any], by_path: dict[str, AnyPath], place: Url | None = None) -> RunResult:
     path = str(row["path"])
     status = str(row["status"])
+    inp = by_path.get(path, Path(path))
+    outputs = [_output_of(p, place) for p in json.loads(row["outputs"])]
     return RunResult(
-        by_path.get(path, Path(path)),
+        inp,
         status,
-        outputs=[Path(p) for p in json.loads(row["outputs"])],
+        outputs=outputs,
         message=str(row["error"]) if status == "failed" else (SKIPPED_MESSAGE if status == "skipped" else ""),
         exit_code=int(row["exit_code"]),
         seconds=float(row["seconds"]),
@@ -326,26 +440,35 @@ def _result_from_row(row: dict[str, Any], by_path: dict[str, Path]) -> RunResult
     )
 
 
-def sweep_temp_files(recipe: Recipe, files: list[Path], roots: list[Path], out_dir: Path | None,
+def sweep_temp_files(recipe: Recipe, files: list[AnyPath], roots: list[AnyPath], out_dir: AnyPath | None,
                      options: dict[str, Any]) -> int:
     """Remove temporary files that a killed attempt left beside the outputs of ``files``; their count.
 
     Writers name them ``.{output name}.{something}.tmp`` and rename them into place when complete, so
-    once the job is over any such file is a dead attempt's. Each output folder is listed once.
+    once the job is over any such file is a dead attempt's. Each output folder is listed once. Object
+    stores have none to sweep (each output is one upload there, never a temporary object).
     """
-    names: dict[Path, set[str]] = {}
+    from .remote import delete, list_names
+
+    names: dict[AnyPath, set[str]] = {}
     for f in files:
         for _, path in output_paths(recipe, f, mirror_target(f, roots, out_dir), options):
-            names.setdefault(path.parent, set()).add(path.name)
+            if not isinstance(path, Url) or path.renames:
+                names.setdefault(path.parent, set()).add(path.name)
     removed = 0
     for folder, wanted in names.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            name = entry.name
+        if isinstance(folder, Url):
+            entries = list_names(folder)
+        else:
+            try:
+                entries = [e.name for e in os.scandir(folder)]
+            except OSError:
+                continue
+        for name in entries:
             if name.startswith(".") and name.endswith(".tmp") and name[1:-4].rsplit(".", 1)[0] in wanted:
-                Path(entry.path).unlink(missing_ok=True)
+                if isinstance(folder, Url):
+                    delete(folder / name)
+                else:
+                    (folder / name).unlink(missing_ok=True)
                 removed += 1
     return removed

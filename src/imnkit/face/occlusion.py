@@ -2,16 +2,20 @@
 
 Skin/colour segmentation against the landmarks, no model: the face's own skin colour is
 sampled where occluders rarely are (the band under the eyes, the nose bridge and the forehead
-above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside
-the face polygon (jaw line and lifted brows), a pixel whose chroma is far from that skin, or
-that is much darker or brighter than it while grey, is an occluder candidate. Eyes, brows and
-lips are not skin either, so there a pixel counts only when the candidates around it are dense
-(a medical mask over the mouth), not when they are a thin frame (glasses around an eye).
-Small specks are dropped (opening), the mask is feathered, and the original pixels are put
-back over the Mask where it is set: what covered the face still covers it.
+above the brows; in colour photos only pixels inside a generic YCrCb skin box), as robust
+statistics (median, MAD) of Cr and Cb (YCrCb) and of luma. Inside the face polygon (jaw line
+and lifted brows), a pixel whose chroma is far from that skin, or that is much darker or
+brighter than it while grey, is an occluder candidate. Eyes, brows and lips are not skin
+either, so there a pixel counts only when the candidates around it are dense (a medical mask
+over the mouth), not when they are a thin frame (glasses around an eye); eyes never so.
+Small specks are dropped (opening), but thin long rims round an eye are kept whole (glasses
+frames, also on dark skin); a small blob around an eye is the eye's own. An occluder over the
+mouth (a medical mask) is grown to its outline by a watershed against the face's own pixels, so
+its parts near skin colour (a pink side panel) stay too. The mask is feathered, and the
+original pixels are put back over the Mask where it is set: what covered the face still covers it.
 
 Limits (measured on ../shared/data/faces): skin-coloured occluders (a hand) are not found; a
-dark beard counts as an occluder and is kept.
+dark beard, and shaded skin at the face's edge, count as occluders and are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ _FEATURES = (np.r_[17:22], np.r_[22:27], np.r_[36:42], np.r_[42:48], np.r_[31:36
 def _poly(mask: np.ndarray, pts: np.ndarray, value: float = 1.0) -> None:
     hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, value, lineType=cv2.LINE_8, shift=4)
+
+
+def _eyes(shape, local: np.ndarray) -> np.ndarray:
+    """0/1 uint8 mask of the two eyes' landmark polygons."""
+    eyes = np.zeros(shape, np.uint8)
+    for idx in _FEATURES[2:4]:
+        _poly(eyes, local[idx])
+    return eyes
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -103,6 +115,7 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
         return None
     cand = _candidates(ycc, ref_sel, grey, strength) & inside
     occ = _whole_occluders(cand, feats, ycc, local, size, inside)
+    occ = _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside)
     if occ.sum() == 0:
         return None
     alpha = cv2.GaussianBlur(occ, (0, 0), max(0.7, 0.008 * size)) * inside
@@ -182,22 +195,134 @@ def _candidates(ycc, ref_sel, grey, strength) -> np.ndarray:
 def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     """Candidates cleaned into whole occluders: features only inside dense ones, gaps closed, holes
     filled, specks dropped; float32 0/1."""
-    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders.
+    # Features (eyes, brows, lips) are never skin: count them only inside dense occluders. Eyes
+    # never count so (a dark iris beside a medical mask is still an eye); an eye under sunglasses
+    # is taken by _covered_features (occluders all around it, of its colour).
     k = max(3, int(0.18 * size) | 1)
-    dens = cv2.blur((cand & (feats == 0)).astype(np.float32), (k, k))
-    occ = (cand & (feats == 0)) | (cand & (feats > 0) & (dens > 0.45))
+    bare = cand & (feats == 0)
+    dens = cv2.blur(bare.astype(np.float32), (k, k))
+    eyes = _eyes(cand.shape, local)
+    occ = bare | (cand & (feats > 0) & (dens > 0.45) & (eyes == 0))
     occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
     r = max(1, int(0.015 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    occ |= _frames(bare, local, size)
     # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
     # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
     rc = max(1, int(0.03 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1, 2 * rc + 1)))
     occ = _fill_holes(occ, cand, max_area=0.15 * size * size) & inside.astype(np.uint8)
+    return _drop_specks_and_eyes(occ, eyes, size)
+
+
+def _drop_specks_and_eyes(occ: np.ndarray, eyes: np.ndarray, size: float) -> np.ndarray:
+    """Components of a 0/1 uint8 mask kept unless tiny or an eye's own; float32 0/1.
+
+    A small component lying mostly around an eye is the eye itself (an iris the landmarks
+    missed, lashes, a lid's shadow); glasses frames and sunglasses are longer.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(occ, connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(12, 0.002 * size * size)
+    r = max(1, int(0.1 * size))
+    near = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    in_eye = np.bincount(labels.ravel(), weights=near.ravel().astype(np.float64), minlength=n)
+    small = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < 0.22 * size
+    keep &= ~(small & (in_eye >= 0.6 * np.maximum(1, stats[:, cv2.CC_STAT_AREA])))
     return keep[labels].astype(np.float32)
+
+
+def _face_seeds(shape, ref_sel, local) -> np.ndarray:
+    """Pixels surely of the face: the skin reference, eyes, brows and the nose bridge."""
+    seeds = np.zeros(shape, np.uint8)
+    for idx in (*_FEATURES[:4], np.r_[27:31]):
+        _poly(seeds, local[idx])
+    return (seeds > 0) | ref_sel
+
+
+def _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside) -> np.ndarray:
+    """A dense occluder over the mouth (a medical mask) grown to its outline, float32 0/1.
+
+    Parts of the same object near skin colour (a mask's pink side panel) are cut from the face by
+    the object's outline, not by colour: a watershed on the smoothed photo between the face's own
+    pixels and the occluder (with what lies outside the face), kept where it joins the occluder.
+    """
+    mouth = np.zeros(occ.shape, np.uint8)
+    _poly(mouth, local[48:60])
+    mouth = mouth > 0
+    if mouth.sum() < 4 or occ[mouth].mean() < 0.5:
+        return occ
+    markers = np.zeros(occ.shape, np.int32)
+    markers[~cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)] = 2
+    markers[cv2.erode(occ, np.ones((3, 3), np.uint8)) > 0] = 2
+    markers[_face_seeds(occ.shape, ref_sel, local) & (occ == 0)] = 1
+    # Smoothing first: a mask's mesh or a beard's hairs are texture, not an outline.
+    lab = cv2.watershed(cv2.bilateralFilter(np.ascontiguousarray(roi), 7, 30, 5), markers)
+    # Past the face polygon (where the swap feathers) only below the nose's middle: the mask's
+    # edges there, not the forehead above the brows.
+    down = local[48:60].mean(0) - local[36:48].mean(0)
+    ys, xs = np.mgrid[:occ.shape[0], :occ.shape[1]]
+    low = (xs - local[29, 0]) * down[0] + (ys - local[29, 1]) * down[1] > 0
+    grown = ((lab == 2) & (polygon | (inside & low))) | (occ > 0)
+    n, labels = cv2.connectedComponents(grown.astype(np.uint8), connectivity=8)
+    joined = np.zeros(n, bool)
+    joined[np.unique(labels[(occ > 0) & mouth])] = True
+    joined[0] = False
+    return np.maximum(occ, joined[labels].astype(np.float32))
+
+
+def _glasses_band(shape, local: np.ndarray, size: float) -> np.ndarray:
+    """0/1 uint8 band where glasses frames lie: from above the brows to below the eyes, temple to temple."""
+    band = np.zeros(shape, np.uint8)
+    up = local[17:27] - [0, 0.08 * size]
+    low = local[[1, 15, 29]] + [0, 0.06 * size]
+    _poly(band, np.vstack([up, local[[0, 16]], low]))
+    return band
+
+
+def _frames(bare: np.ndarray, local: np.ndarray, size: float) -> np.ndarray:
+    """Thin, long occluder candidates around the eyes (glasses frames), 0/1 uint8.
+
+    The opening that drops specks also erases a frame a few pixels wide (on dark skin only its
+    thin dark core differs from the skin). A component of the glasses band that is long and
+    passes above, below and beside an eye (a rim goes round a lens) is a frame, not a speck;
+    brows, lids' creases, eye make-up and hair at the temples do not.
+    """
+    # Away from the face's outline, where hair and background would join a crease into one
+    # long component.
+    band = _glasses_band(bare.shape, local, size)
+    hull = np.zeros(bare.shape, np.uint8)
+    _poly(hull, local[:27])
+    e = max(1, int(0.04 * size))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+    band &= cv2.erode(hull, disk)
+    # And away from the eyes: a rim passes beyond the lids, make-up and lashes do not.
+    band &= 1 - cv2.dilate(_eyes(bare.shape, local), disk)
+    thin = (bare & (band > 0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    out = np.zeros(bare.shape, np.uint8)
+    left, right = local[36:42].mean(0), local[42:48].mean(0)
+    along = (right - left) / max(1e-6, float(np.hypot(*(right - left))))
+    normal = np.array([-along[1], along[0]])  # points down the face
+    for i in range(1, n):
+        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) < 0.25 * size:
+            continue
+        pts = np.stack(np.nonzero(labels == i)[::-1], axis=1).astype(np.float64)
+        if any(_rings_eye(pts, eye, along, normal, size) for eye in (left, right)):
+            out[pts[:, 1].astype(int), pts[:, 0].astype(int)] = 1
+    return out
+
+
+def _rings_eye(pts: np.ndarray, eye: np.ndarray, along: np.ndarray, normal: np.ndarray, size: float) -> bool:
+    """True when the (x, y) points pass well above, well below and beside an eye, as a lens rim does.
+
+    A brow or a lid's crease lies only above it, a crease under it only below; eye make-up stays
+    close to it.
+    """
+    u, v = (pts - eye) @ along, (pts - eye) @ normal
+    over = np.abs(u) < 0.1 * size
+    beside = (np.abs(u) > 0.16 * size) & (np.abs(v) < 0.04 * size)
+    return bool((over & (v < -0.07 * size)).any() and (over & (v > 0.07 * size)).any() and beside.any())
 
 
 def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
