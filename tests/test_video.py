@@ -322,6 +322,33 @@ def test_wrong_passphrase_edited_frame_or_changed_aux_fail_authentication(masked
 
 
 @pytest.mark.slow
+def test_detached_share_copy_gives_the_faces_back_exactly(tmp_path):
+    """The H.264 share copy is lossy: with `detached` (faces in the aux) extract still gives them back exactly."""
+    _av()
+    from _photos import photo
+
+    from imnkit.bundle import load_bundle
+
+    clip = tmp_path / "short.mkv"
+    original = make_clip(clip, photo(PORTRAIT), frames=8, size=(160, 160), sound=None, codec="ffv1")
+    out = tmp_path / "out"
+    r = invoke("run", "mask", clip, "-o", out, "--set", "embed.method=detached", "--share-copy")
+    assert r.exit_code == 0, r.output
+    share, rec = out / "short.masked.mp4", tmp_path / "from-share.mkv"
+    r = invoke("extract", share, "--aux", out / "short.aux.safetensors", "-o", rec)
+    assert r.exit_code == 0 and "re-encoded copy" in r.output, r.output
+    back, copy = decode(rec), decode(share)
+    records = load_bundle(out / "short.aux.safetensors").meta["aux.frames"]
+    assert len(back) == len(original) == 8
+    for orig, b, c, record in zip(original, back, copy, records):
+        (y0, x0, y1, x1), = record["header"]["regions"]
+        assert np.array_equal(b[y0:y1, x0:x1], orig[y0:y1, x0:x1])  # the faces: exact
+        outside = np.ones(b.shape[:2], bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(b[outside], c[outside])  # the rest: the share copy's pixels
+
+
+@pytest.mark.slow
 def test_rotation_odd_size_variable_rate_and_pcm_sound(tmp_path):
     """A phone-like clip: stored turned, displayed upright, odd sides, uneven timestamps, PCM sound, lossless
     input; with `detached` the recovered frames are the input's exactly."""

@@ -190,9 +190,9 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
     if is_video_path(masked) or is_video_aux_file(aux):  # a clip: imnkit.video (needs imnkit[video])
         from .video.unmask import extract_video
 
-        out, regions = extract_video(masked, aux, Path(output) if output else None, keys=keys,
-                                     overwrite=overwrite, on_frame=on_frame)
-        return ExtractResult(output=out, regions=regions)
+        out, regions, notes = extract_video(masked, aux, Path(output) if output else None, keys=keys,
+                                            overwrite=overwrite, on_frame=on_frame)
+        return ExtractResult(output=out, regions=regions, notes=notes)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
     read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message

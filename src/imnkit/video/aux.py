@@ -104,15 +104,20 @@ class OpenedAux:
             raise crypto.AuthenticationError()
         self.header, self.frames, self._tensors = header, frames, aux.tensors
 
-    def frame_aux(self, index: int, masked_digest: str) -> Bundle:
+    def matches(self, index: int, masked_digest: str) -> bool:
+        """Whether frame ``index`` is exactly the masked frame written there."""
+        return index < len(self.frames) and self.frames[index].get("masked_sha256") == masked_digest
+
+    def frame_aux(self, index: int, masked_digest: str | None) -> Bundle:
         """Frame ``index``'s aux as :func:`imnkit.keyed.recover` reads it; AuthenticationError if the
-        masked frame is not the one written there, or the frame's header names another clip or place."""
+        masked frame is not the one written there (``masked_digest`` None: not checked, for a detached
+        clip's re-encoded copy), or the frame's header names another clip or place."""
         if index >= len(self.frames):
             raise crypto.AuthenticationError()  # more frames than were masked
         record = self.frames[index]
         header = record.get("header")
-        if record.get("masked_sha256") != masked_digest or not isinstance(header, dict) or \
-                header.get("context") != {"clip": self.header["clip"], "frame": index}:
+        if (masked_digest is not None and record.get("masked_sha256") != masked_digest) or \
+                not isinstance(header, dict) or header.get("context") != {"clip": self.header["clip"], "frame": index}:
             raise crypto.AuthenticationError()
         try:
             tensors = {"aux.regions": np.array(header["regions"], dtype=np.int64).reshape(-1, 4),

@@ -3,7 +3,9 @@
 The aux's manifest is opened first (wrong key, passphrase or key file, or a changed aux: exit 4 before
 any frame is read). Each decoded frame must be exactly the masked frame of that index (sha256 in the
 authenticated frame list); its faces are then recovered with :func:`imnkit.keyed.recover` under the
-clip's key. Any failure removes the partial output: nothing is written.
+clip's key. With ``detached`` (the faces are in the aux), a re-encoded copy such as the H.264 share copy
+is accepted too, as a detached photo's JPEG copy is: the faces come back exactly, the rest is the copy's.
+Any failure removes the partial output: nothing is written.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ def default_recovered_path(masked: Path) -> Path:
 
 
 def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: KeySource | None = None,
-                  overwrite: bool = False, on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
-    """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions)."""
+                  overwrite: bool = False,
+                  on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int, list[str]]:
+    """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions, notes).
+
+    ``detached``: a re-encoded copy of the masked clip (the H.264 share copy) also gives the faces back
+    exactly (they are in the aux); the rest of each frame is the copy's, and a note says so.
+    """
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
     read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
@@ -46,9 +53,14 @@ def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: 
     if list(shape) != list(header.get("size", [])) or info.rotation != header.get("rotation"):
         raise crypto.AuthenticationError()  # another clip, or a resized or turned copy
 
+    copies: list[int] = []  # detached: frames of a re-encoded copy (the share copy), accepted as such
+
     def process(index: int, image: np.ndarray) -> np.ndarray:
-        frame_aux = opened.frame_aux(index, pixels_digest(image))
-        recovered, _ = recover(image, frame_aux, key=opened.key)
+        digest = pixels_digest(image)
+        if header.get("method") == "detached" and not opened.matches(index, digest):
+            copies.append(index)
+            digest = None  # the faces are in the aux (authenticated); the rest is the copy's
+        recovered, _ = recover(image, opened.frame_aux(index, digest), key=opened.key)
         return recovered
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -63,4 +75,6 @@ def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: 
         raise OutputError(f"{out}: the write failed ({err.strerror or type(err).__name__}); nothing was written") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return out, opened.regions
+    notes = [f"{len(copies)} frame(s) differ from the masked clip (a re-encoded copy such as the share copy): "
+             "the faces are exact, the rest is the copy's"] if copies else []
+    return out, opened.regions, notes
