@@ -102,7 +102,8 @@ def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
     from imnkit.keyed import hide
 
     result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
-                  masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"])
+                  masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"],
+                  key=ctx.options.get("content_key"), context=ctx.options.get("aux_context"))  # a video's one key
     return result.masked, result.aux, result.report
 
 

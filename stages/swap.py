@@ -3,6 +3,7 @@
 Contract:
     requires  image.protected     (H, W, 3) uint8
               faces.*             from the align stage (boxes, scores, landmarks, points5, affine)
+              meta swap.pinned    optional: one pool identity per face (a video's tracked people)
     provides  mask.image          (H, W, 3) uint8, equal to image.protected outside swap.regions
               swap.regions        int64 (N, 4) y0, x0, y1, x1 (exclusive) of the pixels changed, per face
               meta swap.identities  the replacement identity used for each face
@@ -46,6 +47,7 @@ class SwapStage(Stage):
         Param("geometry", float, 1.0, "classical: 0 keeps the protected face's feature layout, 1 moves the features onto the replacement's (their shapes, so the expression, stay)", min=0.0, max=1.0),
         Param("min_distance", float, 0.6, "classical: try other pool identities while dlib says the Mask is closer than this to the original (0 = no check)", min=0.0, max=2.0),
         Param("assign", str, "look", "classical: look (an identity of the face's apparent gender presentation, age band and skin tone), seeded (a seeded deal of the pool) or similar (the identity nearest by dlib, still a different person)", choices=("look", "seeded", "similar")),
+        Param("expression_passes", int, 2, "classical: re-read the Mask's landmarks and correct its expression this many times (each costs one more rendering; 0 is ~3x faster, e.g. for video)", min=0, max=4),
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
@@ -74,19 +76,25 @@ class SwapStage(Stage):
         replace = get_identity(params["replace"]).name if params["replace"] else None
         natural = [i for i, f in enumerate(faces) if f.treatment == "swap"]
         nat_faces = [faces[i] for i in natural]
+        # meta swap.pinned: one identity per face chosen by the caller (a video keeps one per tracked person)
+        pinned = bundle.meta.get("swap.pinned")
+        if pinned:
+            replace = [get_identity(pinned[i]).name for i in natural] if natural else replace
         if not nat_faces:
             mask_image, boxes, names = image.copy(), [], []
         elif params["backend"] == "classical":
             result = swap_faces(image, nat_faces, seed=params["seed"], replace=replace,
-                                params=SwapParams(geometry=params["geometry"], blend=params["blend"]),
+                                params=SwapParams(geometry=params["geometry"], blend=params["blend"],
+                                                  expression_passes=params["expression_passes"]),
                                 min_distance=params["min_distance"] or None, assign=params["assign"])
             mask_image, boxes, names = result.image, result.face_regions, result.identities
             if result.distances:
                 bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in result.distances]
         else:
-            names = [replace] * len(nat_faces) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
+            names = (list(replace) if isinstance(replace, list) else [replace] * len(nat_faces)) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
             mask_image, boxes = _simswap(image, nat_faces, names, params, ctx)
-        mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params, replace)
+        mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params,
+                                                          pinned or replace)
         if params["occlusion"]:
             from imnkit.face.occlusion import keep_occluders
 
@@ -124,9 +132,10 @@ def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace)
             mask_image, out_boxes[i] = obfuscate_face(mask_image, face)
             treatments[i] = "obfuscate"
             continue
-        name = replace or dealt[i]
+        name = (replace[i] if isinstance(replace, list) else replace) or dealt[i]
         mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
-            mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"]))
+            mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"],
+                                                  expression_passes=params["expression_passes"]))
         out_names[i] = name if treatments[i] == "warp5" else None
     return mask_image, out_boxes, out_names, treatments
 

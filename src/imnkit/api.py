@@ -19,6 +19,7 @@ from .errors import UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
 from .keyed import check_aux_bytes, is_keyed, unseal
 from .keys import KeySource
+from .video import is_video_aux_file, is_video_path
 
 # torch and the stages are imported only where needed: taking a keyed Mask off needs neither
 # (a whole `imnkit extract` process then starts in a fraction of torch's import time).
@@ -178,12 +179,20 @@ class ExtractResult:
 
 def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None = None, *, weights: str = "",
                  force: bool = False, device: str = "auto", overwrite: bool = False,
-                 keys: KeySource | None = None) -> ExtractResult:
+                 keys: KeySource | None = None, on_frame=None) -> ExtractResult:
     """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
 
     ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.keys`).
+    A masked clip (a video aux, or a video suffix) gives ``{stem}.recovered.mkv`` (docs/video.md);
+    ``on_frame(done, total)`` then follows its progress.
     """
     masked, aux = Path(masked), Path(aux)
+    if is_video_path(masked) or is_video_aux_file(aux):  # a clip: imnkit.video (needs imnkit[video])
+        from .video.unmask import extract_video
+
+        out, regions, notes = extract_video(masked, aux, Path(output) if output else None, keys=keys,
+                                            overwrite=overwrite, on_frame=on_frame)
+        return ExtractResult(output=out, regions=regions, notes=notes)
     out = Path(output) if output else default_recovered_path(masked)
     check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
     read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message

@@ -57,8 +57,12 @@ def associated_data(header: dict) -> bytes:
 
 def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, int, int]], *, method: str,
          source: KeySource | None = None, masked_psnr: float = 52.0, codec: str = "auto",
-         max_quality: int = 99) -> HideResult:
+         max_quality: int = 99, key: bytes | None = None, context: dict | None = None) -> HideResult:
     """Seal the regions ``boxes`` of ``protected`` and hide them with ``method``; returns masked + aux.
+
+    ``key``: a content key the caller keeps (a video's one key, locked once in its own aux) instead of
+    a fresh one locked into this aux (the header then says ``wrap = "external"``); ``context``: extra
+    JSON fields authenticated with the header (a video frame's index).
 
     ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over the regions) the embedding may
     cost; it sets how many carrier samples change and so the codec's quality.
@@ -78,8 +82,11 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     else:  # detached, or nothing the Mask changed (then only the tag, kept in the aux)
         atlas, places = payload.pack_atlas(crops)
         coded = _encode_detached(atlas, codec, max_quality)
-    key = crypto.new_key()
-    key_public, tensors = lock_key(key, source)
+    if key is None:
+        key = crypto.new_key()
+        key_public, tensors = lock_key(key, source)
+    else:
+        key_public, tensors = {"wrap": "external"}, {}
     nonce = crypto.new_nonce()
     h, w = protected.shape[:2]
     header = {"format": AUX_FORMAT, "method": method, "size": [h, w], "regions": [list(b) for b in boxes],
@@ -87,6 +94,8 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
                           "size": list(atlas.shape[:2]), "places": [list(p) for p in places]},
               "cipher": "aes-256-gcm", "nonce": nonce.hex(), "key": key_public, "written_by": __version__,
               "bundle_format": BUNDLE_FORMAT}
+    if context is not None:
+        header["context"] = context
     plaintext = coded.data
     masked = mask.copy()
     if sealed:
@@ -166,14 +175,19 @@ def unseal(masked: np.ndarray, aux: Bundle, source: KeySource | None = None, *,
     return recovered, notes + more
 
 
-def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None) -> tuple[np.ndarray, list[str]]:
+def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None,
+            key: bytes | None = None) -> tuple[np.ndarray, list[str]]:
     """The protected photo from a masked one and its aux; (recovered, notes).
+
+    ``key``: the content key of an aux written with ``hide(key=...)`` (kept by the caller).
 
     Raises AuthenticationError (exit 4) for a wrong key, passphrase or key file, a changed aux or
     changed carrier pixels; UsageError (exit 2) when a passphrase or key file is needed but missing.
     """
     header = read_header(aux)
-    key = unlock_key(header["key"], aux.tensors, source)
+    if (key is not None) != (header["key"].get("wrap") == "external"):
+        raise crypto.AuthenticationError()
+    key = key if key is not None else unlock_key(header["key"], aux.tensors, source)
     boxes = [tuple(int(v) for v in r) for r in header["regions"]]
     spec = header["payload"]
     h, w = (int(v) for v in header["size"])

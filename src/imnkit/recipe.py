@@ -43,6 +43,7 @@ from .devices import check_device_name, plan_device
 from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
 from .stage import Stage, StageContext, get_stage, run_stage
+from .video import VIDEO_SUFFIXES, is_video_path
 
 INPUT_IMAGE_KEY = "image.protected"
 _KNOWN_PLACEHOLDERS = ("stem", "name", "ext", "recipe")
@@ -192,12 +193,12 @@ def validate_chain(recipe: Recipe, initial: set[str]) -> None:
 
 # -- inputs --------------------------------------------------------------------------------------
 def expand_inputs(items: list[str]) -> list[Path]:
-    """Files, folders (recursive, images only, sorted) and globs -> a de-duplicated list of files."""
+    """Files, folders (recursive, images and videos, sorted) and globs -> a de-duplicated list of files."""
     found: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         elif p.exists():
             found.append(p)
         elif any(ch in item for ch in "*?["):
@@ -272,11 +273,19 @@ class Runner:
         self.devices = {step.id: plan_device(step.device) for step in recipe.steps}
 
     def planned_outputs(self, inp: Path, out_dir: Path | None) -> list[tuple[OutputSpec, Path]]:
+        if is_video_path(inp):  # a clip's outputs are fixed (imnkit.video.mask), not the recipe's images
+            from .video.mask import video_outputs
+
+            return [(OutputSpec(path=p.name, bundle=""), p) for p in video_outputs(inp, out_dir, self.options)]
         return output_paths(self.recipe, inp, out_dir, self.options)
 
     def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False,
                 bundle: Bundle | None = None) -> RunResult:
         """Run the stages on ``inp`` (or on ``bundle``, already read from it) and write the outputs."""
+        if bundle is None and is_video_path(inp):  # a clip: frame by frame, faces tracked (imnkit.video)
+            from .video.mask import mask_video
+
+            return mask_video(self, inp, out_dir, overwrite=overwrite)
         start = time.perf_counter()
         planned = self.planned_outputs(inp, out_dir)
         if planned and not overwrite and all(path.exists() for _, path in planned):

@@ -26,7 +26,7 @@ def resolve_recipe_path(recipe: str) -> Path:
 @app.command("run")
 def run_cmd(
     recipe: Annotated[str, typer.Argument(help="Recipe TOML file, or a built-in recipe name (mask, mask-hub).")],
-    inputs: Annotated[list[str], typer.Argument(help="Photos, bundles, folders (recursive) or globs; with --engine ray also URLs (s3://bucket/prefix, gs://..., file://...).")],
+    inputs: Annotated[list[str], typer.Argument(help="Photos, videos (needs imnkit\\[video]), bundles, folders (recursive) or globs; with --engine ray also URLs (s3://bucket/prefix, gs://..., file://...).")],
     out_dir: Annotated[Optional[str], typer.Option("-o", "--out-dir", help="Write outputs here (default: beside each input; folders are mirrored); with --engine ray also a URL.")] = None,
     sets: Annotated[list[str], typer.Option("--set", help="Override a parameter: stage.param=value (repeatable).")] = [],
     device: Annotated[Optional[str], typer.Option("--device", help="Device for every stage: auto, cpu, cuda, cuda:N.")] = None,
@@ -41,6 +41,7 @@ def run_cmd(
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
+    share_copy: Annotated[bool, typer.Option("--share-copy", help="Videos: also write {stem}.masked.mp4 (H.264, small, for viewing; not recoverable except with embed.method=detached: docs/video.md).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit\\[ray]: docs/scale-out.md).")] = "local",
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
@@ -48,12 +49,15 @@ def run_cmd(
 ) -> None:
     """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors.
 
+    A video gives {stem}.masked.mkv (lossless, sound copied) and one {stem}.aux.safetensors (docs/video.md).
+
     The aux holds the key that takes the Mask off; with a passphrase or key file it is locked by it.
     """
     from ..batch import mirror_out_dirs, select_shard
     from ..engines.remote import is_url
     from ..errors import UsageError
     from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
+    from ..video import is_video_path
 
     with handle_errors():
         if engine not in ("local", "ray"):
@@ -74,12 +78,15 @@ def run_cmd(
             files, out_path = expand_inputs(inputs), (Path(out_dir) if out_dir is not None else None)
         if shard:
             files = select_shard(files, shard)
+        if engine == "ray" and any(is_video_path(str(f)) for f in files):
+            raise UsageError("videos run on the local engine (one clip is one job)", hint="drop --engine ray for videos")
         options = {
             "save_mask": save_mask,
             "preview": preview,
             "allow_no_face": allow_no_face,
             "keep_bundles": keep_bundles,
             "keep_metadata": keep_metadata,
+            "share_copy": share_copy,
             "seed": seed,
             "keys": key_source(passphrase, passphrase_file, key_file, confirm=True),
         }
@@ -156,9 +163,19 @@ def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, qu
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, disable=not show_bar, transient=False) as progress:
         task = progress.add_task("masking", total=len(targets))
+        frames = {}
+
+        def on_frames(phase: str, done: int, total: int) -> None:  # a video's passes, in frames
+            if phase not in frames:
+                frames[phase] = progress.add_task(f"  {phase} (frames)", total=total or None)
+            progress.update(frames[phase], completed=done, total=max(total, done) or None)
+
+        runner.options["on_frames"] = on_frames
         for inp, folder in targets:
             progress.update(task, description=f"{inp.name[:40]}")
             result = runner.run_one(inp, folder, overwrite=overwrite)
+            for phase in list(frames):
+                progress.remove_task(frames.pop(phase))
             results.append(result)
             _report(result, json_lines=json_lines, quiet=quiet)
             progress.advance(task)
@@ -238,7 +255,7 @@ def stage_cmd(
 
 @app.command("extract")
 def extract_cmd(
-    masked: Annotated[Path, typer.Argument(help="The masked PNG, exactly as `imnkit run` wrote it.")],
+    masked: Annotated[Path, typer.Argument(help="The masked PNG (or masked .mkv clip), exactly as `imnkit run` wrote it.")],
     aux: Annotated[Path, typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Recovered PNG (default: {stem}.recovered.png beside the input).")] = None,
     weights: Annotated[str, typer.Option("--weights", help="IMN weights (default: those named in the aux).")] = "",
@@ -256,10 +273,17 @@ def extract_cmd(
     """
     from ..api import extract_file
 
-    with handle_errors():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..video import is_video_path
+
+    show_bar = err_console.is_terminal and not quiet and is_video_path(masked)
+    columns = (TextColumn("recovering (frames)"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with handle_errors(), Progress(*columns, console=err_console, disable=not show_bar) as progress:
         keys = key_source(passphrase, passphrase_file, key_file, confirm=False)
+        task = progress.add_task("frames", total=None)
         result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite,
-                              keys=keys)
+                              keys=keys, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
     if quiet:
         print(result.output)
         return

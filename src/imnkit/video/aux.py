@@ -1,0 +1,135 @@
+"""The aux of a masked clip: one file, one content key, every frame's hidden regions.
+
+Layout (a safetensors bundle, like a photo's aux):
+
+- meta ``aux.kind = "video"`` (the marker ``imnkit extract`` dispatches on), ``aux.method = "video"``
+  (so the photo code never takes it for one of its own), ``aux.video`` (the clip header: format,
+  method, clip id, frame count, frame size, rotation, key wrapping, manifest nonce) and ``aux.frames``
+  (per frame: the keyed header :func:`imnkit.keyed.hide` wrote, with ``context = {clip, frame}``, and
+  the sha256 of the masked frame's pixels);
+- tensors: the content key, bare or wrapped (:func:`imnkit.keys.lock_key`, once per clip), each frame's
+  carrier map or ciphertext (``aux.f{index}.carrier_map`` / ``aux.f{index}.payload``), and
+  ``aux.manifest``: AES-256-GCM over the sha256 of ``aux.frames`` with the clip header as associated data.
+
+So the clip header, the order and number of frames, every frame's header and every masked frame's
+pixels are authenticated under the one key: a wrong key, an edited, dropped, added or reordered frame,
+or any change to the aux fails with the one AUTH_FAILED message (exit 4). Each frame's payload is also
+sealed on its own (fresh nonce, its index in its authenticated header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from imnkit import __version__, crypto
+from imnkit.bundle import Bundle
+from imnkit.errors import BundleError
+from imnkit.keyed import associated_data
+from imnkit.keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
+
+VIDEO_AUX_FORMAT = 1
+KIND = "video"
+_MANIFEST_KEY = "imnkit.video-manifest"
+_FRAME_TENSORS = ("carrier_map", "payload")
+
+
+def is_video_aux(aux: Bundle) -> bool:
+    return aux.meta.get("aux.kind") == KIND
+
+
+class AuxWriter:
+    """Collects the frames' aux pieces while a clip is masked; :meth:`finish` seals the manifest."""
+
+    def __init__(self, method: str, size: tuple[int, int], rotation: int, source: KeySource | None):
+        self.key = crypto.new_key()
+        key_public, self.tensors = lock_key(self.key, source)
+        self.clip = crypto.new_nonce().hex()  # names this clip in every frame's authenticated header
+        self.header = {"format": VIDEO_AUX_FORMAT, "method": method, "clip": self.clip, "size": list(size),
+                       "rotation": rotation, "key": key_public, "written_by": __version__}
+        self.frames: dict[int, dict] = {}  # by index: frames may be masked a few at a time, out of order
+
+    def context(self, index: int) -> dict:
+        """The fields authenticated in frame ``index``'s header."""
+        return {"clip": self.clip, "frame": index}
+
+    def add(self, index: int, frame_aux: Bundle, masked_digest: str) -> None:
+        """Keep frame ``index``'s aux (from the embed stage: header + carrier map or ciphertext)."""
+        for name in _FRAME_TENSORS:
+            if f"aux.{name}" in frame_aux.tensors:
+                self.tensors[f"aux.f{index}.{name}"] = frame_aux.tensors[f"aux.{name}"]
+        self.frames[index] = {"header": frame_aux.meta["aux.header"], "masked_sha256": masked_digest}
+
+    @property
+    def regions(self) -> int:
+        """Face regions hidden so far, over all frames."""
+        return sum(len(f["header"]["regions"]) for f in self.frames.values())
+
+    def finish(self) -> Bundle:
+        """The aux bundle, with the manifest sealing the frame list under the clip header."""
+        frames = [self.frames[i] for i in range(len(self.frames))]  # KeyError: a frame is missing
+        self.header["frames"] = len(frames)
+        digest = hashlib.sha256(associated_data({"frames": frames})).digest()
+        nonce = crypto.new_nonce()
+        self.header["manifest_nonce"] = nonce.hex()
+        _, sealed = crypto.seal(crypto.subkey(self.key, _MANIFEST_KEY), digest, associated_data(self.header), nonce)
+        tensors = {**self.tensors, "aux.manifest": bytes_tensor(sealed)}
+        meta = {"aux.kind": KIND, "aux.format": VIDEO_AUX_FORMAT, "aux.method": KIND, "aux.video": self.header,
+                "aux.frames": frames}
+        return Bundle(tensors=tensors, meta=meta)
+
+
+class OpenedAux:
+    """A video aux whose manifest authenticated: the key, the header and the frames' records."""
+
+    def __init__(self, aux: Bundle, source: KeySource | None):
+        where = aux.source or "the aux"
+        header, frames = aux.meta.get("aux.video"), aux.meta.get("aux.frames")
+        if not isinstance(header, dict) or not isinstance(frames, list):
+            raise BundleError(f"{where}: the video aux is incomplete or corrupt")
+        if int(header.get("format", 0)) > VIDEO_AUX_FORMAT:
+            raise BundleError(f"{where}: video aux format {header.get('format')} is newer than this imnkit reads",
+                              hint="upgrade imnkit")
+        if not isinstance(header.get("key"), dict):
+            raise crypto.AuthenticationError()
+        self.key = unlock_key(header["key"], aux.tensors, source)
+        try:
+            nonce = bytes.fromhex(header["manifest_nonce"])
+        except (KeyError, TypeError, ValueError):
+            raise crypto.AuthenticationError() from None
+        digest = crypto.open_sealed(crypto.subkey(self.key, _MANIFEST_KEY), nonce,
+                                    tensor_bytes(aux.tensors, "aux.manifest"), associated_data(header))
+        if hashlib.sha256(associated_data({"frames": frames})).digest() != digest or header.get("frames") != len(frames):
+            raise crypto.AuthenticationError()
+        self.header, self.frames, self._tensors = header, frames, aux.tensors
+
+    def matches(self, index: int, masked_digest: str) -> bool:
+        """Whether frame ``index`` is exactly the masked frame written there."""
+        return index < len(self.frames) and self.frames[index].get("masked_sha256") == masked_digest
+
+    def frame_aux(self, index: int, masked_digest: str | None) -> Bundle:
+        """Frame ``index``'s aux as :func:`imnkit.keyed.recover` reads it; AuthenticationError if the
+        masked frame is not the one written there (``masked_digest`` None: not checked, for a detached
+        clip's re-encoded copy), or the frame's header names another clip or place."""
+        if index >= len(self.frames):
+            raise crypto.AuthenticationError()  # more frames than were masked
+        record = self.frames[index]
+        header = record.get("header")
+        if (masked_digest is not None and record.get("masked_sha256") != masked_digest) or \
+                not isinstance(header, dict) or header.get("context") != {"clip": self.header["clip"], "frame": index}:
+            raise crypto.AuthenticationError()
+        try:
+            tensors = {"aux.regions": np.array(header["regions"], dtype=np.int64).reshape(-1, 4),
+                       "aux.size": np.array(header["size"], dtype=np.int64)}
+        except (KeyError, TypeError, ValueError):
+            raise crypto.AuthenticationError() from None
+        for name in _FRAME_TENSORS:
+            if f"aux.f{index}.{name}" in self._tensors:
+                tensors[f"aux.{name}"] = self._tensors[f"aux.f{index}.{name}"]
+        return Bundle(tensors=tensors, meta={"aux.method": header.get("method"), "aux.header": header})
+
+    @property
+    def regions(self) -> int:
+        return sum(len(f["header"].get("regions", [])) for f in self.frames)
+

@@ -1,0 +1,308 @@
+"""Probe, decode and encode clips with PyAV; the sound is copied packet for packet, never re-encoded.
+
+Convention:
+    Frames are (H, W, 3) uint8 RGB numpy arrays *upright*: a clip with rotation metadata (a phone's
+    portrait video) is turned by its display rotation before the faces are looked for, and turned
+    back (``np.rot90``, exact) before encoding, so the coded frames keep their orientation and the
+    rotation metadata is written again.
+
+The lossless output is FFV1 with ``pix_fmt = bgr0`` in Matroska: exact in RGB (a yuv444p or yuv420p
+codec would change pixels and break the hidden payload), odd sizes included. Timestamps are copied
+(variable frame rates stay as they are); Matroska keeps them at millisecond resolution, and shifts
+the whole file so that no stream starts before 0, which keeps the sound in sync. The optional share
+copy is H.264 yuv420p in MP4: small, for viewing, not recoverable except with the ``detached`` method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from imnkit.errors import InputError, OutputError
+from imnkit.video import require_av
+
+# Sound codecs an MP4 share copy can carry as they are; others are left out of it (with a note).
+_MP4_AUDIO = ("aac", "mp3", "ac3", "eac3", "alac", "opus")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` reads from a clip's headers (no frame decoded, except for the rotation)."""
+
+    path: Path
+    width: int
+    height: int
+    frames: int  # frames the header announces (0: unknown, as in Matroska)
+    rate: Fraction | None  # average frame rate, when known
+    time_base: Fraction
+    rotation: int  # display rotation, degrees counter-clockwise, a multiple of 90
+    audio: tuple[str, ...]  # codec names of the sound streams, copied as they are
+    codec: str
+
+    estimate: int = 0  # the announced count, else duration x rate (for the progress bar; 0: unknown)
+
+    def describe(self) -> dict:
+        """A JSON-able summary (no pixels)."""
+        return {"width": self.width, "height": self.height, "frames": self.frames, "codec": self.codec,
+                "rate": str(self.rate) if self.rate else None, "rotation": self.rotation, "audio": list(self.audio)}
+
+
+def _open(path: Path):
+    av = require_av()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        raise InputError(f"{path}: not a video FFmpeg can read (corrupt, truncated or another format)") from None
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a clip's video stream parameters; InputError for a corrupt file or one with no video stream."""
+    path = Path(path)
+    av = require_av()
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InputError(f"{path}: the file has no video stream")
+        vs = container.streams.video[0]
+        if not vs.width or not vs.height:
+            raise InputError(f"{path}: the video stream has no frame size (corrupt header)")
+        rotation = 0
+        try:  # the display rotation travels as frame side data: read it off the first frame
+            for frame in container.decode(vs):
+                rotation = int(round(frame.rotation or 0)) % 360
+                break
+        except av.FFmpegError:
+            raise InputError(f"{path}: the video is corrupt (its first frame cannot be decoded)") from None
+        rate = vs.average_rate or vs.guessed_rate
+        frames = int(vs.frames or 0)
+        estimate = frames
+        if not estimate and rate and container.duration:  # container.duration: microseconds
+            estimate = int(math.ceil(container.duration / 1e6 * float(rate)))
+        return VideoInfo(path=path, width=int(vs.width), height=int(vs.height), frames=frames,
+                         rate=Fraction(rate) if rate else None, time_base=Fraction(vs.time_base or Fraction(1, 1000)),
+                         rotation=rotation if rotation % 90 == 0 else 0,
+                         audio=tuple(a.codec_context.name for a in container.streams.audio), codec=vs.codec_context.name,
+                         estimate=estimate)
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """The coded frame turned as a player shows it (``rotation`` degrees counter-clockwise)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def coded(image: np.ndarray, rotation: int) -> np.ndarray:
+    """The inverse of :func:`upright`: back to the orientation the frames are stored in."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, -k)) if k else image
+
+
+def frames(info: VideoInfo) -> Iterator[np.ndarray]:
+    """Every frame of the clip, upright RGB, decoded one at a time (the sound is not read)."""
+    av = require_av()
+    count = 0
+    with _open(info.path) as container:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        try:
+            for frame in container.decode(vs):
+                count += 1
+                yield upright(frame.to_ndarray(format="rgb24"), info.rotation)
+        except av.FFmpegError:
+            raise InputError(f"{info.path}: the video is corrupt or truncated (after {count} frame(s))") from None
+    _check_count(info, count)
+
+
+def _check_count(info: VideoInfo, count: int) -> None:
+    if count == 0:
+        raise InputError(f"{info.path}: the video has no frame")
+    if info.frames and count < info.frames:
+        raise InputError(f"{info.path}: the video is truncated: {count} of the {info.frames} frames its header "
+                         "announces could be decoded")
+    # No announced count (Matroska): the header's duration says how many to expect, give or take
+    # a variable frame rate's unevenness.
+    if not info.frames and info.estimate and count < 0.9 * info.estimate - 1:
+        raise InputError(f"{info.path}: the video is truncated: {count} frames decoded, its header's duration "
+                         f"holds about {info.estimate}")
+
+
+@dataclass
+class Target:
+    """One output clip: where to write it (a temporary path) and how to encode its frames."""
+
+    path: Path
+    share: bool = False  # False: FFV1/bgr0 in Matroska (lossless); True: H.264/yuv420p in MP4
+    notes: tuple[str, ...] = ()
+
+
+def transcode(info: VideoInfo, targets: list[Target], process: Callable[[int, np.ndarray], np.ndarray],
+              on_frame: Callable[[int], None] | None = None, workers: int = 1) -> int:
+    """Decode the clip, ``process(index, upright RGB) -> upright RGB`` each frame, encode it into every
+    target with the input's timestamps, and copy the sound packets; returns the number of frames.
+
+    Frames stream through a few at a time: with ``workers`` > 1, that many frames are processed at
+    once in threads (the stages spend most of their time in numpy, OpenCV and codecs, which release
+    the GIL) and encoded in order. Errors: InputError (corrupt or truncated input), OutputError (an
+    output FFmpeg cannot write); the caller removes the targets on any error.
+    """
+    av = require_av()
+    count = done = 0
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    pending: deque = deque()  # (future or processed frame, pts), in frame order
+
+    def emit() -> None:
+        nonlocal done
+        job, pts = pending.popleft()
+        out = coded(job.result() if pool else job, info.rotation)
+        for w in outs:
+            w.encode(out, pts)
+        done += 1
+        if on_frame is not None:
+            on_frame(done)
+
+    with _open(info.path) as src:
+        vs = src.streams.video[0]
+        vs.thread_type = "AUTO"
+        sound = list(src.streams.audio)
+        outs = [_Writer(av, t, info, sound) for t in targets]
+        try:
+            last_pts = None
+            for packet in src.demux(vs, *sound):
+                if packet.stream.type == "audio":
+                    if packet.dts is not None:
+                        for w in outs:
+                            w.copy_sound(packet, sound.index(packet.stream))
+                    continue
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    raise InputError(f"{info.path}: the video is corrupt or truncated (after {count} frame(s))") from None
+                for frame in decoded:
+                    pts = frame.pts if frame.pts is not None else _next_pts(last_pts, info)
+                    last_pts = pts
+                    image = upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                    pending.append((pool.submit(process, count, image) if pool else process(count, image), pts))
+                    count += 1
+                    while len(pending) > (workers if pool else 0):
+                        emit()
+            while pending:
+                emit()
+            _check_count(info, count)
+            for w in outs:
+                w.close()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            for w in outs:
+                w.abort()
+    return count
+
+
+def _next_pts(last: int | None, info: VideoInfo) -> int:
+    """A timestamp for a frame without one: one frame period after the last (rate, else 25 fps)."""
+    if last is None:
+        return 0
+    period = 1 / (info.rate or Fraction(25)) / info.time_base
+    return last + max(1, int(round(period)))
+
+
+class _Writer:
+    """One output container: a video encoder with the input's time base and the sound streams copied."""
+
+    def __init__(self, av, target: Target, info: VideoInfo, sound: list):
+        self._av = av
+        self.target = target
+        self._closed = False
+        fmt = "mp4" if target.share else "matroska"
+        try:
+            self.out = av.open(str(target.path), "w", format=fmt)
+            rate = info.rate or Fraction(25)
+            self.video = self.out.add_stream("libx264" if target.share else "ffv1", rate=rate)
+            self.width, self.height = info.width, info.height
+            if target.share:  # yuv420p needs even sides: the share copy gets one replicated row/column
+                self.width, self.height = info.width + info.width % 2, info.height + info.height % 2
+                self.video.pix_fmt = "yuv420p"
+                self.video.options = {"crf": "23", "preset": "veryfast"}
+            else:
+                self.video.pix_fmt = "bgr0"
+            self.video.width, self.video.height = self.width, self.height
+            self.video.time_base = info.time_base
+            self.video.codec_context.time_base = info.time_base
+            if info.rotation:
+                self.video.set_display_rotation(info.rotation)
+            self.sound = []
+            for stream in sound:
+                name = stream.codec_context.name
+                if target.share and name not in _MP4_AUDIO:
+                    target.notes += (f"the share copy leaves out a {name} sound stream (MP4 cannot carry it as is)",)
+                    self.sound.append(None)
+                else:
+                    self.sound.append(self.out.add_stream_from_template(stream))
+        except (av.FFmpegError, ValueError) as err:
+            self.abort()
+            raise OutputError(f"{target.path.name}: cannot set up the {fmt} output ({type(err).__name__})") from None
+
+    def encode(self, image: np.ndarray, pts: int) -> None:
+        if image.shape[:2] != (self.height, self.width):  # share copy of an odd-sized clip
+            image = np.pad(image, ((0, self.height - image.shape[0]), (0, self.width - image.shape[1]), (0, 0)),
+                           mode="edge")
+        frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
+        if not self.target.share:
+            frame = frame.reformat(format="bgr0")  # exact: a byte shuffle, no colour conversion
+        frame.pts = pts
+        frame.time_base = self.video.codec_context.time_base
+        self._mux(self.video.encode(frame))
+
+    def copy_sound(self, packet, index: int) -> None:
+        stream = self.sound[index]
+        if stream is None:
+            return
+        copy = self._av.Packet(bytes(packet))
+        copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+        copy.time_base = packet.time_base
+        copy.is_keyframe = packet.is_keyframe
+        copy.stream = stream
+        self._mux([copy])
+
+    def _mux(self, packets) -> None:
+        try:
+            self.out.mux(packets)
+        except self._av.FFmpegError as err:
+            raise OutputError(f"{self.target.path.name}: writing failed ({type(err).__name__})") from None
+
+    def close(self) -> None:
+        self._mux(self.video.encode(None))
+        self.out.close()
+        self._closed = True
+
+    def abort(self) -> None:
+        if not self._closed and getattr(self, "out", None) is not None:
+            try:
+                self.out.close()
+            except Exception:  # noqa: BLE001 - already failing; the caller removes the file
+                pass
+            self._closed = True
+
+
+def frame_times(path: str | Path) -> list[float]:
+    """Every video frame's presentation time in seconds (for tests and checks)."""
+    with _open(Path(path)) as container:
+        vs = container.streams.video[0]
+        return [float(f.pts * f.time_base) for f in container.decode(vs)]
+
+
+def sound_packets(path: str | Path) -> list[bytes]:
+    """The bytes of every sound packet of the first sound stream (for tests: copied, not re-encoded)."""
+    with _open(Path(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+

@@ -1,0 +1,205 @@
+"""``imnkit run`` on a clip: track the faces, mask every frame with the recipe's stages, write it losslessly.
+
+Two passes over the clip, each decoding one frame at a time:
+
+1. tracking (:mod:`imnkit.video.track`): the recipe's align stage on key frames, landmarks in between;
+   each new person gets one Mask identity (the swap stage's own choice on the frame they appear in);
+2. masking: per frame, the recipe's stages after align (swap with the track's pinned identity,
+   enhance, embed with the clip's one content key and the frame's index in its authenticated header),
+   then FFV1 encoding (and the optional H.264 share copy) with the input's timestamps and sound.
+
+Outputs: ``{stem}.masked.mkv`` and ``{stem}.aux.safetensors`` (``--share-copy``: ``{stem}.masked.mp4``),
+written under temporary names beside their final ones and renamed only when all are complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from imnkit.batch import output_stem
+from imnkit.bundle import Bundle
+from imnkit.errors import ImnkitError, NoFaceError, OutputError, UsageError
+from imnkit.face.identities import assign_identities, identity_names
+from imnkit.face.records import load_faces, store_faces
+from imnkit.imageio import check_output_path, pixels_digest
+from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep
+from imnkit.stage import StageContext, run_stage
+from imnkit.video import io
+from imnkit.video.aux import AuxWriter
+from imnkit.video.track import FaceTracker, faces_at
+
+_SKIPPED_STAGES = ("align", "preview")  # align: done by the tracker; preview: a photo's contact sheet
+
+
+def video_outputs(inp: Path, out_dir: Path | None, options: dict[str, Any]) -> list[Path]:
+    """The files a run on clip ``inp`` writes: masked clip, aux, and the share copy when asked."""
+    folder = out_dir if out_dir is not None else inp.parent
+    stem = output_stem(inp)
+    paths = [folder / f"{stem}.masked.mkv", folder / f"{stem}.aux.safetensors"]
+    if options.get("share_copy"):
+        paths.append(folder / f"{stem}.masked.mp4")
+    return paths
+
+
+def mask_video(runner: Runner, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> RunResult:
+    """Mask every face of clip ``inp`` with ``runner``'s recipe; a RunResult like a photo's."""
+    start = time.perf_counter()
+    planned = video_outputs(inp, out_dir, runner.options)
+    if not overwrite and all(p.exists() for p in planned):
+        return RunResult(inp, "skipped", outputs=planned, message="already done (outputs exist)",
+                         seconds=time.perf_counter() - start)
+    try:
+        for path in planned:
+            check_output_path(path, overwrite=overwrite, inputs=(inp,))
+        report, notes = _mask(runner, inp, planned, overwrite=overwrite)
+    except ImnkitError as err:
+        message = err.message + (f" ({err.hint})" if err.hint else "")
+        return RunResult(inp, "failed", message=message, exit_code=err.exit_code, seconds=time.perf_counter() - start)
+    return RunResult(inp, "ok", outputs=planned, seconds=time.perf_counter() - start, notes=notes,
+                     report={"video": report})
+
+
+def _steps(runner: Runner) -> tuple[StageStep, list[StageStep]]:
+    """The recipe's align step and the steps run on every frame; UsageError for what video cannot do."""
+    by_name = {s.stage.name: s for s in runner.recipe.steps}
+    if "align" not in by_name or "swap" not in by_name or "embed" not in by_name:
+        raise UsageError(f"recipe {runner.recipe.source}: video needs the align, swap and embed stages")
+    if by_name["embed"].params["method"] == "inn":
+        raise UsageError("video does not support embed.method=inn (it has no key)",
+                         hint="use the default sealed method, or --set embed.method=detached")
+    frame_steps = [s for s in runner.recipe.steps if s.stage.name not in _SKIPPED_STAGES]
+    return by_name["align"], frame_steps
+
+
+def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) -> tuple[dict, list[str]]:
+    align, frame_steps = _steps(runner)
+    info = io.probe(inp)
+    progress: Callable | None = runner.options.get("on_frames")
+    options = {**runner.options, "allow_no_face": True}
+    seed = runner.options.get("seed")
+
+    t0 = time.perf_counter()
+    tracker = FaceTracker(lambda img: _detect(runner, align, img, options),
+                          lambda img, faces: _identities(runner, frame_steps, img, faces, options, seed),
+                          every=int(runner.options.get("detect_every") or 8))
+    for i, image in enumerate(io.frames(info)):
+        tracker.feed(i, image)
+        if progress:
+            progress("tracking", i + 1, info.estimate)
+    tracks = tracker.finish()
+    if not tracks and not runner.options.get("allow_no_face"):  # as for a photo: exit 3 unless allowed
+        raise NoFaceError(f"no face found in any of the {tracker.stats.frames} frames of {inp.name}",
+                          hint="pass --allow-no-face to copy it unchanged, or lower --set align.threshold")
+    t1 = time.perf_counter()
+
+    shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
+    method = next(s.params["method"] for s in frame_steps if s.stage.name == "embed")
+    writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"))
+
+    def process(index: int, image: np.ndarray) -> np.ndarray:  # runs in worker threads
+        faces, names = faces_at(tracks, index, image.shape[:2])
+        bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
+                        meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names})
+        store_faces(bundle, faces)
+        ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
+        _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
+        masked = np.asarray(bundle.tensors["image.masked"])
+        writer.add(index, bundle.subset("aux."), pixels_digest(masked))
+        return masked
+
+    temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in planned]
+    try:
+        planned[0].parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{planned[0].parent}: cannot write here ({err.strerror or type(err).__name__})") from None
+    targets = [io.Target(temps[0])] + ([io.Target(temps[2], share=True)] if len(planned) > 2 else [])
+    try:
+        count = io.transcode(info, targets, process,
+                             (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None,
+                             workers=int(runner.options.get("video_workers") or min(2, os.cpu_count() or 1)))
+        aux = writer.finish()
+        with open(os.open(temps[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            fh.write(aux.to_bytes())  # holds the key (bare unless a passphrase or key file locks it)
+        _commit(temps, planned)
+    except OSError as err:
+        raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
+    finally:
+        for tmp in temps:  # face pixels and keys: never left behind
+            tmp.unlink(missing_ok=True)
+    t2 = time.perf_counter()
+    stats = tracker.stats.to_dict()
+    report = {"frames": count, "source": info.describe(), "tracking": stats, "regions": writer.regions,
+              "identities": [t.identity for t in tracks], "seconds": {"tracking": round(t1 - t0, 2),
+                                                                       "masking": round(t2 - t1, 2)},
+              "frames_per_s": round(count / max(t2 - t0, 1e-9), 2)}
+    notes = [f"{count} frames, {stats['tracks']} tracked face(s), {stats['key_frames']} key frames"]
+    if stats["missed"]:
+        notes.append(f"{stats['missed']} key frame(s) where detection missed a tracked face: masked with the "
+                     "track's geometry")
+    for t in targets:
+        notes += list(t.notes)
+    return report, notes
+
+
+def _commit(temps: list[Path], planned: list[Path]) -> None:
+    """Rename every complete temporary file onto its output; on failure remove what was renamed."""
+    done: list[Path] = []
+    try:
+        for tmp, path in zip(temps, planned):
+            os.replace(tmp, path)
+            done.append(path)
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _context(runner: Runner, step: StageStep, options: dict) -> StageContext:
+    return StageContext(device=runner.devices[step.id], models=runner.models, options=options)
+
+
+def _params(step: StageStep, seed: int | None, per_frame: bool) -> dict:
+    params = dict(step.params)
+    if seed is not None and "seed" in params:
+        params["seed"] = seed
+    if per_frame and step.stage.name == "swap":
+        params["min_distance"] = 0.0  # checked once per person when the identity was chosen
+    return params
+
+
+def _run(runner: Runner, steps: list[StageStep], bundle: Bundle, options: dict, seed: int | None,
+         per_frame: bool) -> None:
+    for step in steps:  # as Runner.process: torch (and inference mode) only for stages that use it
+        params, ctx = _params(step, seed, per_frame), _context(runner, step, options)
+        if step.stage.uses_torch(params, options):
+            import torch
+
+            with torch.inference_mode():
+                run_stage(step.stage, bundle, params, ctx)
+        else:
+            run_stage(step.stage, bundle, params, ctx)
+
+
+def _detect(runner: Runner, align: StageStep, image: np.ndarray, options: dict):
+    """The recipe's align stage on one frame: its faces."""
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: image})
+    _run(runner, [align], bundle, options, None, per_frame=False)
+    return load_faces(bundle)
+
+
+def _identities(runner: Runner, steps: list[StageStep], image: np.ndarray, faces, options: dict,
+                seed: int | None) -> list[str]:
+    """The Mask identity the swap stage picks for each new face on the frame it appears in."""
+    swap = next(s for s in steps if s.stage.name == "swap")
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
+                    meta={"faces.treatment": [f.treatment for f in faces]})
+    store_faces(bundle, faces)
+    _run(runner, [swap], bundle, options, seed, per_frame=False)
+    names = list(bundle.meta.get("swap.identities") or [None] * len(faces))
+    dealt = assign_identities(len(faces), seed or 0, identity_names())
+    return [n or d for n, d in zip(names, dealt)]

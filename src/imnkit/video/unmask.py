@@ -1,0 +1,80 @@
+"""``imnkit extract`` on a masked clip: every frame's faces back, the rest and the sound as they are.
+
+The aux's manifest is opened first (wrong key, passphrase or key file, or a changed aux: exit 4 before
+any frame is read). Each decoded frame must be exactly the masked frame of that index (sha256 in the
+authenticated frame list); its faces are then recovered with :func:`imnkit.keyed.recover` under the
+clip's key. With ``detached`` (the faces are in the aux), a re-encoded copy such as the H.264 share copy
+is accepted too, as a detached photo's JPEG copy is: the faces come back exactly, the rest is the copy's.
+Any failure removes the partial output: nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imnkit import crypto
+from imnkit.batch import output_stem
+from imnkit.bundle import Bundle, read_header
+from imnkit.errors import BundleError, OutputError
+from imnkit.imageio import check_output_path, pixels_digest
+from imnkit.keyed import recover
+from imnkit.keys import KeySource
+from imnkit.video import io
+from imnkit.video.aux import OpenedAux, is_video_aux
+
+
+def default_recovered_path(masked: Path) -> Path:
+    """'clip.masked.mkv' -> 'clip.recovered.mkv' beside it."""
+    return masked.with_name(f"{output_stem(masked)}.recovered.mkv")
+
+
+def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: KeySource | None = None,
+                  overwrite: bool = False,
+                  on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int, list[str]]:
+    """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions, notes).
+
+    ``detached``: a re-encoded copy of the masked clip (the H.264 share copy) also gives the faces back
+    exactly (they are in the aux); the rest of each frame is the copy's, and a note says so.
+    """
+    out = Path(output) if output else default_recovered_path(masked)
+    check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
+    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
+    bundle = Bundle.from_bytes(Path(aux).read_bytes(), source=str(aux), framework="numpy")
+    if not is_video_aux(bundle):
+        raise BundleError(f"{aux}: not the aux of a masked video", hint="use the .aux.safetensors written with the clip")
+    opened = OpenedAux(bundle, keys)  # authenticates before any frame is decoded
+    info = io.probe(masked)
+    header = opened.header
+    shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
+    if list(shape) != list(header.get("size", [])) or info.rotation != header.get("rotation"):
+        raise crypto.AuthenticationError()  # another clip, or a resized or turned copy
+
+    copies: list[int] = []  # detached: frames of a re-encoded copy (the share copy), accepted as such
+
+    def process(index: int, image: np.ndarray) -> np.ndarray:
+        digest = pixels_digest(image)
+        if header.get("method") == "detached" and not opened.matches(index, digest):
+            copies.append(index)
+            digest = None  # the faces are in the aux (authenticated); the rest is the copy's
+        recovered, _ = recover(image, opened.frame_aux(index, digest), key=opened.key)
+        return recovered
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count = io.transcode(info, [io.Target(tmp)], process,
+                             (lambda n: on_frame(n, len(opened.frames))) if on_frame else None)
+        if count != len(opened.frames):
+            raise crypto.AuthenticationError()  # frames dropped from the end
+        os.replace(tmp, out)
+    except OSError as err:
+        raise OutputError(f"{out}: the write failed ({err.strerror or type(err).__name__}); nothing was written") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    notes = [f"{len(copies)} frame(s) differ from the masked clip (a re-encoded copy such as the share copy): "
+             "the faces are exact, the rest is the copy's"] if copies else []
+    return out, opened.regions, notes
