@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# imnkit's rebuildable cache (the saved HOG detector) goes to a fresh folder, not the user's home.
+os.environ.setdefault("IMNKIT_CACHE", tempfile.mkdtemp(prefix="imnkit-test-cache-"))
 
 
 def shared_dir() -> Path:

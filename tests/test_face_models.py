@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imnkit.errors import WeightsError
@@ -51,3 +52,29 @@ def test_env_folder_overrides_and_a_corrupt_file_is_a_weights_error(monkeypatch,
     assert models.model_path(models.SHAPE_68) == bad
     with pytest.raises(WeightsError, match="cannot load"):
         models.shape_predictor()
+
+
+def test_hog_detector_cached_copy_matches_and_a_bad_copy_is_rebuilt(monkeypatch, tmp_path):
+    import dlib
+
+    monkeypatch.setenv("IMNKIT_CACHE", str(tmp_path))
+    models.hog_detector.cache_clear()
+    built = models.hog_detector()  # built from dlib, saved to the cache
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert len(saved) == 2 and saved[0].endswith(".sha256") and saved[1].endswith(".svm")
+    models.hog_detector.cache_clear()
+    cached = models.hog_detector()  # loaded from the saved copy
+    rng = np.random.default_rng(0)
+    img = np.ascontiguousarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
+    img[40:120, 40:120] = 180  # something to score
+    def found(detector):
+        rects, scores, _ = detector.run(img, 1, -2.0)
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects], list(scores)
+
+    assert found(cached) == found(built) and found(built)[0]  # the same detections, and there are some
+    svm = tmp_path / saved[1]
+    svm.write_bytes(svm.read_bytes()[:1000])  # a damaged copy fails its sha256 and is rebuilt
+    models.hog_detector.cache_clear()
+    assert isinstance(models.hog_detector(), dlib.fhog_object_detector)
+    assert svm.stat().st_size > 1000
+    models.hog_detector.cache_clear()
