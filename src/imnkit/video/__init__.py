@@ -23,8 +23,11 @@ EXTRA_HINT = "pip install 'imnkit[video]'"
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
-    """True when the file's suffix is one of :data:`VIDEO_SUFFIXES` (case-insensitive)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    """True when the file's suffix is one of :data:`VIDEO_SUFFIXES` (case-insensitive).
+
+    ``path``: a path, or anything whose ``str`` ends with the file name (the Ray engine's URLs).
+    """
+    return Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
 
 
 def is_video_aux_file(path: str | os.PathLike) -> bool:
