@@ -29,16 +29,25 @@ LOOKS = tuple((g, a) for a in AGES for g in ("f", "m"))
 
 @dataclass(frozen=True, eq=False)
 class Identity:
-    """One replacement face: aligned image, its 68 landmarks and where it comes from."""
+    """One replacement face: aligned image, its 68 landmarks and where it comes from.
+
+    The image is read on first use: choosing an identity needs only the manifest, and a run
+    uses one or two of the pool's 24 images (decoding all of them took ~0.3 s).
+    """
 
     name: str
-    image: np.ndarray  # (S, S, 3) uint8 RGB, read-only
+    path: Path  # the aligned image (PNG)
     landmarks: np.ndarray  # (68, 2) float32 (x, y) pixels of ``image``
     origin: str
     licence: str
     gender: str = ""  # gender presentation: "f" or "m" ("" unknown)
     age: str = ""  # age band: one of AGES ("" unknown)
     tone: float = float("nan")  # skin tone, ITA degrees (see skin_tone)
+
+    @functools.cached_property
+    def image(self) -> np.ndarray:
+        """(S, S, 3) uint8 RGB, read-only."""
+        return _read_png(self.path)
 
 
 def default_dir() -> Path:
@@ -79,12 +88,11 @@ def _load(folder: str) -> tuple[Identity, ...]:
         path = root / entry["file"]
         if not path.is_file():
             raise WeightsError(f"identity image missing: {path}", hint="reinstall imnkit")
-        image = _read_png(path)
         lm = np.asarray(entry["landmarks"], dtype=np.float32)
         if lm.shape != (68, 2):
             raise WeightsError(f"identity {entry['name']!r} has landmarks of shape {lm.shape}, expected (68, 2)")
         lm.flags.writeable = False
-        out.append(Identity(entry["name"], image, lm, entry.get("origin", ""), entry.get("licence", ""),
+        out.append(Identity(entry["name"], path, lm, entry.get("origin", ""), entry.get("licence", ""),
                             entry.get("gender", ""), entry.get("age", ""), float(entry.get("tone", "nan"))))
     if not out:
         raise WeightsError(f"identity pool {manifest} lists no identities")
