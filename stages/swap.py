@@ -98,7 +98,9 @@ class SwapStage(Stage):
         if params["occlusion"]:
             from imnkit.face.occlusion import keep_occluders
 
-            occl = [f if t != "obfuscate" else None for f, t in zip(faces, treatments)]
+            # Only natural swaps: a fallback face's landmarks are a mean face fitted to 5 points, so what
+            # they call skin and occluder is a guess, and a wrong guess would put real pixels back.
+            occl = [f if t == "swap" else None for f, t in zip(faces, treatments)]
             mask_image, fractions = keep_occluders(image, mask_image, faces,
                                                    [b if o is not None else None for b, o in zip(boxes, occl)],
                                                    strength=params["occlusion_strength"])

@@ -212,11 +212,15 @@ def _verified(img: np.ndarray, left: float, top: float, right: float, bottom: fl
 
 _VERIFY_CROP = 200
 _INNER = slice(17, 68)  # brows, nose, eyes, mouth
+_INNER_NO_BROWS = slice(27, 68)  # nose, eyes, mouth
 
 
-def _touches_border(lm: np.ndarray, shape: tuple[int, int], margin: float, max_jaw_outside: int) -> bool:
+def _touches_border(lm: np.ndarray, shape: tuple[int, int], margin: float, max_jaw_outside: int,
+                    *, brows_may_leave: bool = False) -> bool:
+    """True when a brow (unless ``brows_may_leave``), eye, nose or mouth landmark is within ``margin``
+    of the border, or more than ``max_jaw_outside`` jaw points are outside the photo."""
     h, w = shape
-    inner = lm[_INNER]
+    inner = lm[_INNER_NO_BROWS if brows_may_leave else _INNER]
     if (inner[:, 0].min() < margin or inner[:, 1].min() < margin
             or inner[:, 0].max() > w - 1 - margin or inner[:, 1].max() > h - 1 - margin):
         return True
@@ -306,6 +310,16 @@ def hog_like_box(points5: np.ndarray) -> tuple[float, float, float, float]:
     return cx + l * s, cy + t * s, cx + r * s, cy + b * s
 
 
+def predictor_box(face: Face) -> Box:
+    """The box to fit ``face``'s 68 landmarks in again (e.g. on its Mask): the detector's own box for a
+    dlib face, else the HOG-like box of its 5 points (a CenterFace head box or a tracked box sits
+    higher and larger than the predictor expects, and a fit in it lands the mouth on the nose)."""
+    if face.source == "dlib":
+        return face.box
+    l, t, r, b = hog_like_box(face.points5)
+    return int(round(t)), int(round(l)), int(round(b)) + 1, int(round(r)) + 1
+
+
 def _add_centerface(
     img: np.ndarray,
     k: int,
@@ -344,7 +358,9 @@ def _add_centerface(
         lm = tries[errors.index(disagree)]
         lm_photo = _rotate_back(lm, k, shape)
         face = make_face(lm_photo, box, hit.score, rotation=90 * k, source="centerface")
-        inside = not _touches_border(lm_photo, shape, 0.0, 5)
+        # A forehead cut by the frame (brows outside, eyes in) still takes the natural swap: the
+        # Mask is clipped at the border like the face (a video's faces often are).
+        inside = not _touches_border(lm_photo, shape, 0.0, 5, brows_may_leave=True)
         if (disagree > max_point_disagreement or not inside
                 or alignment_error(face.points5, face.affine) > max_alignment_error):
             face = make_face(_rotate_back(mean68, k, shape), box, hit.score, rotation=90 * k,

@@ -39,7 +39,7 @@ import numpy as np
 
 from imnkit.errors import UsageError
 from imnkit.face.align import umeyama, apply_affine
-from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face
+from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face, predictor_box
 from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
@@ -312,20 +312,20 @@ def swap_face(
         return _render(image, prot, identity, target, params)
     s = min(1.0, PASS_FACE_SIZE / max(_face_size(prot), 1.0))
     if s >= 1.0:  # a small face: the passes' renderings are the full-size ones
-        return _expression_passes(image, face.box, prot, identity, target, params, scale=1.0)[1]
-    target, _ = _expression_passes(image, face.box, prot, identity, target, params, scale=s)
+        return _expression_passes(image, predictor_box(face), prot, identity, target, params, scale=1.0)[1]
+    target, _ = _expression_passes(image, predictor_box(face), prot, identity, target, params, scale=s)
     out, box = _render(image, prot, identity, target, params)
     if box is None:
         return out, box
     # The full-size Mask can read a little differently from the shrunk one: one correction at full
     # size when it is off, the better of the two kept (a landmark fit costs ~4 ms, a rendering ~0.3 s).
     want = measure(prot)
-    got = measure(fit_landmarks(out, face.box))
+    got = measure(fit_landmarks(out, predictor_box(face)))
     err = _expression_error(want, got)
     if err <= GOOD_EXPRESSION:
         return out, box
     again, again_box = _render(image, prot, identity, _correct_expression(target, want, got), params)
-    if again_box is not None and _expression_error(want, measure(fit_landmarks(again, face.box))) < err:
+    if again_box is not None and _expression_error(want, measure(fit_landmarks(again, predictor_box(face)))) < err:
         return again, again_box
     return out, box
 
@@ -649,7 +649,7 @@ def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: l
     want = measure(face.landmarks)
     for cand_name in tries[:MAX_TRIES]:
         cand, cand_reg = swap_face(image, face, get_identity(cand_name, pool), params)
-        again = make_face(fit_landmarks(cand, face.box), face.box)
+        again = make_face(fit_landmarks(cand, predictor_box(face)), face.box)
         cand_dist = descriptor_distance(prot_desc, face_descriptor(cand, again))
         err = _expression_error(want, measure(again.landmarks))
         # Hidden first; among those, the expression kept best.

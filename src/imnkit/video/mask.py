@@ -104,7 +104,8 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     def process(index: int, image: np.ndarray) -> np.ndarray:  # runs in worker threads
         faces, names = faces_at(tracks, index, image.shape[:2])
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
-                        meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names})
+                        meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names,
+                              "faces.source": [f.source for f in faces]})
         store_faces(bundle, faces)
         ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)

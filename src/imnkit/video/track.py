@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from imnkit.face.detect import Face, fit_landmarks, make_face
+from imnkit.face.align import five_points
+from imnkit.face.detect import Face, fit_landmarks, hog_like_box, make_face
 
 Box = tuple[int, int, int, int]
 MATCH_IOU = 0.3  # a detection overlapping a track this much is the same face
@@ -120,7 +121,7 @@ def follow(image: np.ndarray, landmarks: np.ndarray, box: Box) -> tuple[np.ndarr
     fitted again in the moved box (two ~3 ms predictor runs).
     """
     h, w = image.shape[:2]
-    first = fit_landmarks(image, box)
+    first = fit_landmarks(image, _predictor_box(landmarks))
     shift = first.mean(axis=0) - landmarks.mean(axis=0)
     scale = float(np.clip(_spread(first) / max(_spread(landmarks), 1e-3), 0.8, 1.25))
     cy, cx = (box[0] + box[2]) / 2 + shift[1], (box[1] + box[3]) / 2 + shift[0]
@@ -129,7 +130,14 @@ def follow(image: np.ndarray, landmarks: np.ndarray, box: Box) -> tuple[np.ndarr
     inside = max(0, min(h, moved[2]) - max(0, moved[0])) * max(0, min(w, moved[3]) - max(0, moved[1]))
     if inside < MIN_INSIDE * max(1, (moved[2] - moved[0]) * (moved[3] - moved[1])):
         return None
-    return fit_landmarks(image, moved), moved
+    return fit_landmarks(image, _predictor_box(first)), moved
+
+
+def _predictor_box(landmarks: np.ndarray) -> Box:
+    """Where dlib's predictor should look for a face last seen with these landmarks: the box its HOG
+    detector would give (the track's own box may be CenterFace's head box, which the predictor misreads)."""
+    l, t, r, b = hog_like_box(five_points(np.asarray(landmarks, np.float64)))
+    return int(round(t)), int(round(l)), int(round(b)) + 1, int(round(r)) + 1
 
 
 def _spread(points: np.ndarray) -> float:
@@ -252,6 +260,6 @@ def faces_at(tracks: Sequence[Track], index: int, shape: tuple[int, int]) -> tup
         box = (max(0, y0), max(0, x0), min(h, y1), min(w, x1))
         if box[2] <= box[0] or box[3] <= box[1]:
             continue
-        faces.append(make_face(t.landmarks[index], box, 1.0, treatment=t.treatment[index]))
+        faces.append(make_face(t.landmarks[index], box, 1.0, treatment=t.treatment[index], source="track"))
         names.append(t.identity)
     return faces, names
