@@ -241,3 +241,13 @@ def test_several_regions_share_one_payload_image(pair):
     for y0, x0, y1, x1 in boxes:
         assert psnr(recovered[y0:y1, x0:x1], protected[y0:y1, x0:x1]) > 30
     assert psnr(sealed.masked, mask) > 52  # the regions' 52 dB target, and exact elsewhere
+
+
+def test_sample_order_is_the_stable_argsorts_also_with_ties():
+    # The order is part of the sealed format: the fast sort must give exactly the stable sort's
+    # permutation, including when keys tie (then it falls back to the stable sort).
+    rng = np.random.default_rng(7)
+    for stream in (rng.bytes(8 * 5000), np.repeat(np.frombuffer(rng.bytes(8 * 50), np.uint64), 100).tobytes()):
+        keys = np.frombuffer(stream, dtype=np.uint64)
+        expected = (np.argsort(keys, kind="stable")[:, None] * 3 + np.arange(3)).reshape(-1)
+        assert np.array_equal(stego.sample_order(stream, len(keys)), expected)

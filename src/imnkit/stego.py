@@ -132,7 +132,13 @@ def sample_order(stream: bytes, pixels: int) -> np.ndarray:
     ``stream``: at least ``8 * pixels`` bytes of a keyed pseudo-random stream.
     """
     keys = np.frombuffer(stream, dtype=np.uint64, count=pixels)
-    order = np.argsort(keys, kind="stable")
+    # The order is the stable argsort's. Random 64-bit keys tie with probability ~n^2 / 2^65, and
+    # without ties every sort gives the same order: the default (SIMD) sort is 4x faster here; a
+    # tie, found in one pass, falls back to the stable sort, so the order never depends on the kind.
+    order = np.argsort(keys)
+    ranked = keys[order]
+    if pixels > 1 and bool((ranked[1:] == ranked[:-1]).any()):
+        order = np.argsort(keys, kind="stable")
     return (order[:, None] * 3 + np.arange(3)).reshape(-1)
 
 
