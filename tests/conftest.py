@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,8 +12,11 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# imnkit's rebuildable cache (the saved HOG detector) goes to a fresh folder, not the user's home.
-os.environ.setdefault("IMNKIT_CACHE", tempfile.mkdtemp(prefix="imnkit-test-cache-"))
+# imnkit's rebuildable cache (the saved HOG detector) goes to a fresh folder, not the user's home,
+# removed when the test run ends.
+if "IMNKIT_CACHE" not in os.environ:
+    os.environ["IMNKIT_CACHE"] = tempfile.mkdtemp(prefix="imnkit-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["IMNKIT_CACHE"], True)
 
 
 def shared_dir() -> Path:

@@ -136,27 +136,26 @@ def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, for
     from .devices import resolve_device
     from .embedding import read_aux
 
-    resolve_device(device)  # an unavailable device fails before any work
+    dev = resolve_device(device)  # an unavailable device fails before any work
     aux = Bundle.from_bytes(raw, source=where)
     read_aux(aux)
     image = masked() if callable(masked) else masked
-    recovered, notes = _extract_inn(image, aux, force=force, device=device, weights=weights)
+    recovered, notes = _extract_inn(image, aux, force=force, device=dev, weights=weights)
     return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
 
 
-def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device: str,
+def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device,
                  weights: str) -> tuple[np.ndarray, list[str]]:
-    """Run the extract stage on an image and an inn aux bundle; (recovered, notes)."""
+    """Run the extract stage on an image and an inn aux bundle on ``device`` (resolved); (recovered, notes)."""
     import torch
 
-    from .devices import resolve_device
     from .stage import StageContext, get_stage, run_stage
 
     bundle = Bundle(tensors={"image.masked": torch.from_numpy(np.ascontiguousarray(masked)), **aux.tensors},
                     meta=dict(aux.meta), source=aux.source)
     stage = get_stage("extract")
     params = stage.resolve_params({"weights": weights, "force": force})
-    ctx = StageContext(device=resolve_device(device), models=_MODELS, options={})
+    ctx = StageContext(device=device, models=_MODELS, options={})
     with torch.inference_mode():
         run_stage(stage, bundle, params, ctx)
     return np.asarray(bundle.tensors["image.recovered"]), list(bundle.meta.get("notes", []))

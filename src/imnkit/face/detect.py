@@ -301,23 +301,21 @@ def _detect_once(
 HOG_BOX_FROM_POINTS5 = (-1.177, -1.212, 1.169, 1.110)
 
 
-def hog_like_box(points5: np.ndarray) -> tuple[float, float, float, float]:
-    """(left, top, right, bottom) of the box dlib's HOG detector would likely give a face with these 5 points."""
+def hog_like_box(points5: np.ndarray) -> Box:
+    """The box (y0, x0, y1, x1, exclusive) dlib's HOG detector would likely give a face with these 5 points."""
     p = np.asarray(points5, dtype=np.float64)
     cx, cy = p.mean(axis=0)
     s = max(float(np.linalg.norm(p[[3, 4]].mean(0) - p[[0, 1]].mean(0))), 1.0)
     l, t, r, b = HOG_BOX_FROM_POINTS5
-    return cx + l * s, cy + t * s, cx + r * s, cy + b * s
+    return (int(round(cy + t * s)), int(round(cx + l * s)), int(round(cy + b * s)) + 1,
+            int(round(cx + r * s)) + 1)
 
 
 def predictor_box(face: Face) -> Box:
     """The box to fit ``face``'s 68 landmarks in again (e.g. on its Mask): the detector's own box for a
     dlib face, else the HOG-like box of its 5 points (a CenterFace head box or a tracked box sits
     higher and larger than the predictor expects, and a fit in it lands the mouth on the nose)."""
-    if face.source == "dlib":
-        return face.box
-    l, t, r, b = hog_like_box(face.points5)
-    return int(round(t)), int(round(l)), int(round(b)) + 1, int(round(r)) + 1
+    return face.box if face.source == "dlib" else hog_like_box(face.points5)
 
 
 def _add_centerface(
@@ -350,7 +348,7 @@ def _add_centerface(
         lo, hi = mean68.min(axis=0), mean68.max(axis=0)
         # Started from a HOG-like box and from the mean face's extent: the fit that agrees best
         # with CenterFace's own five points is kept (3 ms each).
-        tries = [_landmarks(img, *hog_like_box(hit.points5)), _landmarks(img, lo[0], lo[1], hi[0], hi[1])]
+        tries = [fit_landmarks(img, hog_like_box(hit.points5)), _landmarks(img, lo[0], lo[1], hi[0], hi[1])]
         # Relative to the eye-mouth scale, so a profile's crowded points count as much as a frontal face's.
         scale = max(float(np.linalg.norm(hit.points5[[3, 4]].mean(0) - hit.points5[[0, 1]].mean(0))), 1.0)
         errors = [float(np.sqrt(((five_points(t) - hit.points5) ** 2).sum(axis=1).mean())) / scale for t in tries]

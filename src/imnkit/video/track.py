@@ -117,11 +117,13 @@ def match(tracks: Sequence[Box], faces: Sequence[Box]) -> list[tuple[int, int]]:
 def follow(image: np.ndarray, landmarks: np.ndarray, box: Box) -> tuple[np.ndarray, Box] | None:
     """The face of the previous frame (``landmarks`` in ``box``) found again in ``image``; None if it left.
 
-    The landmarks are fitted in the old box, the box is moved and scaled as they moved, and they are
-    fitted again in the moved box (two ~3 ms predictor runs).
+    The predictor starts from the box dlib's HOG detector would give the previous landmarks (the
+    track's own box may be CenterFace's head box, in which it puts the mouth on the nose); the box
+    is moved and scaled as they moved, and the landmarks are fitted again from their new HOG-like
+    box (two ~3 ms predictor runs).
     """
     h, w = image.shape[:2]
-    first = fit_landmarks(image, _predictor_box(landmarks))
+    first = fit_landmarks(image, hog_like_box(five_points(landmarks)))
     shift = first.mean(axis=0) - landmarks.mean(axis=0)
     scale = float(np.clip(_spread(first) / max(_spread(landmarks), 1e-3), 0.8, 1.25))
     cy, cx = (box[0] + box[2]) / 2 + shift[1], (box[1] + box[3]) / 2 + shift[0]
@@ -130,14 +132,7 @@ def follow(image: np.ndarray, landmarks: np.ndarray, box: Box) -> tuple[np.ndarr
     inside = max(0, min(h, moved[2]) - max(0, moved[0])) * max(0, min(w, moved[3]) - max(0, moved[1]))
     if inside < MIN_INSIDE * max(1, (moved[2] - moved[0]) * (moved[3] - moved[1])):
         return None
-    return fit_landmarks(image, _predictor_box(first)), moved
-
-
-def _predictor_box(landmarks: np.ndarray) -> Box:
-    """Where dlib's predictor should look for a face last seen with these landmarks: the box its HOG
-    detector would give (the track's own box may be CenterFace's head box, which the predictor misreads)."""
-    l, t, r, b = hog_like_box(five_points(np.asarray(landmarks, np.float64)))
-    return int(round(t)), int(round(l)), int(round(b)) + 1, int(round(r)) + 1
+    return fit_landmarks(image, hog_like_box(five_points(first))), moved
 
 
 def _spread(points: np.ndarray) -> float:
