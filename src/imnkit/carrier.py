@@ -74,5 +74,8 @@ def smooth_outside(region: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """``region`` with the pixels outside ``keep`` replaced by a blur (cheap to compress; never used)."""
     if keep.all():
         return region
-    blurred = cv2.GaussianBlur(region, (0, 0), 12)
+    # A shrink and enlarge: as smooth as a wide blur for the codec, at a tenth of its cost.
+    h, w = region.shape[:2]
+    small = cv2.resize(region, (max(1, w // 16), max(1, h // 16)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.where(keep[..., None], region, blurred)
