@@ -170,6 +170,22 @@ def test_swap_is_deterministic_and_leaves_the_input_alone():
     assert _mask_distance(img, a.image, _faces("portrait_08.jpg")[0]) >= SAME_PERSON_THRESHOLD
 
 
+def test_identities_that_all_read_too_close_still_give_a_full_size_mask():
+    # min_distance 2.0: every large-face draft reads too close and is passed over before its
+    # full-size rendering; the closest-to-hidden one is then rendered at full size, and the
+    # distance reported is that full-size Mask's (not the draft's).
+    img = _photo("portrait_03.png")
+    face = _faces("portrait_03.png")[0]
+    res = swap_faces(img, [face], min_distance=2.0)
+    _assert_only_region_changed(img, res)
+    assert res.identities[0] in identity_names()
+    again = make_face(fit_landmarks(res.image, face.box), face.box)
+    assert res.distances[0] == pytest.approx(
+        descriptor_distance(face_descriptor(img, face), face_descriptor(res.image, again)), abs=1e-6)
+    # ... and it is a real Mask: as far as the default's.
+    assert res.distances[0] >= SAME_PERSON_THRESHOLD
+
+
 def test_group_photo_faces_get_different_identities():
     img = _photo("multi_06.jpg")
     faces = _faces("multi_06.jpg")
