@@ -33,11 +33,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from imnkit.face.detect import detect_faces, fit_landmarks, make_face  # noqa: E402
+from imnkit.face.detect import detect_faces, fit_landmarks, make_face, predictor_box  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import identity_names  # noqa: E402
 from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.swap import swap_faces  # noqa: E402
+from imnkit.stage import get_stage  # noqa: E402
+
+ALIGN_UPSAMPLE = get_stage("align").resolve_params({})["upsample"]
 from imnkit.imageio import load_image  # noqa: E402
 
 HIDDEN = 0.6
@@ -86,7 +89,7 @@ def main() -> None:
     secs = []
     for path in photos:
         img = load_image(path, background=(255, 255, 255))
-        faces = detect_faces(img).faces
+        faces = detect_faces(img, upsample=ALIGN_UPSAMPLE).faces  # as the default recipe's align stage
         if not faces:
             print(f"{path.name}: no face found", file=sys.stderr)
             continue
@@ -94,7 +97,7 @@ def main() -> None:
         res = swap_faces(img, faces, seed=args.seed)
         secs.append(time.perf_counter() - t)
         for k, (face, name) in enumerate(zip(faces, res.identities)):
-            again = make_face(fit_landmarks(res.image, face.box), face.box)
+            again = make_face(fit_landmarks(res.image, predictor_box(face)), face.box)
             dist = descriptor_distance(face_descriptor(img, face), face_descriptor(res.image, again))
             e_p, e_m = measure(face.landmarks), measure(again.landmarks)
             row = {
