@@ -196,6 +196,13 @@ def _crop_box(to_photo: np.ndarray) -> np.ndarray:
     return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
 
 
+def _touches(points: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
+    """True when the hand's points, grown by its palm's size, meet one of the boxes (y0, x0, y1, x1)."""
+    grow = float(np.hypot(*(points[9] - points[0])))
+    lo, hi = points.min(axis=0) - grow, points.max(axis=0) + grow
+    return any(lo[0] < x1 and hi[0] > x0 and lo[1] < y1 and hi[1] > y0 for y0, x0, y1, x1 in boxes)
+
+
 def find_hands(image: np.ndarray, squares: list[tuple[float, float, float]] | None = None, *,
                near: list[tuple[int, int, int, int]] | None = None, palm_threshold: float = 0.5,
                presence_threshold: float = 0.5, refine: bool = True) -> list[Hand]:
@@ -204,7 +211,7 @@ def find_hands(image: np.ndarray, squares: list[tuple[float, float, float]] | No
     The palm detector runs on each square (cx, cy, side) in photo pixels (default: one square
     over the whole photo); palms found twice are merged. With ``near`` (boxes y0, x0, y1, x1),
     palms whose hand crop meets none of the boxes are dropped before the landmark model runs
-    (35 ms each). A hand is kept when its palm scores over ``palm_threshold`` and the landmark
+    (35 ms each), and hands whose points do not come near them after its first pass. A hand is kept when its palm scores over ``palm_threshold`` and the landmark
     model's presence over ``presence_threshold``; the palm score alone is not enough (a profile
     face scores 0.93 as a palm, and 0.03 as a hand). With ``refine``, the landmarks are run
     again on the crop the first pass's points give (MediaPipe's tracking step): on a fist the
@@ -222,6 +229,8 @@ def find_hands(image: np.ndarray, squares: list[tuple[float, float, float]] | No
             if not any(cb[0] < x1 and cb[2] > x0 and cb[1] < y1 and cb[3] > y0 for y0, x0, y1, x1 in near):
                 continue
         points, presence = _landmarks(image, crop)
+        if near is not None and not _touches(points, near):
+            continue
         if refine and presence > 0.5 * presence_threshold:
             points, presence = _landmarks(image, _refined_crop(points))
         if presence > presence_threshold:

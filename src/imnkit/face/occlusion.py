@@ -329,7 +329,7 @@ def _rings_eye(pts: np.ndarray, eye: np.ndarray, along: np.ndarray, normal: np.n
 #: Faces smaller than this (px) are not searched for hands: a hand in front of them is a few
 #: dozen pixels, and each palm search costs ~50 ms (29 small faces took 2.5 s).
 HAND_MIN_FACE = 64
-HAND_MAX_SQUARES = 2
+HAND_MAX_SQUARES = 3
 HAND_FACE_SHARE = 5.0
 
 
