@@ -14,6 +14,7 @@ of every photo where a hand was found or hand pixels were kept, and of hard_07.
 
 Usage:
     PYTHONPATH=src python benchmarks/hands.py [--faces DIR] [--sheet sheet.png] [--only NAME ...] [--repeats 3]
+        [--model-times]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from imnkit.face.detect import detect_faces  # noqa: E402
-from imnkit.face.hands import FINGERS, find_hands  # noqa: E402
+from imnkit.face.hands import FINGERS, LANDMARK_WEIGHTS, PALM_WEIGHTS, find_hands, read_pinned  # noqa: E402
 from imnkit.face.occlusion import hand_squares, keep_occluders  # noqa: E402
 from imnkit.imageio import atomic_output, load_image  # noqa: E402
 
@@ -75,6 +76,22 @@ def tile(image: np.ndarray, result: np.ndarray, hands, regions, name: str) -> np
     return pair
 
 
+def model_times(runs: int = 9) -> dict[str, float]:
+    """Median ms of one forward pass of each hand model on a random input of its size."""
+    out = {}
+    for name, size in ((PALM_WEIGHTS, 192), (LANDMARK_WEIGHTS, 224)):
+        net = cv2.dnn.readNetFromTFLite(np.frombuffer(read_pinned(name), np.uint8))
+        x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+        times = []
+        for _ in range(runs + 1):
+            t = time.perf_counter()
+            net.setInput(x)
+            net.forward(net.getUnconnectedOutLayersNames())
+            times.append(time.perf_counter() - t)
+        out[f"{name}_ms"] = round(1000 * statistics.median(times[1:]), 1)
+    return out
+
+
 def main() -> None:
     root = Path(os.environ.get("IMNKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -82,11 +99,14 @@ def main() -> None:
     ap.add_argument("--sheet", type=Path, help="write a contact sheet of the photos with hands here (PNG)")
     ap.add_argument("--only", nargs="*", help="only these photo names")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model-times", action="store_true", help="also time one forward pass of each model (median of 9)")
     args = ap.parse_args()
     if not args.faces.is_dir():
         raise SystemExit(f"no photos at {args.faces}; set IMNKIT_SHARED or pass --faces")
     names = args.only or sorted(p.name for p in args.faces.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     find_hands(np.zeros((64, 64, 3), np.uint8))  # load both models before timing
+    if args.model_times:
+        print(json.dumps(model_times()))
     rows, sheet, seconds = [], [], []
     for name in names:
         img = load_image(args.faces / name, background=(255, 255, 255))

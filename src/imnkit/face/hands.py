@@ -103,9 +103,15 @@ def _palms(image: np.ndarray, square: tuple[float, float, float], threshold: flo
     """
     cx, cy, side = square
     k = side / _PALM_SIZE  # photo pixels per input pixel
-    to_photo = np.array([[k, 0, cx - side / 2], [0, k, cy - side / 2]], np.float64)
-    crop = cv2.warpAffine(image, to_photo, (_PALM_SIZE, _PALM_SIZE),
-                          flags=cv2.WARP_INVERSE_MAP | cv2.INTER_AREA if k > 1 else cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+    src, z = image, 1.0
+    if k > 1.5:
+        # Shrink with pixel averaging first: warpAffine samples bilinearly, which aliases
+        # (skin texture, hair) when it shrinks several times.
+        z = 1.0 / k
+        src = cv2.resize(image, (max(1, round(image.shape[1] * z)), max(1, round(image.shape[0] * z))),
+                         interpolation=cv2.INTER_AREA)
+    to_src = np.array([[k * z, 0, (cx - side / 2) * z], [0, k * z, (cy - side / 2) * z]], np.float64)
+    crop = cv2.warpAffine(src, to_src, (_PALM_SIZE, _PALM_SIZE), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     net = _net(PALM_WEIGHTS)
     net.setInput(_blob(crop))

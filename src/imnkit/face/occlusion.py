@@ -338,8 +338,8 @@ def hand_squares(faces: list[Face]) -> list[tuple[float, float, float]]:
 
     A hand in front of a face is about its size and its palm lies at most a face below the chin
     (a fist holding a mic). Squares are merged while every face of the merged square still
-    spans a quarter of it (a palm of ~30 px at the detector's 192 px input); the largest faces'
-    squares come first, at most HAND_MAX_SQUARES of them.
+    spans 1/HAND_FACE_SHARE of it (a palm of ~25 px at the detector's 192 px input); the largest
+    faces' squares come first, at most HAND_MAX_SQUARES of them (~50 ms each).
     """
     sized = sorted(((_face_size(np.asarray(f.landmarks, np.float64)), f) for f in faces), key=lambda t: -t[0])
     groups: list[tuple[np.ndarray, np.ndarray, float]] = []  # (lo, hi, smallest face size)
