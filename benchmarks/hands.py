@@ -14,7 +14,7 @@ of every photo where a hand was found or hand pixels were kept, and of hard_07.
 
 Usage:
     PYTHONPATH=src python benchmarks/hands.py [--faces DIR] [--sheet sheet.png] [--only NAME ...] [--repeats 3]
-        [--model-times]
+        [--model-times] [--presence 0.5]
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--sheet", type=Path, help="write a contact sheet of the photos with hands here (PNG)")
     ap.add_argument("--only", nargs="*", help="only these photo names")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--presence", type=float, default=0.5,
+                    help="presence a hand needs in the 'hands' column (0 lists every palm's hand; pixels kept use the default 0.5)")
     ap.add_argument("--model-times", action="store_true", help="also time one forward pass of each model (median of 9)")
     args = ap.parse_args()
     if not args.faces.is_dir():
@@ -120,7 +122,7 @@ def main() -> None:
         times, hands = [], []
         for _ in range(max(1, args.repeats)):
             t = time.perf_counter()
-            hands = find_hands(img, squares, near=regions)
+            hands = find_hands(img, squares, near=regions, presence_threshold=args.presence)
             times.append(time.perf_counter() - t)
         dt = statistics.median(times)
         seconds.append(dt)
