@@ -100,7 +100,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="only these photo names")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--presence", type=float, default=0.5,
-                    help="presence a hand needs in the 'hands' column (0 lists every palm's hand; pixels kept use the default 0.5)")
+                    help="presence a hand needs in the 'hands' column (0 lists every palm's hand; "
+                         "pixels kept use the default 0.5)")
     ap.add_argument("--model-times", action="store_true", help="also time one forward pass of each model (median of 9)")
     args = ap.parse_args()
     if not args.faces.is_dir():

@@ -108,8 +108,8 @@ def test_the_fingers_over_the_face_are_kept_in_front_of_the_mask():
 
 @pytest.mark.parametrize("name", ["portrait_05.png", "hard_01_profile.jpeg", "portrait_03.png"])
 def test_faces_without_a_hand_in_front_keep_nothing_more(name):
-    # hard_01 (a profile) scores 0.93 as a palm, the landmark model says no hand; portrait_03
-    # rests her chin on her hands below the face, which the landmark model does not take.
+    # hard_01 (a profile) scores 0.97 as a palm, the landmark model says no hand (0.05);
+    # portrait_03 rests her chin on her hands below the jaw: no hand over the face.
     img, faces, hands = _face_and_hands(name)
     assert faces and hands == []
     masked = np.full_like(img, 128)

@@ -118,15 +118,14 @@ def _palms(image: np.ndarray, square: tuple[float, float, float], threshold: flo
     reg, logit = net.forward(["Identity", "Identity_1"])
     scores = _sigmoid(logit[0, :, 0])
     idx = np.nonzero(scores > threshold)[0]
+    corner = np.array([cx - side / 2, cy - side / 2])
     found = []
-    anchors = _anchors()
     for i in idx[np.argsort(-scores[idx])]:
-        r = reg[0, i]
-        centre = anchors[i] + r[0:2]
-        box = np.concatenate([centre - r[2:4] / 2, centre + r[2:4] / 2])
-        pts = anchors[i] + r[4:18].reshape(7, 2)
-        box = np.concatenate([box[:2] * k + [cx - side / 2, cy - side / 2], box[2:] * k + [cx - side / 2, cy - side / 2]])
-        found.append((float(scores[i]), box, pts * k + [cx - side / 2, cy - side / 2]))
+        # Offsets from the anchor's centre and the box size, in input pixels (anchors of size 1).
+        r, anchor = reg[0, i].astype(np.float64), _anchors()[i]
+        centre = anchor + r[0:2]
+        box = np.concatenate([(centre - r[2:4] / 2) * k + corner, (centre + r[2:4] / 2) * k + corner])
+        found.append((float(scores[i]), box, (anchor + r[4:18].reshape(7, 2)) * k + corner))
     return found
 
 
@@ -217,9 +216,10 @@ def find_hands(image: np.ndarray, squares: list[tuple[float, float, float]] | No
     The palm detector runs on each square (cx, cy, side) in photo pixels (default: one square
     over the whole photo); palms found twice are merged. With ``near`` (boxes y0, x0, y1, x1),
     palms whose hand crop meets none of the boxes are dropped before the landmark model runs
-    (35 ms each), and hands whose points do not come near them after its first pass. A hand is kept when its palm scores over ``palm_threshold`` and the landmark
-    model's presence over ``presence_threshold``; the palm score alone is not enough (a profile
-    face scores 0.93 as a palm, and 0.03 as a hand). With ``refine``, the landmarks are run
+    (35 ms each), and hands whose points do not come near them after its first pass. A hand is
+    kept when its palm scores over ``palm_threshold`` and the landmark model's presence over
+    ``presence_threshold``; the palm score alone is not enough (a profile face scores 0.97 as a
+    palm, and 0.05 as a hand; real hands 0.98-1.0). With ``refine``, the landmarks are run
     again on the crop the first pass's points give (MediaPipe's tracking step): on a fist the
     fingers and thumb come out spread along the hand, not bunched at the palm.
     """
@@ -244,6 +244,11 @@ def find_hands(image: np.ndarray, squares: list[tuple[float, float, float]] | No
     return sorted(hands, key=lambda hd: -hd.score)
 
 
+def _fixed(pts: np.ndarray) -> np.ndarray:
+    """Points with 4 fractional bits, for OpenCV's drawing with ``shift=4``."""
+    return np.round(pts * 16).astype(np.int32)
+
+
 def hand_region(hands: list[Hand], box: tuple[int, int, int, int]) -> np.ndarray | None:
     """Soft (h, w) float32 alpha in [0, 1] of the hands over ``box`` (y0, x0, y1, x1, photo pixels), or None.
 
@@ -262,12 +267,11 @@ def hand_region(hands: list[Hand], box: tuple[int, int, int, int]) -> np.ndarray
         if hi[0] < 0 or hi[1] < 0 or lo[0] > mask.shape[1] or lo[1] > mask.shape[0]:
             continue
         widths.append(width)
-        fix = lambda p: np.round(p * 16).astype(np.int32)  # noqa: E731 - 4 fractional bits for OpenCV
         # The points are the joints, inside the bones: the skin lies half a finger beyond them.
         # A hull grown so: a straight finger is its segments drawn one finger wide, a curled one
         # (a fist) is filled inside the curl, and the palm reaches past the knuckles.
         for chain in (PALM, *FINGERS):
-            hull = cv2.convexHull(fix(pts[list(chain)]))
+            hull = cv2.convexHull(_fixed(pts[list(chain)]))
             cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_8, shift=4)
             cv2.polylines(mask, [hull], True, 1.0, thickness=max(1, round(width)), lineType=cv2.LINE_8, shift=4)
     if not widths or mask.max() == 0:
