@@ -373,12 +373,12 @@ def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
     out = masked.copy()
     fractions: list[float] = []
     found_hands = []
-    searched = [f for f, r in zip(faces, regions) if r is not None and len(np.asarray(f.landmarks)) == 68]
+    searched = [f for f, r in zip(faces, regions) if r is not None]
     if hands and searched:
         from imnkit.face.hands import find_hands
 
-        near = [r for f, r in zip(faces, regions) if r is not None]
-        found_hands = find_hands(protected, hand_squares(searched), near=near)
+        # Once per photo: a hand may cover two faces' regions.
+        found_hands = find_hands(protected, hand_squares(searched), near=[r for r in regions if r is not None])
     for face, reg in zip(faces, regions):
         if reg is None:
             fractions.append(0.0)
