@@ -73,7 +73,12 @@ def read_pinned(name: str) -> bytes:
 def _net(name: str) -> cv2.dnn.Net:
     # One net per model: both take one fixed input size, so the shapes OpenCV fixes at the
     # first forward pass stay right.
-    return cv2.dnn.readNetFromTFLite(np.frombuffer(read_pinned(name), np.uint8))
+    data = np.frombuffer(read_pinned(name), np.uint8)
+    try:
+        return cv2.dnn.readNetFromTFLite(data)
+    except (AttributeError, cv2.error):  # OpenCV before 4.10 lacks the importer or an operator
+        raise WeightsError(f"OpenCV {cv2.__version__} cannot run the hand model {name}",
+                           hint="pip install 'opencv-python-headless>=4.10', or --set swap.occlusion_hands=false") from None
 
 
 @functools.lru_cache(maxsize=1)
