@@ -21,7 +21,8 @@ Identities are picked from the pool by each face's apparent look (``assign``), w
 close matches, so that faces of one photo differ; ``replace`` picks one.
 Faces the align stage marks ``fallback`` (no 68 landmarks) and faces the swap left unchanged get the best
 Mask that works (imnkit.face.fallback); with ``occlusion`` on, occluders found in front of each face
-(glasses frames, medical masks, mics: imnkit.face.occlusion) are put back over the Mask.
+(glasses frames, medical masks, mics: imnkit.face.occlusion; hands: imnkit.face.hands) are put back
+over the Mask.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SwapStage(Stage):
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
         Param("occlusion", bool, True, "keep occluders found in front of a face (glasses frames, masks, mics) over the Mask"),
         Param("occlusion_strength", float, 1.0, "how far from skin colour a pixel must be to be an occluder (higher finds fewer)", min=0.3, max=5.0),
+        Param("occlusion_hands", bool, True, "with occlusion, also keep hands found in front of a face (a hand holding a mic) over the Mask (MediaPipe hand models, ~60-200 ms per photo)"),
     )
 
     def weights_for(self, params):
@@ -103,7 +105,8 @@ class SwapStage(Stage):
             occl = [f if t == "swap" else None for f, t in zip(faces, treatments)]
             mask_image, fractions = keep_occluders(image, mask_image, faces,
                                                    [b if o is not None else None for b, o in zip(boxes, occl)],
-                                                   strength=params["occlusion_strength"])
+                                                   strength=params["occlusion_strength"],
+                                                   hands=params["occlusion_hands"])
             bundle.meta["swap.occluded"] = fractions
         bundle.meta["swap.treatments"] = treatments
         bundle.meta.setdefault("report", {})["swap"] = {"treatments": treatments}  # per face, in --json

@@ -14,7 +14,8 @@ mouth (a medical mask) is grown to its outline by a watershed against the face's
 its parts near skin colour (a pink side panel) stay too. The mask is feathered, and the
 original pixels are put back over the Mask where it is set: what covered the face still covers it.
 
-Limits (measured on ../shared/data/faces): skin-coloured occluders (a hand) are not found; a
+Skin-coloured occluders (a hand) are not found so; hands are found by a model
+(:mod:`imnkit.face.hands`) and kept the same way. Limits (measured on ../shared/data/faces): a
 dark beard, and shaded skin at the face's edge, count as occluders and are kept.
 """
 
@@ -325,31 +326,89 @@ def _rings_eye(pts: np.ndarray, eye: np.ndarray, along: np.ndarray, normal: np.n
     return bool((over & (v < -0.07 * size)).any() and (over & (v > 0.07 * size)).any() and beside.any())
 
 
+#: Faces smaller than this (px) are not searched for hands: a hand in front of them is a few
+#: dozen pixels, and each palm search costs ~50 ms (29 small faces took 2.5 s).
+HAND_MIN_FACE = 64
+HAND_MAX_SQUARES = 3
+HAND_FACE_SHARE = 5.0
+
+
+def hand_squares(faces: list[Face]) -> list[tuple[float, float, float]]:
+    """Squares (cx, cy, side) the palm detector searches: around each face, 3 face sizes across.
+
+    A hand in front of a face is about its size and its palm lies at most a face below the chin
+    (a fist holding a mic). Squares are merged while every face of the merged square still
+    spans 1/HAND_FACE_SHARE of it (a palm of ~25 px at the detector's 192 px input); the largest
+    faces' squares come first, at most HAND_MAX_SQUARES of them (~50 ms each).
+    """
+    sized = sorted(((_face_size(np.asarray(f.landmarks, np.float64)), f) for f in faces), key=lambda t: -t[0])
+    groups: list[tuple[np.ndarray, np.ndarray, float]] = []  # (lo, hi, smallest face size)
+    for size, face in sized:
+        if size < HAND_MIN_FACE:
+            break
+        lm = np.asarray(face.landmarks, np.float64)
+        c = (lm.min(axis=0) + lm.max(axis=0)) / 2
+        lo, hi = c - 1.5 * size, c + 1.5 * size
+        for i, (glo, ghi, gmin) in enumerate(groups):
+            mlo, mhi = np.minimum(lo, glo), np.maximum(hi, ghi)
+            if min(size, gmin) >= float(max(mhi - mlo)) / HAND_FACE_SHARE:
+                groups[i] = (mlo, mhi, min(size, gmin))
+                break
+        else:
+            groups.append((lo, hi, size))
+    return [(float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2, float(max(hi - lo)))
+            for lo, hi, _ in groups[:HAND_MAX_SQUARES]]
+
+
 def keep_occluders(protected: np.ndarray, masked: np.ndarray, faces: list[Face],
-                   regions: list[Box | None], *, strength: float = 1.0) -> tuple[np.ndarray, list[float]]:
+                   regions: list[Box | None], *, strength: float = 1.0,
+                   hands: bool = True) -> tuple[np.ndarray, list[float]]:
     """Put the occluders of each face back over the Mask image; returns (image, occluded fraction per face).
 
     Only pixels inside each face's changed region are touched, so the result still equals the
-    protected photo outside ``regions``.
+    protected photo outside ``regions``. With ``hands``, hands found in front of a face
+    (:func:`imnkit.face.hands.find_hands`) are kept too: their colour is the face's, so the
+    segmentation misses them.
     """
     out = masked.copy()
     fractions: list[float] = []
+    found_hands = []
+    searched = [f for f, r in zip(faces, regions) if r is not None]
+    if hands and searched:
+        from imnkit.face.hands import find_hands
+
+        # Once per photo: a hand may cover two faces' regions.
+        found_hands = find_hands(protected, hand_squares(searched), near=[r for r in regions if r is not None])
     for face, reg in zip(faces, regions):
-        found = None if reg is None else occluder_mask(protected, face, strength=strength)
-        if found is None:
+        if reg is None:
             fractions.append(0.0)
             continue
-        alpha, (y0, x0, y1, x1) = found
-        ry0, rx0, ry1, rx1 = reg
-        clip = np.zeros_like(alpha)
-        cy0, cx0, cy1, cx1 = max(y0, ry0), max(x0, rx0), min(y1, ry1), min(x1, rx1)
-        if cy1 <= cy0 or cx1 <= cx0:
+        ry0, rx0, ry1, rx1 = (max(0, reg[0]), max(0, reg[1]), min(protected.shape[0], reg[2]),
+                              min(protected.shape[1], reg[3]))
+        if ry1 <= ry0 or rx1 <= rx0:
             fractions.append(0.0)
             continue
-        clip[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        clip = np.zeros((ry1 - ry0, rx1 - rx0), np.float32)
+        found = occluder_mask(protected, face, strength=strength)
+        area = float(clip.size)
+        if found is not None:
+            alpha, (y0, x0, y1, x1) = found
+            area = float(alpha.size)
+            cy0, cx0, cy1, cx1 = max(y0, ry0), max(x0, rx0), min(y1, ry1), min(x1, rx1)
+            if cy1 > cy0 and cx1 > cx0:
+                clip[cy0 - ry0:cy1 - ry0, cx0 - rx0:cx1 - rx0] = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        if found_hands:
+            from imnkit.face.hands import hand_region
+
+            held = hand_region(found_hands, (ry0, rx0, ry1, rx1))
+            if held is not None:
+                clip = np.maximum(clip, held)
+        if not clip.any():
+            fractions.append(0.0)
+            continue
         a = clip[..., None]
-        cur = out[y0:y1, x0:x1].astype(np.float32)
-        orig = protected[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = np.clip(np.rint(cur + a * (orig - cur)), 0, 255).astype(np.uint8)
-        fractions.append(round(float((clip > 0.5).sum()) / max(1.0, float((alpha >= 0).sum())), 4))
+        cur = out[ry0:ry1, rx0:rx1].astype(np.float32)
+        orig = protected[ry0:ry1, rx0:rx1].astype(np.float32)
+        out[ry0:ry1, rx0:rx1] = np.clip(np.rint(cur + a * (orig - cur)), 0, 255).astype(np.uint8)
+        fractions.append(round(float((clip > 0.5).sum()) / max(1.0, area), 4))
     return out, fractions

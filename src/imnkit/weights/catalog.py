@@ -92,3 +92,31 @@ register_weights(
         input_range="RGB in [0, 255], sides multiples of 32",
     )
 )
+register_weights(
+    WeightSpec(
+        name="palm_detection.full",
+        arch="",  # a TFLite graph run by OpenCV's dnn (imnkit.face.hands), not a torch module
+        source="package",
+        filename="palm_detection_full.tflite",
+        sha256="1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54",
+        size_bytes=2_339_846,
+        license="Apache-2.0 (google/mediapipe; unchanged from the mediapipe 0.10.14 wheel on PyPI)",
+        origin_url="https://github.com/google/mediapipe",
+        description="MediaPipe palm detector (SSD, 2016 anchors), mediapipe/modules/palm_detection/ of the 0.10.14 wheel",
+        input_range="RGB in [0, 1], 192x192",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="hand_landmark.full",
+        arch="",  # a TFLite graph run by OpenCV's dnn (imnkit.face.hands), not a torch module
+        source="package",
+        filename="hand_landmark_full.tflite",
+        sha256="11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+        size_bytes=5_478_917,
+        license="Apache-2.0 (google/mediapipe; unchanged from the mediapipe 0.10.14 wheel on PyPI)",
+        origin_url="https://github.com/google/mediapipe",
+        description="MediaPipe hand landmarks (21 points, presence), mediapipe/modules/hand_landmark/ of the 0.10.14 wheel",
+        input_range="RGB in [0, 1], 224x224 crop turned so the fingers point up",
+    )
+)
