@@ -78,3 +78,26 @@ def test_hog_detector_cached_copy_matches_and_a_bad_copy_is_rebuilt(monkeypatch,
     assert isinstance(models.hog_detector(), dlib.fhog_object_detector)
     assert svm.stat().st_size > 1000
     models.hog_detector.cache_clear()
+
+
+def test_predictor_read_alongside_a_call_is_read_once_and_shared(monkeypatch, tmp_path):
+    # A copy of the 5-point model in a folder of its own: a key no other test has read.
+    (tmp_path / models.SHAPE_5).write_bytes(models.model_path(models.SHAPE_5).read_bytes())
+    monkeypatch.setenv(models.ENV_DIR, str(tmp_path))
+    reads = []
+    real = models._read
+    monkeypatch.setattr(models, "_read", lambda kind, path: reads.append(path) or real(kind, path))
+    assert models.alongside_shape_predictor(lambda: "done", models.SHAPE_5) == "done"
+    first = models.shape_predictor(models.SHAPE_5)  # waits for the background read if it is running
+    assert models.shape_predictor(models.SHAPE_5) is first
+    assert models.alongside_shape_predictor(lambda: 7, models.SHAPE_5) == 7  # no second read
+    assert reads == [str(tmp_path / models.SHAPE_5)]
+
+
+def test_a_broken_predictor_read_alongside_fails_where_the_predictor_is_used(monkeypatch, tmp_path):
+    data = models.model_path(models.SHAPE_5).read_bytes()
+    (tmp_path / models.SHAPE_5).write_bytes(data[: len(data) // 3])
+    monkeypatch.setenv(models.ENV_DIR, str(tmp_path))
+    assert models.alongside_shape_predictor(lambda: 1, models.SHAPE_5) == 1  # the call itself is unaffected
+    with pytest.raises(WeightsError, match="cannot load dlib model"):
+        models.shape_predictor(models.SHAPE_5)

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import cv2
 import numpy as np
 
 from imnkit.errors import WeightsError
+
+T = TypeVar("T")
 
 WEIGHTS_NAME = "centerface.onnx"
 _OUTPUTS = ("537", "538", "539", "540")
@@ -89,12 +92,15 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def detect_centerface(image: np.ndarray, *, threshold: float = 0.5, max_side: int = 1024) -> list[CenterFaceHit]:
+def detect_centerface(image: np.ndarray, *, threshold: float = 0.5, max_side: int = 1024,
+                      run: Callable[[Callable[[], T]], T] | None = None) -> list[CenterFaceHit]:
     """CenterFace detections in an HxWx3 uint8 RGB photo, best score first.
 
     The photo is resized so its longer side is at most ``max_side`` (and both sides are
     multiples of 32); boxes and points are mapped back to photo pixels. ``threshold`` is the
     heatmap peak a detection needs (0.5 keeps false positives off the no-face photos).
+    ``run``: how the network's forward pass is called (it releases the GIL, so other work can
+    run alongside it, e.g. :func:`imnkit.face.models.alongside_shape_predictor`); default: directly.
     """
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -104,7 +110,8 @@ def detect_centerface(image: np.ndarray, *, threshold: float = 0.5, max_side: in
     blob = cv2.resize(image, (nw, nh), interpolation=interp).astype(np.float32).transpose(2, 0, 1)[None]
     net = _net((nh, nw))
     net.setInput(np.ascontiguousarray(blob))
-    heat, size, offset, lms = net.forward(list(_OUTPUTS))
+    forward = functools.partial(net.forward, list(_OUTPUTS))
+    heat, size, offset, lms = forward() if run is None else run(forward)
     ys, xs = np.nonzero(heat[0, 0] > threshold)
     if len(ys) == 0:
         return []
@@ -135,17 +142,20 @@ SCALES = (320, 1280)
 
 
 def detect_centerface_multiscale(
-    image: np.ndarray, *, threshold: float = 0.5, scales: tuple[int, ...] = SCALES
+    image: np.ndarray, *, threshold: float = 0.5, scales: tuple[int, ...] = SCALES,
+    run: Callable[[Callable[[], T]], T] | None = None,
 ) -> list[CenterFaceHit]:
     """CenterFace at several working sizes, merged (best score first).
 
     A scale larger than the photo runs once at the photo's own size (no upsampling). A hit is
     dropped when it overlaps a better one by IoU >= 0.3 or covers more than 60 % of the
     smaller box (the same face seen at another scale gets a slightly different box).
+    ``run`` calls the largest size's forward pass (the longest), see :func:`detect_centerface`.
     """
     long_side = max(image.shape[:2])
-    sizes = sorted({min(s, long_side) for s in scales})
-    hits = [h for s in sizes for h in detect_centerface(image, threshold=threshold, max_side=s)]
+    sizes = sorted({min(s, long_side) for s in scales}, reverse=True)
+    hits = [h for i, s in enumerate(sizes)
+            for h in detect_centerface(image, threshold=threshold, max_side=s, run=run if i == 0 else None)]
     hits.sort(key=lambda h: -h.score)
     kept: list[CenterFaceHit] = []
     for h in hits:

@@ -45,6 +45,7 @@ import numpy as np
 
 from imnkit.errors import UsageError
 from imnkit.face import models
+from imnkit.face.centerface import CenterFaceHit, detect_centerface_multiscale
 from imnkit.face.align import ARCFACE_TEMPLATE, alignment_error, apply_affine, five_points, template_affine
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), exclusive ends
@@ -259,6 +260,10 @@ def _detect_once(
     work = img if scale == 1.0 else cv2.resize(
         img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
     )
+    # CenterFace first: its largest forward pass runs while dlib's landmark predictor is read (the
+    # read holds the GIL, the pass does not), once per process.
+    hits = None if centerface is None else detect_centerface_multiscale(
+        img, threshold=centerface["threshold"], run=models.alongside_shape_predictor)
     rects, scores, _ = models.hog_detector().run(work, upsample, threshold) if hog else ([], [], [])
     order = sorted(range(len(rects)), key=lambda i: -scores[i])  # best first, for de-duplication
     faces: list[Face] = []
@@ -288,9 +293,10 @@ def _detect_once(
             skipped.append(SkippedFace(box, score, REASON_UNCONFIRMED, lm))
             continue
         faces.append(face)
-    if centerface is not None:
-        _add_centerface(img, k, (h0, w0), faces, skipped, min_size=min_size,
-                        max_alignment_error=max_alignment_error, **centerface)
+    if hits is not None:
+        _add_centerface(img, k, (h0, w0), hits, faces, skipped, min_size=min_size,
+                        max_alignment_error=max_alignment_error,
+                        max_point_disagreement=centerface["max_point_disagreement"])
     return faces, skipped, scale
 
 
@@ -322,18 +328,16 @@ def _add_centerface(
     img: np.ndarray,
     k: int,
     shape: tuple[int, int],
+    hits: list[CenterFaceHit],
     faces: list[Face],
     skipped: list[SkippedFace],
     *,
     min_size: int,
     max_alignment_error: float,
-    threshold: float,
     max_point_disagreement: float,
 ) -> None:
-    """Add the CenterFace faces of ``img`` (the photo turned ``k`` quarter turns) that dlib missed."""
-    from imnkit.face.centerface import detect_centerface_multiscale
-
-    for hit in detect_centerface_multiscale(img, threshold=threshold):
+    """Add the CenterFace ``hits`` of ``img`` (the photo turned ``k`` quarter turns) that dlib missed."""
+    for hit in hits:
         x0, y0, x1, y1 = (float(v) for v in hit.box)
         corners = np.array([[x0, y0], [x1, y1], [x0, y1], [x1, y0]], np.float32)
         box = _box_of(_rotate_back(corners, k, shape), shape)

@@ -17,8 +17,10 @@ import hashlib
 import importlib.util
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from imnkit.errors import WeightsError
 
@@ -61,8 +63,25 @@ def model_path(filename: str) -> Path:
     )
 
 
-@functools.lru_cache(maxsize=None)
+_LOADED: dict[tuple[str, str], Any] = {}
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+T = TypeVar("T")
+
+
 def _load(kind: str, path: str) -> Any:
+    """The model of ``kind`` at ``path``, read once per process (a thread asking while another
+    reads it waits for that read)."""
+    key = (kind, path)
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _LOADED:
+            _LOADED[key] = _read(kind, path)
+        return _LOADED[key]
+
+
+def _read(kind: str, path: str) -> Any:
     import dlib
 
     try:
@@ -78,6 +97,35 @@ def _load(kind: str, path: str) -> Any:
             hint="reinstall face_recognition_models or point IMNKIT_FACE_MODELS at intact files",
         ) from err
     raise ValueError(kind)
+
+
+def alongside_shape_predictor(call: Callable[[], T], filename: str = SHAPE_68) -> T:
+    """``call()``, with the landmark predictor read on another thread meanwhile (once per process).
+
+    Reading the predictor takes ~0.9 s on 2 cores and dlib holds the GIL while it reads, so only
+    native work that releases the GIL runs alongside: ``call`` should be one such call (e.g. an
+    OpenCV network's forward pass). The reader waits a moment so that ``call`` is entered first;
+    otherwise the two run one after the other, as without this. A read error is raised later,
+    where the predictor is used (:func:`shape_predictor`).
+    """
+    try:
+        key = ("shape", str(model_path(filename)))
+    except WeightsError:
+        return call()
+    with _LOCKS_LOCK:
+        started = key in _LOCKS
+        _LOCKS.setdefault(key, threading.Lock())
+    if not started:
+        threading.Thread(target=_read_soon, args=key, name="imnkit-read-landmark-model", daemon=True).start()
+    return call()
+
+
+def _read_soon(kind: str, path: str) -> None:
+    time.sleep(0.002)  # the caller enters its native call (and drops the GIL) meanwhile
+    try:
+        _load(kind, path)
+    except Exception:  # noqa: BLE001 - shape_predictor() reads it again and raises the error there
+        pass
 
 
 def shape_predictor(filename: str = SHAPE_68) -> Any:
