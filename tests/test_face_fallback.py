@@ -71,6 +71,18 @@ def test_centerface_gives_the_same_answer_whatever_came_before():
     assert first == again and len(first) == 1
 
 
+def test_centerface_on_several_threads_at_once_answers_as_on_one():
+    # An OpenCV net is not safe to share between threads: each thread has its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = photo("multi_03.jpg")
+    alone = [(h.box.tolist(), h.score) for h in detect_centerface(img, max_side=640)]
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: [(h.box.tolist(), h.score) for h in detect_centerface(img, max_side=640)],
+                             range(9)))
+    assert alone and all(r == alone for r in runs)
+
+
 def test_landmarks_from_points5_fit_the_points():
     m = np.array([[1.7, -0.3, 40.0], [0.3, 1.7, 25.0]])  # a turned, scaled, moved face
     p5 = apply_affine(m, ARCFACE_TEMPLATE).astype(np.float32)

@@ -132,3 +132,18 @@ def test_hand_region_has_no_margin_past_the_fingers():
     # the little finger (x 230): nothing.
     assert alpha[:80].max() == 0 and alpha[:, 262:].max() == 0
     assert hand_region([Hand(points=pts, score=1.0, palm_score=1.0)], (0, 0, 50, 50)) is None
+
+
+def test_hands_found_on_several_threads_at_once_are_the_hands_found_on_one():
+    # A video's frames are masked on two threads; an OpenCV net shared between them gave hand
+    # points 10^8 px away with presence up to 0.98. Each thread has its own nets now.
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, faces, alone = _face_and_hands("hard_07_glasses_mic.png")
+    squares = hand_squares(faces)
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: find_hands(img, squares), range(9)))
+    for hands in runs:
+        assert len(hands) == len(alone) == 1
+        np.testing.assert_allclose(hands[0].points, alone[0].points, atol=1e-3)
+        assert hands[0].score == pytest.approx(alone[0].score, abs=1e-5)

@@ -24,6 +24,7 @@ as :data:`imnkit.face.align.ARCFACE_TEMPLATE`.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -65,15 +66,24 @@ def _model_bytes() -> bytes:
     return path.read_bytes()
 
 
-@functools.lru_cache(maxsize=4)
+_THREAD = threading.local()
+_NETS_KEPT = 4
+
+
 def _net(shape: tuple[int, int]) -> cv2.dnn.Net:
-    """A network for one input shape (H, W).
+    """This thread's network for one input shape (H, W).
 
     OpenCV's importer fixes the graph's shapes at the first forward pass: feeding another size
     to the same net afterwards gives wrong outputs (measured: scores of 1.0 everywhere), so
-    each input shape gets its own net (~0.15 s to build, cached for the last few shapes).
+    each input shape gets its own net (~0.15 s to build, kept for the last few shapes). An
+    OpenCV net is not safe to share between threads either, so each thread has its own.
     """
-    return cv2.dnn.readNetFromONNX(np.frombuffer(_model_bytes(), np.uint8))
+    nets = _THREAD.__dict__.setdefault("nets", {})
+    if shape not in nets:
+        if len(nets) >= _NETS_KEPT:
+            nets.pop(next(iter(nets)))  # the oldest
+        nets[shape] = cv2.dnn.readNetFromONNX(np.frombuffer(_model_bytes(), np.uint8))
+    return nets[shape]
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

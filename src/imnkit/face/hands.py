@@ -27,6 +27,7 @@ Coordinates: points are (x, y) float photo pixels; the 21 points are MediaPipe's
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -69,10 +70,24 @@ def read_pinned(name: str) -> bytes:
     return path.read_bytes()
 
 
-@functools.lru_cache(maxsize=2)
+_THREAD = threading.local()
+
+
 def _net(name: str) -> cv2.dnn.Net:
-    # One net per model: both take one fixed input size, so the shapes OpenCV fixes at the
-    # first forward pass stay right.
+    """This thread's network of model ``name``.
+
+    One net per model and thread: both models take one fixed input size, so the shapes OpenCV
+    fixes at the first forward pass stay right; and an OpenCV net is not safe to share between
+    threads (measured: video frames masked on two threads got hand points 10^8 px away with
+    presence up to 0.98 from one shared net).
+    """
+    nets = _THREAD.__dict__.setdefault("nets", {})
+    if name not in nets:
+        nets[name] = _read_net(name)
+    return nets[name]
+
+
+def _read_net(name: str) -> cv2.dnn.Net:
     data = np.frombuffer(read_pinned(name), np.uint8)
     try:
         return cv2.dnn.readNetFromTFLite(data)
@@ -94,7 +109,7 @@ def _anchors() -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -100.0, 100.0)))  # float64: no overflow
 
 
 def _blob(crop: np.ndarray) -> np.ndarray:
@@ -196,6 +211,10 @@ def _landmarks(image: np.ndarray, to_photo: np.ndarray) -> tuple[np.ndarray, flo
     lms, presence = net.forward(["Identity", "Identity_1"])
     xy = lms[0].reshape(21, 3)[:, :2].astype(np.float64)
     pts = xy @ to_photo[:, :2].T + to_photo[:, 2]
+    box = _crop_box(to_photo)
+    grow = 0.5 * (box[2:] - box[:2])
+    if not np.isfinite(pts).all() or (pts < box[:2] - grow).any() or (pts > box[2:] + grow).any():
+        return np.zeros((21, 2), np.float32), 0.0  # not a reading of a hand in the crop: never kept
     return pts.astype(np.float32), float(presence[0, 0])  # already a probability (measured: 0..1)
 
 
