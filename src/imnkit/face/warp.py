@@ -47,12 +47,15 @@ def delaunay(points: np.ndarray) -> np.ndarray:
     return np.array(sorted(tris), dtype=np.int32)
 
 
-def _affine_from_triangles(dst: np.ndarray, src: np.ndarray) -> np.ndarray | None:
-    """(2, 3) affine mapping dst triangle vertices onto src ones; None when degenerate."""
-    a = np.c_[dst, np.ones(3)]
-    if abs(np.linalg.det(a)) < 1e-6:
-        return None
-    return np.linalg.solve(a, src).T  # rows: [a, b, c] for x, then y
+def _affines_from_triangles(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2, 3) affines mapping each dst triangle's vertices (M, 3, 2) onto src's, and a bool (M,)
+    mask of the non-degenerate ones (the others are zero), in one batched solve."""
+    a = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2)
+    ok = np.abs(np.linalg.det(a)) >= 1e-6
+    mats = np.zeros((len(dst), 2, 3), dtype=np.float64)
+    if ok.any():
+        mats[ok] = np.linalg.solve(a[ok], src[ok]).transpose(0, 2, 1)  # rows: [a, b, c] for x, then y
+    return mats, ok
 
 
 def piecewise_affine(
@@ -83,14 +86,12 @@ def piecewise_affine(
     sp = np.asarray(src_points, dtype=np.float64)
     dp = np.asarray(dst_points, dtype=np.float64) - [x0, y0]
     index = np.full((h, w), -1, dtype=np.int32)
-    mats = np.zeros((len(triangles) + 1, 2, 3), dtype=np.float64)
-    for t, tri in enumerate(triangles):
-        m = _affine_from_triangles(dp[tri], sp[tri])
-        if m is None:
-            continue
-        mats[t] = m
-        poly = np.round(dp[tri] * (1 << _SHIFT)).astype(np.int32)
-        cv2.fillConvexPoly(index, poly, int(t), lineType=cv2.LINE_8, shift=_SHIFT)
+    tris = np.asarray(triangles)
+    mats = np.zeros((len(tris) + 1, 2, 3), dtype=np.float64)
+    mats[:-1], ok = _affines_from_triangles(dp[tris], sp[tris])
+    polys = np.round(dp[tris] * (1 << _SHIFT)).astype(np.int32)
+    for t in np.nonzero(ok)[0]:
+        cv2.fillConvexPoly(index, polys[t], int(t), lineType=cv2.LINE_8, shift=_SHIFT)
     covered = index >= 0
     # One (H, W) gather per coefficient in float32 (not an (H, W, 2, 3) float64 array): ~4x faster,
     # and float32 holds these coordinates to ~1e-4 px, far below remap's 1/32 px interpolation step.
