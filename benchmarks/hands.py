@@ -33,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from imnkit.face.detect import detect_faces  # noqa: E402
-from imnkit.face.hands import FINGERS, LANDMARK_WEIGHTS, PALM_WEIGHTS, find_hands, read_pinned  # noqa: E402
+from imnkit.face.hands import FINGERS, LANDMARK_WEIGHTS, PALM_WEIGHTS, find_hands  # noqa: E402
+from imnkit.weights import read_pinned  # noqa: E402
 from imnkit.face.occlusion import hand_squares, keep_occluders  # noqa: E402
 from imnkit.imageio import atomic_output, load_image  # noqa: E402
 

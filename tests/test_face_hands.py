@@ -15,7 +15,8 @@ import pytest
 
 from imnkit.errors import WeightsError
 from imnkit.face.detect import detect_faces
-from imnkit.face.hands import LANDMARK_WEIGHTS, PALM_WEIGHTS, Hand, find_hands, hand_region, read_pinned
+from imnkit.face.hands import LANDMARK_WEIGHTS, PALM_WEIGHTS, Hand, find_hands, hand_region
+from imnkit.weights import read_pinned
 from imnkit.face.occlusion import hand_squares, keep_occluders
 
 from _photos import photo

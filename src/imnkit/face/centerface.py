@@ -31,7 +31,7 @@ from typing import Callable, TypeVar
 import cv2
 import numpy as np
 
-from imnkit.errors import WeightsError
+from imnkit.weights import read_pinned
 
 T = TypeVar("T")
 
@@ -47,23 +47,6 @@ class CenterFaceHit:
     box: np.ndarray  # (4,) float32 x0, y0, x1, y1
     score: float
     points5: np.ndarray  # (5, 2) float32 (x, y)
-
-
-@functools.lru_cache(maxsize=1)
-def _model_bytes() -> bytes:
-    """The model file, read once after its sha256 matched the catalog's pin."""
-    from imnkit.weights import get_spec, resolve_path, sha256_file
-
-    spec = get_spec(WEIGHTS_NAME)
-    path = resolve_path(WEIGHTS_NAME)
-    digest = sha256_file(path)
-    if spec.sha256 and digest != spec.sha256:
-        raise WeightsError(
-            f"the shipped face detector {path.name} fails its sha256 check "
-            f"(expected {spec.sha256[:12]}…, got {digest[:12]}…)",
-            hint="reinstall imnkit",
-        )
-    return path.read_bytes()
 
 
 _THREAD = threading.local()
@@ -82,7 +65,7 @@ def _net(shape: tuple[int, int]) -> cv2.dnn.Net:
     if shape not in nets:
         if len(nets) >= _NETS_KEPT:
             nets.pop(next(iter(nets)))  # the oldest
-        nets[shape] = cv2.dnn.readNetFromONNX(np.frombuffer(_model_bytes(), np.uint8))
+        nets[shape] = cv2.dnn.readNetFromONNX(np.frombuffer(read_pinned(WEIGHTS_NAME), np.uint8))
     return nets[shape]
 
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from imnkit.errors import WeightsError
+from imnkit.weights import read_pinned
 
 PALM_WEIGHTS = "palm_detection.full"
 LANDMARK_WEIGHTS = "hand_landmark.full"
@@ -51,23 +52,6 @@ class Hand:
     points: np.ndarray  # (21, 2) float32 (x, y)
     score: float  # the landmark model's hand presence, in [0, 1]
     palm_score: float  # the palm detector's score, in [0, 1]
-
-
-@functools.lru_cache(maxsize=None)
-def read_pinned(name: str) -> bytes:
-    """The shipped model file of weights ``name``, read once after its sha256 matched the catalog's pin."""
-    from imnkit.weights import get_spec, resolve_path, sha256_file
-
-    spec = get_spec(name)
-    path = resolve_path(name)
-    digest = sha256_file(path)
-    if not spec.sha256 or digest != spec.sha256:
-        raise WeightsError(
-            f"the shipped hand model {path.name} fails its sha256 check "
-            f"(expected {(spec.sha256 or 'a pin')[:12]}…, got {digest[:12]}…)",
-            hint="reinstall imnkit",
-        )
-    return path.read_bytes()
 
 
 _THREAD = threading.local()

@@ -14,6 +14,7 @@ Pickled ``.pth`` files are read only with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -159,6 +160,22 @@ def _verify_sha(spec: WeightSpec, path: Path) -> None:
             hint="delete the cached file and pull it again: imnkit weights pull " + spec.name,
         )
     _DIGESTS[spec.name] = digest
+
+
+@functools.lru_cache(maxsize=None)
+def read_pinned(name: str) -> bytes:
+    """The bytes of the shipped weights file ``name`` (OpenCV's models), read once per process after
+    its sha256 matched the catalog's pin; WeightsError otherwise (a file without a pin too)."""
+    spec = get_spec(name)
+    path = resolve_path(name, download=False)
+    digest = sha256_file(path)
+    if not spec.sha256 or digest != spec.sha256:
+        raise WeightsError(
+            f"the shipped model {path.name} fails its sha256 check "
+            f"(expected {(spec.sha256 or 'a pin')[:12]}…, got {digest[:12]}…)",
+            hint="reinstall imnkit",
+        )
+    return path.read_bytes()
 
 
 def verify(name: str) -> dict[str, Any]:
