@@ -376,9 +376,7 @@ def _expression_passes(image: np.ndarray, box: Box, prot: np.ndarray, identity: 
                                                            max(8, round(image.shape[0] * scale))),
                                                   interpolation=cv2.INTER_AREA)
     to_small = lambda p: (p + 0.5) * scale - 0.5  # noqa: E731
-    y0, x0, y1, x1 = box
-    small_box = (int(y0 * scale), int(x0 * scale), max(int(y0 * scale) + 1, round(y1 * scale)),
-                 max(int(x0 * scale) + 1, round(x1 * scale)))
+    small_box = _scaled_box(box, scale)
     want = measure(prot)
     best = None
     for k in range(params.expression_passes + 1):
@@ -715,10 +713,14 @@ def _draft_distance(draft: _Draft, face: Face, prot_desc: np.ndarray) -> float |
     if box is None:
         return None
     s = draft.scale
-    shrink = lambda b: (int(b[0] * s), int(b[1] * s), max(int(b[0] * s) + 1, round(b[2] * s)),  # noqa: E731
-                        max(int(b[1] * s) + 1, round(b[3] * s)))
-    small_face = make_face(fit_landmarks(small, shrink(predictor_box(face))), shrink(face.box))
+    small_face = make_face(fit_landmarks(small, _scaled_box(predictor_box(face), s)), _scaled_box(face.box, s))
     return descriptor_distance(prot_desc, face_descriptor(small, small_face))
+
+
+def _scaled_box(box: Box, s: float) -> Box:
+    """``box`` (y0, x0, y1, x1) on the photo shrunk by ``s``, at least one pixel each way."""
+    y0, x0, y1, x1 = box
+    return (int(y0 * s), int(x0 * s), max(int(y0 * s) + 1, round(y1 * s)), max(int(x0 * s) + 1, round(x1 * s)))
 
 
 def _changed_region(image: np.ndarray, out: np.ndarray) -> Box | None:
