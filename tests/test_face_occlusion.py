@@ -96,3 +96,16 @@ def test_eyes_and_lids_of_a_bare_face_are_not_kept():
     zone = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
     # Eyes, lids and their creases (looking up, the lids are dark lines) get the Mask's.
     assert (alpha[zone] > 0.5).mean() < 0.03
+
+
+def test_light_on_bare_skin_is_not_kept():
+    # portrait_07.png: a child's face lit from the image-left; the nose tip's shine and the lit
+    # cheek under the eye are paler than the skin's colour (the old code kept 11 % of the nose and
+    # 6 % of the cheeks, which showed as pale patches on the Mask).
+    img, face, alpha = _face_and_alpha("portrait_07.png")
+    lm = face.landmarks
+    nose = _hull(img.shape[:2], lm[27:36])
+    cheeks = _hull(img.shape[:2], lm[[1, 2, 3, 31, 39, 40, 41, 36]]) | _hull(img.shape[:2], lm[[15, 14, 13, 35, 42, 47, 46, 45]])
+    assert nose.sum() > 5000 and cheeks.sum() > 20000
+    assert (alpha[nose] > 0.5).mean() < 0.01
+    assert (alpha[cheeks] > 0.5).mean() < 0.02

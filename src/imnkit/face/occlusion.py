@@ -115,7 +115,8 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     if ref_sel is None:
         return None
     cand = _candidates(ycc, ref_sel, grey, strength) & inside
-    occ = _whole_occluders(cand, feats, ycc, local, size, inside)
+    brighter = ycc[..., 0] > np.median(ycc[ref_sel][:, 0])
+    occ = _whole_occluders(cand, feats, ycc, local, size, inside, brighter)
     occ = _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside)
     if occ.sum() == 0:
         return None
@@ -193,9 +194,9 @@ def _candidates(ycc, ref_sel, grey, strength) -> np.ndarray:
     return cand | (ycc[..., 0] < min(60.0, 0.4 * med[0]) / strength)
 
 
-def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
-    """Candidates cleaned into whole occluders: features only inside dense ones, gaps closed, holes
-    filled, specks dropped; float32 0/1."""
+def _whole_occluders(cand, feats, ycc, local, size, inside, brighter) -> np.ndarray:
+    """Candidates cleaned into whole occluders: features only inside dense ones, highlights on skin
+    dropped, gaps closed, holes filled, specks dropped; float32 0/1."""
     # Features (eyes, brows, lips) are never skin: count them only inside dense occluders. Eyes
     # never count so (a dark iris beside a medical mask is still an eye); an eye under sunglasses
     # is taken by _covered_features (occluders all around it, of its colour).
@@ -207,6 +208,7 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
     r = max(1, int(0.015 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    occ = _drop_highlights(occ, brighter, local, r)
     occ |= _frames(bare, local, size)
     # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
     # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
@@ -214,6 +216,25 @@ def _whole_occluders(cand, feats, ycc, local, size, inside) -> np.ndarray:
     occ = cv2.morphologyEx(occ, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1, 2 * rc + 1)))
     occ = _fill_holes(occ, cand, max_area=0.15 * size * size) & inside.astype(np.uint8)
     return _drop_specks_and_eyes(occ, eyes, size)
+
+
+def _drop_highlights(occ: np.ndarray, brighter: np.ndarray, local: np.ndarray, r: int) -> np.ndarray:
+    """``occ`` (0/1 uint8) without its pixels brighter than the skin, except in parts over the mouth.
+
+    Light on skin (a lit cheek, the nose tip's shine, the bluish sheen of dark skin) is paler than
+    the skin's own colour and would be kept, and show as pale patches on the Mask; a bright
+    occluder in front of a face (a medical mask, a white mic) covers the mouth. Glasses frames
+    are found apart (:func:`_frames`) and are not affected.
+    """
+    mouth = np.zeros(occ.shape, np.uint8)
+    _poly(mouth, local[48:60])
+    n, labels = cv2.connectedComponents(occ, connectivity=8)
+    over_mouth = np.zeros(n, bool)
+    over_mouth[np.unique(labels[mouth > 0])] = True
+    over_mouth[0] = False
+    out = occ & ~(brighter & ~over_mouth[labels]).astype(np.uint8)
+    # What the highlight leaves at its rim is shading, not an occluder.
+    return cv2.morphologyEx(out, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
 
 def _drop_specks_and_eyes(occ: np.ndarray, eyes: np.ndarray, size: float) -> np.ndarray:
