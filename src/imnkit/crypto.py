@@ -87,7 +87,7 @@ class KdfParams:
     """Argon2id parameters, stored (not secret) beside a passphrase-wrapped key."""
 
     salt: bytes
-    iterations: int = 12  # 0.62-0.72 s per guess on the 2-core machine (10 gave 0.49-0.70: benchmarks/keyed_speed.py)
+    iterations: int = 18  # 0.63-0.81 s per guess on the 2-core machine (12 gave 0.37-0.70: benchmarks/keyed_speed.py)
     memory_kib: int = 65536
     lanes: int = 4
 
