@@ -299,3 +299,35 @@ def test_look_picks_matching_identities():
         if gender:
             assert ident.gender == gender, (name, ident.name)
         assert res.distances[0] >= SAME_PERSON_THRESHOLD
+
+
+def _region_lab(img, lm, outer, inner=None):
+    """Mean Lab of ``img`` over the polygon of landmarks ``outer`` minus that of ``inner``."""
+    import cv2
+
+    def hull(idx):
+        m = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillConvexPoly(m, cv2.convexHull(np.round(lm[idx]).astype(np.int32)), 1)
+        return m
+    sel = hull(outer) if inner is None else hull(outer) & (1 - hull(inner))
+    return np.asarray(cv2.mean(cv2.cvtColor(img, cv2.COLOR_RGB2LAB), mask=sel)[:3])
+
+
+@pytest.mark.parametrize("name,ident,feature,outer,inner,chan", [
+    # A composite's red lips on a woman with paler ones (a* = redness) ...
+    ("portrait_03.png", "woman_young_1", "lips", np.r_[48:60], np.r_[60:68], 1),
+    ("portrait_04.png", "woman_young_2", "lips", np.r_[48:60], np.r_[60:68], 1),
+    # ... and its bluish eyes on a dark-skinned woman's (b* < 128 = blue).
+    ("portrait_11.jpg", "woman_young_5", "eye", np.r_[36:42], None, 2),
+])
+def test_mask_features_take_the_photos_colour(name, ident, feature, outer, inner, chan):
+    img = _photo(name)
+    face = _faces(name)[0]
+    want = _region_lab(img, np.asarray(face.landmarks), outer, inner)[chan]
+    got = {}
+    for on in (True, False):
+        res = swap_faces(img, [face], replace=ident, params=SwapParams(feature_colour=on))
+        lm = np.asarray(fit_landmarks(res.image, face.box))  # read off the Mask, as anyone would
+        got[on] = _region_lab(res.image, lm, outer, inner)[chan]
+    assert abs(got[True] - want) < 4.0, (feature, got, want)
+    assert abs(got[False] - want) > 7.0, (feature, got, want)  # the replacement's own colour

@@ -11,9 +11,12 @@ For each protected face:
 2. Warp. The replacement face is warped piecewise-affinely (Delaunay triangles over its 68
    landmarks plus a ring of points around them) onto the target landmarks.
 3. Colour, light, grain. Lab mean and spread are matched on skin only (the face minus brows,
-   eyes and mouth), the protected face's low-frequency shading (masked Gaussian,
+   eyes and mouth), with lightness as log(L* + 16) so shading and dark features scale with the
+   skin's lightness; the protected face's low-frequency shading (masked Gaussian,
    ``light_sigma`` x face size) replaces the replacement's, and the replacement is blurred or
-   given seeded grain until its fine detail matches the photo's. A grey photo stays grey.
+   given seeded grain until its fine detail matches the photo's. The lips then take the
+   protected lips' mean colour and the eyes (with lids and lashes) their tint
+   (``feature_colour``). A grey photo stays grey.
 4. Blend. A feathered mask over the jaw line and (slightly lifted) brows, or Poisson cloning
    (``blend="poisson"``). The protected mouth's inside (teeth, tongue; for a closed mouth its
    lip line) is warped onto the target inner lips.
@@ -22,7 +25,8 @@ For each protected face:
    rendered again; the rendering that reads closest is kept.
 6. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
    swapped face; while it is still the same person, or its expression reads off, the next
-   identities are tried. Identities are chosen by look (:mod:`imnkit.face.looks`).
+   identities are tried; one that just misses is tried once with its layout pushed away from
+   the protected face's. Identities are chosen by look (:mod:`imnkit.face.looks`).
 
 Only pixels inside the returned region differ from the input; the result is a pure function of
 its inputs (identity order: seeded, salted by each face's descriptor).
@@ -62,6 +66,7 @@ class SwapParams:
     keep_mouth: bool = True  # keep the protected face's open-mouth inside
     expression_passes: int = 2  # re-landmark the Mask and correct its expression this many times
     grain: bool = True  # match the photo's sharpness and grain (blur or add noise to the replacement)
+    feature_colour: bool = True  # lips take the protected lips' colour, eyes the protected eyes' tint
     blend: Literal["feather", "poisson"] = "feather"
 
 
@@ -97,10 +102,14 @@ SCREEN_MARGIN = 0.02
 CLEAR_MARGIN = 0.05
 #: an identity whose draft reads at most this much closer than ``min_distance`` is drafted once more
 #: with its layout pushed away from the protected face's (``geometry`` = :data:`PUSH_GEOMETRY`), and
-#: the farther of the two drafts goes on: a look-matched identity that just misses (a girl's Mask read
-#: 0.58 from a girl) is kept rather than one of another age band or gender presentation
+#: the farther of the two drafts goes on if it reads over ``min_distance``: a look-matched identity
+#: that just misses (a girl's Mask read 0.58 from a girl) is kept rather than one of another age band
+#: or gender presentation
 PUSH_WINDOW = 0.04
 PUSH_GEOMETRY = 1.3
+#: ... and when neither draft reads over ``min_distance``, the identity is passed over unless the
+#: better one reads within this of it
+PUSHED_SCREEN_MARGIN = 0.01
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -421,6 +430,8 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
         return image.copy(), None
     skin = _skin_mask(inner, prot - [x0, y0], dst_pts - [x0, y0])
     w_rgb = _match_colour(roi, warped, skin, params, size, seed=x0 * 7919 + y0)
+    if params.feature_colour and not _grey_pixels(roi):
+        w_rgb = _match_features(roi, w_rgb, prot - [x0, y0], target - [x0, y0], size)
     out_roi, alpha = _blend(image, w_rgb, inner, covered, box, params, size)
     if params.keep_mouth:
         inside, m_alpha = _mouth_inside(image, prot, target, box, size)
@@ -487,20 +498,22 @@ def _skin_mask(inner: np.ndarray, prot_local: np.ndarray, target_local: np.ndarr
 def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params: SwapParams,
                   size: float, seed: int) -> np.ndarray:
     """The warped replacement given the photo's skin colour, shading and grain (grey if the photo is)."""
-    p_lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
-    w_lab = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB).astype(np.float32)
+    # Lightness as log(L* + 16) (log luminance / 3): shading and a feature's darkness multiply
+    # there, so a composite's dark lashes stay dark, not black, on dark skin.
+    p_lab, w_lab = (_log_lightness(cv2.cvtColor(x, cv2.COLOR_RGB2LAB)) for x in (roi, warped))
     sel8 = skin.astype(np.uint8)
     # cv2.meanStdDev over the mask: the same statistics as numpy over p_lab[sel], ~40x faster
     (mu_p, sd_p), (mu_w, sd_w) = (cv2.meanStdDev(lab, mask=sel8) for lab in (p_lab, w_lab))
     mu_p, sd_p, mu_w, sd_w = (v.ravel().astype(np.float32) for v in (mu_p, sd_p, mu_w, sd_w))
     if params.color_std:
-        ratio = np.clip(sd_p / np.maximum(sd_w, 1e-3), [0.67, 0.1, 0.1], [1.5, 1.5, 1.5]).astype(np.float32)
+        ratio = np.clip(sd_p / np.maximum(sd_w, 1e-3), [0.67, 0.1, 0.1], [1.0, 1.5, 1.5]).astype(np.float32)
     else:
         ratio = np.ones(3, np.float32)
     w_lab = (w_lab - mu_w) * ratio + mu_p
     if params.light_sigma > 0:
         sig = params.light_sigma * size
         w_lab += masked_blur(p_lab, skin, sig) - masked_blur(w_lab, skin, sig)
+    w_lab[..., 0] = (np.exp(w_lab[..., 0]) - 16.0) * (255.0 / 100.0)
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     if params.grain:
         w_rgb = _match_grain(w_rgb, roi, sel8, seed=seed)
@@ -508,6 +521,58 @@ def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params:
         grey = np.rint(w_rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         w_rgb = np.repeat(grey, 3, axis=2)
     return w_rgb
+
+
+def _log_lightness(lab8: np.ndarray) -> np.ndarray:
+    """8-bit Lab as float32 with L replaced by log(L* + 16)."""
+    out = lab8.astype(np.float32)
+    out[..., 0] = np.log(out[..., 0] * (100.0 / 255.0) + 16.0)
+    return out
+
+
+#: (outer polygon, its growth about its centre, inner polygon or None, Lab channels matched, share of
+#: the replacement's own tint kept): lips whole; eyes with their lids and lashes in tint only (an
+#: eye's lightness mixes its white, iris and lashes, which differ in share between two people), their
+#: tint the photo's (a composite's irises and lashes are bluish)
+_FEATURE_COLOUR = ((np.r_[48:60], 1.0, np.r_[60:68], slice(0, 3), 1.0),
+                   (np.r_[36:42], 1.8, None, slice(1, 3), 0.0), (np.r_[42:48], 1.8, None, slice(1, 3), 0.0))
+
+
+def _match_features(roi: np.ndarray, w_rgb: np.ndarray, prot_local: np.ndarray, target_local: np.ndarray,
+                    size: float) -> np.ndarray:
+    """``w_rgb`` with each feature's mean colour moved to the protected face's (box coordinates).
+
+    The skin match leaves a composite's features as they were relative to its skin: red lips
+    and bluish eyes of light-skinned contributors stay so on any face; the photo's own lip
+    colour and eye tint are what its light and the person's look give.
+    """
+    p_lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
+    w_lab = cv2.cvtColor(w_rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    out = w_lab.copy()
+    for outer, grow, inner, chans, keep in _FEATURE_COLOUR:
+        p_sel, w_sel = (_ring_mask(roi.shape[:2], _grown(lm[outer], grow), None if inner is None else lm[inner])
+                        for lm in (prot_local, target_local))
+        if cv2.countNonZero(p_sel) < 16 or cv2.countNonZero(w_sel) < 16:
+            continue
+        mu_p, mu_w = (np.asarray(cv2.mean(lab, mask=m)[:3], np.float32) for lab, m in ((p_lab, p_sel), (w_lab, w_sel)))
+        want = w_lab.copy()
+        want[..., chans] = (mu_p + keep * (w_lab - mu_w))[..., chans]
+        soft = gaussian_blur(w_sel.astype(np.float32), max(0.5, 0.01 * size), **SWAP_BLUR)[..., None]
+        out += soft * (want - w_lab)
+    return cv2.cvtColor(np.clip(np.rint(out), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def _grown(pts: np.ndarray, k: float) -> np.ndarray:
+    c = pts.mean(axis=0)
+    return c + k * (pts - c)
+
+
+def _ring_mask(shape: tuple[int, int], outer: np.ndarray, inner: np.ndarray | None) -> np.ndarray:
+    """0/1 uint8 mask of the polygon ``outer`` minus the polygon ``inner``."""
+    m = _poly_mask(shape, outer)
+    if inner is not None:
+        m &= 1 - _poly_mask(shape, inner)
+    return m
 
 
 def _blend(image: np.ndarray, w_rgb: np.ndarray, inner: np.ndarray, covered: np.ndarray, box: Box,
@@ -689,9 +754,11 @@ def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: l
         identity = get_identity(cand_name, pool)
         draft = _draft(image, face, identity, params)
         near = None if draft.final else _draft_distance(draft, face, prot_desc)
-        if near is not None and min_distance - PUSH_WINDOW <= near < min_distance and params.geometry > 0:
+        pushed = near is not None and min_distance - PUSH_WINDOW <= near < min_distance and params.geometry > 0
+        if pushed:
             draft, near = _pushed(image, face, identity, params, prot_desc, draft, near)
-        if near is not None and near < min_distance - SCREEN_MARGIN:
+        # Both drafts under min_distance: its full-size Mask rarely reads over it unless it is very near.
+        if near is not None and near < min_distance - (PUSHED_SCREEN_MARGIN if pushed else SCREEN_MARGIN):
             if best is None or (False, False, near) > best[0]:
                 best = ((False, False, near), near, cand_name, draft, None)
             continue
