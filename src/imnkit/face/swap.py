@@ -546,20 +546,30 @@ def _match_features(roi: np.ndarray, w_rgb: np.ndarray, prot_local: np.ndarray, 
     and bluish eyes of light-skinned contributors stay so on any face; the photo's own lip
     colour and eye tint are what its light and the person's look give.
     """
-    p_lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
-    w_lab = cv2.cvtColor(w_rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    out = w_lab.copy()
+    sigma = max(0.5, 0.01 * size)
+    h, w = roi.shape[:2]
+    out = w_rgb.copy()
     for outer, grow, inner, chans, keep in _FEATURE_COLOUR:
-        p_sel, w_sel = (_ring_mask(roi.shape[:2], _grown(lm[outer], grow), None if inner is None else lm[inner])
-                        for lm in (prot_local, target_local))
+        polys = [(_grown(lm[outer], grow), None if inner is None else lm[inner]) for lm in (prot_local, target_local)]
+        # Each feature on its own box (both layouts, plus the feather): a face box is ~30x larger.
+        pts = np.vstack([polys[0][0], polys[1][0]])
+        x0, y0 = np.maximum(np.floor(pts.min(axis=0) - 3 * sigma - 1).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(pts.max(axis=0) + 3 * sigma + 2).astype(int), [w, h])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        shape, off = (y1 - y0, x1 - x0), np.array([x0, y0], np.float64)
+        p_sel, w_sel = (_ring_mask(shape, o - off, None if i is None else i - off) for o, i in polys)
         if cv2.countNonZero(p_sel) < 16 or cv2.countNonZero(w_sel) < 16:
             continue
+        p_lab = cv2.cvtColor(roi[y0:y1, x0:x1], cv2.COLOR_RGB2LAB).astype(np.float32)
+        w_lab = cv2.cvtColor(out[y0:y1, x0:x1], cv2.COLOR_RGB2LAB).astype(np.float32)
         mu_p, mu_w = (np.asarray(cv2.mean(lab, mask=m)[:3], np.float32) for lab, m in ((p_lab, p_sel), (w_lab, w_sel)))
         want = w_lab.copy()
         want[..., chans] = (mu_p + keep * (w_lab - mu_w))[..., chans]
-        soft = gaussian_blur(w_sel.astype(np.float32), max(0.5, 0.01 * size), **SWAP_BLUR)[..., None]
-        out += soft * (want - w_lab)
-    return cv2.cvtColor(np.clip(np.rint(out), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+        soft = gaussian_blur(w_sel.astype(np.float32), sigma, **SWAP_BLUR)[..., None]
+        w_lab += soft * (want - w_lab)
+        out[y0:y1, x0:x1] = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    return out
 
 
 def _grown(pts: np.ndarray, k: float) -> np.ndarray:
