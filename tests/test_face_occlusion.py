@@ -109,3 +109,12 @@ def test_light_on_bare_skin_is_not_kept():
     assert nose.sum() > 5000 and cheeks.sum() > 20000
     assert (alpha[nose] > 0.5).mean() < 0.01
     assert (alpha[cheeks] > 0.5).mean() < 0.02
+
+
+def test_white_occluder_beside_the_mouth_is_kept():
+    # hard_06_occlusion.png: a white shape covers the right half of the face (an eye and a cheek,
+    # not the mouth). Bright like light on skin, but with no skin hue: it stays in front.
+    img, face, alpha = _face_and_alpha("hard_06_occlusion.png")
+    white = _hull(img.shape[:2], face.landmarks) & (_luma(img) > 240)
+    assert white.sum() > 5000
+    assert (alpha[white] > 0.5).mean() > 0.9

@@ -14,6 +14,8 @@ mouth (a medical mask) is grown to its outline by a watershed against the face's
 its parts near skin colour (a pink side panel) stay too. The mask is feathered, and the
 original pixels are put back over the Mask where it is set: what covered the face still covers it.
 
+Light on skin (a lit cheek, a shiny nose tip: brighter than the skin, with most of its hue) is
+not an occluder unless its part covers the mouth; white and grey occluders have no skin hue.
 Skin-coloured occluders (a hand) are not found so; hands are found by a model
 (:mod:`imnkit.face.hands`) and kept the same way. Limits (measured on ../shared/data/faces): a
 dark beard, and shaded skin at the face's edge, count as occluders and are kept.
@@ -115,8 +117,7 @@ def occluder_mask(image: np.ndarray, face: Face, *, strength: float = 1.0) -> tu
     if ref_sel is None:
         return None
     cand = _candidates(ycc, ref_sel, grey, strength) & inside
-    brighter = ycc[..., 0] > np.median(ycc[ref_sel][:, 0])
-    occ = _whole_occluders(cand, feats, ycc, local, size, inside, brighter)
+    occ = _whole_occluders(cand, feats, ycc, local, size, inside, _lit_skin(ycc, ref_sel, grey))
     occ = _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside)
     if occ.sum() == 0:
         return None
@@ -194,7 +195,23 @@ def _candidates(ycc, ref_sel, grey, strength) -> np.ndarray:
     return cand | (ycc[..., 0] < min(60.0, 0.4 * med[0]) / strength)
 
 
-def _whole_occluders(cand, feats, ycc, local, size, inside, brighter) -> np.ndarray:
+def _lit_skin(ycc: np.ndarray, ref_sel: np.ndarray, grey: bool) -> np.ndarray:
+    """Pixels brighter than the skin whose chroma still points the skin's way from grey: light on skin.
+
+    A lit cheek or a shiny nose tip keeps most of the skin's hue (portrait_07: 60 %); a white or
+    grey occluder (a medical mask, a white card) has none. Grey photos and grey-looking skin have
+    no hue to tell them apart by: nothing is called lit there.
+    """
+    med = np.median(ycc[ref_sel], axis=0)
+    hue = med[1:] - 128.0
+    norm2 = float(hue @ hue)
+    if grey or norm2 < 16.0:
+        return np.zeros(ycc.shape[:2], bool)
+    share = ((ycc[..., 1:] - 128.0) @ hue) / norm2
+    return (ycc[..., 0] > med[0]) & (share >= 0.35)
+
+
+def _whole_occluders(cand, feats, ycc, local, size, inside, lit) -> np.ndarray:
     """Candidates cleaned into whole occluders: features only inside dense ones, highlights on skin
     dropped, gaps closed, holes filled, specks dropped; float32 0/1."""
     # Features (eyes, brows, lips) are never skin: count them only inside dense occluders. Eyes
@@ -208,7 +225,7 @@ def _whole_occluders(cand, feats, ycc, local, size, inside, brighter) -> np.ndar
     occ = _covered_features(occ, cand, ycc, local, size).astype(np.uint8)
     r = max(1, int(0.015 * size))
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    occ = _drop_highlights(occ, brighter, local, r)
+    occ = _drop_highlights(occ, lit, local, r)
     occ |= _frames(bare, local, size)
     # Close small gaps (a glasses frame broken where it crosses a brow, a mask's folds) and fill
     # holes enclosed by an occluder (the middle of a medical mask), so occluders stay whole.
@@ -218,13 +235,13 @@ def _whole_occluders(cand, feats, ycc, local, size, inside, brighter) -> np.ndar
     return _drop_specks_and_eyes(occ, eyes, size)
 
 
-def _drop_highlights(occ: np.ndarray, brighter: np.ndarray, local: np.ndarray, r: int) -> np.ndarray:
-    """``occ`` (0/1 uint8) without its pixels brighter than the skin, except in parts over the mouth.
+def _drop_highlights(occ: np.ndarray, lit: np.ndarray, local: np.ndarray, r: int) -> np.ndarray:
+    """``occ`` (0/1 uint8) without its ``lit`` skin pixels (:func:`_lit_skin`), except in parts over the mouth.
 
-    Light on skin (a lit cheek, the nose tip's shine, the bluish sheen of dark skin) is paler than
-    the skin's own colour and would be kept, and show as pale patches on the Mask; a bright
-    occluder in front of a face (a medical mask, a white mic) covers the mouth. Glasses frames
-    are found apart (:func:`_frames`) and are not affected.
+    Light on skin (a lit cheek, the nose tip's shine) is paler than the skin's own colour and
+    would be kept, and show as pale patches on the Mask. A skin-coloured occluder over the mouth
+    (a medical mask's pink panel) stays whole. Glasses frames are found apart (:func:`_frames`)
+    and are not affected.
     """
     mouth = np.zeros(occ.shape, np.uint8)
     _poly(mouth, local[48:60])
@@ -232,7 +249,7 @@ def _drop_highlights(occ: np.ndarray, brighter: np.ndarray, local: np.ndarray, r
     over_mouth = np.zeros(n, bool)
     over_mouth[np.unique(labels[mouth > 0])] = True
     over_mouth[0] = False
-    out = occ & ~(brighter & ~over_mouth[labels]).astype(np.uint8)
+    out = occ & ~(lit & ~over_mouth[labels]).astype(np.uint8)
     # What the highlight leaves at its rim is shading, not an occluder.
     return cv2.morphologyEx(out, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
