@@ -87,8 +87,10 @@ class KdfParams:
     """Argon2id parameters, stored (not secret) beside a passphrase-wrapped key."""
 
     salt: bytes
-    iterations: int = 18  # 0.63-0.81 s per guess on the 2-core machine (12 gave 0.37-0.70: benchmarks/keyed_speed.py)
-    memory_kib: int = 65536
+    # 128 MiB x 10: 0.64-0.88 s per guess on the 2-core machine at its fastest (64 MiB x 18 read
+    # 0.46-0.73 s, x 12 0.37-0.70 s there; benchmarks/keyed_speed.py measures it)
+    iterations: int = 10
+    memory_kib: int = 131072
     lanes: int = 4
 
     def to_dict(self) -> dict:
