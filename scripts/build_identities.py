@@ -25,7 +25,7 @@ an identity of the protected face's look: a ridge regression from the dlib descr
 listed photos to their labels (``--looks-only`` rewrites just that file).
 
 Usage:
-    PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3   # the shipped pool
+    PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23   # the shipped pool
     PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
 """
 
@@ -253,6 +253,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=28, help="identities to keep (at most)")
     ap.add_argument("--candidates", type=int, default=14, help="random groups tried per look")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--top-up", type=int, default=None, metavar="SEED",
+                    help="while under --count, draw as many candidates again with this seed and keep those distinct from the pool")
     ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
     args = ap.parse_args()
 
@@ -263,9 +265,16 @@ def main() -> None:
     print(f"aligning {len(PEOPLE)} contributor photos ...", file=sys.stderr)
     contrib = Contributors(args.train)
     cands = make_candidates(contrib, args.candidates, np.random.default_rng(args.seed))
-    scored = score_candidates(cands)
-    print(f"{len(scored)} of {len(cands)} candidates are >= 0.6 from all their contributors", file=sys.stderr)
+    folded = sum(folds(contrib.template, c[4]) > 0 for c in cands)
+    scored = score_candidates(cands, contrib.template)
+    print(f"{folded} of {len(cands)} candidates fold their texture; {len(scored)} of the rest are whole on the "
+          "canvas and >= 0.6 from all their contributors", file=sys.stderr)
     kept = keep_distinct(scored, args.count)
+    if args.top_up is not None and len(kept) < args.count:
+        more = score_candidates(make_candidates(contrib, args.candidates, np.random.default_rng(args.top_up)),
+                                contrib.template)
+        kept = keep_distinct(more, args.count, kept)
+        print(f"top-up (seed {args.top_up}): {len(more)} usable candidates, pool now {len(kept)}", file=sys.stderr)
     astro = astronaut(contrib.template, kept)
     if astro is not None:
         kept.append(astro)
@@ -362,10 +371,34 @@ def make_candidates(contrib: Contributors, per_look: int, rng: np.random.Generat
     return cands
 
 
-def score_candidates(cands: list[tuple]) -> list[dict]:
-    """The candidates dlib sees whole on the canvas and puts >= 0.6 from each of their contributors."""
+#: landmarks of the brows, nose and eyes: a fold among them shows as a patch in the middle of the face
+_CENTRE = set(range(17, 48))
+
+
+def folds(template: np.ndarray, shape: np.ndarray) -> int:
+    """Triangles between brows, nose and eyes that the warp of the texture onto ``shape`` turns over.
+
+    A shape pushed far from a few people's mean can carry its nose past an eye corner: the warp then
+    folds the texture over itself and shows a sharp-edged pale triangle (the first pool's
+    woman_young_5). Folds at the jaw and between the closed lips are hidden by the swap's mask
+    and its lips, and are not counted.
+    """
+    src, dst = np.vstack([template, _BORDER]), np.vstack([shape, _BORDER])
+    tri = np.array([t for t in delaunay(src) if set(t.tolist()) <= _CENTRE])
+
+    def area(p):
+        a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    return int(np.sum(area(src) * area(dst) < 0))
+
+
+def score_candidates(cands: list[tuple], template: np.ndarray) -> list[dict]:
+    """The candidates whose warp does not fold, that dlib sees whole on the canvas and puts >= 0.6 from
+    each of their contributors."""
     scored = []
     for look, members, how, rgb, shape, ex in cands:
+        if folds(template, shape):
+            continue
         seen = detect_built(rgb, shape)
         if seen is None:
             continue
@@ -379,13 +412,14 @@ def score_candidates(cands: list[tuple]) -> list[dict]:
     return scored
 
 
-def keep_distinct(scored: list[dict], count: int) -> list[dict]:
-    """Up to ``count`` candidates, named, each >= 0.6 from every one kept before it.
+def keep_distinct(scored: list[dict], count: int, kept: list[dict] | None = None) -> list[dict]:
+    """Up to ``count`` candidates, named, each >= 0.6 from every one kept before it (``kept``: those
+    already kept, which stay first).
 
     The looks are taken in turn, each time the least exaggerated candidate (the most natural;
     then the farthest from its contributors).
     """
-    kept: list[dict] = []
+    kept = list(kept or [])
     by_look = {look: sorted([c for c in scored if c["look"] == look], key=lambda c: (c["ex"], -c["near"])) for look in LOOKS}
     while len(kept) < count and any(by_look.values()):
         for look in LOOKS:
@@ -510,7 +544,8 @@ def write_sources(out: Path, entries, rows, report: str) -> None:
         "# Built-in replacement identities",
         "",
         "Built by `scripts/build_identities.py`; rebuild with",
-        "`PYTHONPATH=src python scripts/build_identities.py` (needs ../shared/data/train_faces).",
+        "`PYTHONPATH=src python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23`",
+        "(needs ../shared/data/train_faces).",
         f"Each identity is a {SIZE}x{SIZE} RGB PNG aligned to one landmark template, with its 68 dlib",
         "landmarks, look (gender presentation, age band) and skin tone (ITA degrees) in `identities.json`.",
         "",
@@ -528,8 +563,9 @@ def write_sources(out: Path, entries, rows, report: str) -> None:
         "colour statistics (Lab) set to the group's mean, and the textures averaged (closed mouths",
         "weighing more around the mouth). The average texture and the group's mean shape are pushed",
         "away from the all-contributor average, and the texture is warped onto that shape. A",
-        "composite is kept only when dlib's descriptor puts it >= 0.6 from every one of its",
-        "contributors and from every identity kept before it. No contributor photo is shipped.",
+        "composite is kept only when that warp does not turn the texture over between the brows,",
+        "nose and eyes, and dlib's descriptor puts it >= 0.6 from every one of its contributors and",
+        "from every identity kept before it. No contributor photo is shipped.",
         "",
         "```",
         report,

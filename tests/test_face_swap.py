@@ -318,7 +318,7 @@ def _region_lab(img, lm, outer, inner=None):
     ("portrait_03.png", "woman_young_1", "lips", np.r_[48:60], np.r_[60:68], 1),
     ("portrait_04.png", "woman_young_2", "lips", np.r_[48:60], np.r_[60:68], 1),
     # ... and its bluish eyes on a dark-skinned woman's (b* < 128 = blue).
-    ("portrait_11.jpg", "woman_young_5", "eye", np.r_[36:42], None, 2),
+    ("portrait_11.jpg", "woman_young_1", "eye", np.r_[36:42], None, 2),
 ])
 def test_mask_features_take_the_photos_colour(name, ident, feature, outer, inner, chan):
     img = _photo(name)

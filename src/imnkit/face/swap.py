@@ -102,14 +102,16 @@ SCREEN_MARGIN = 0.02
 CLEAR_MARGIN = 0.05
 #: an identity whose draft reads at most this much closer than ``min_distance`` is drafted once more
 #: with its layout pushed away from the protected face's (``geometry`` = :data:`PUSH_GEOMETRY`), and
-#: the farther of the two drafts goes on if it reads over ``min_distance``: a look-matched identity
+#: the farther of the two drafts goes on: a look-matched identity
 #: that just misses (a girl's Mask read 0.58 from a girl) is kept rather than one of another age band
 #: or gender presentation
 PUSH_WINDOW = 0.04
 PUSH_GEOMETRY = 1.3
-#: ... and when neither draft reads over ``min_distance``, the identity is passed over unless the
-#: better one reads within this of it
-PUSHED_SCREEN_MARGIN = 0.01
+#: ... and it goes on to its full-size rendering only when the better draft reads at least this much
+#: over ``min_distance`` (a draft reads within about +-0.02 of its full-size Mask, so one just over the
+#: line often fails at full size after a costly rendering: portrait_06's girl_1 read 0.602, then 0.595;
+#: portrait_07's girl_2 read 0.609, then 0.611 and was kept)
+PUSHED_CLEAR = 0.005
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -767,8 +769,7 @@ def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: l
         pushed = near is not None and min_distance - PUSH_WINDOW <= near < min_distance and params.geometry > 0
         if pushed:
             draft, near = _pushed(image, face, identity, params, prot_desc, draft, near)
-        # Both drafts under min_distance: its full-size Mask rarely reads over it unless it is very near.
-        if near is not None and near < min_distance - (PUSHED_SCREEN_MARGIN if pushed else SCREEN_MARGIN):
+        if near is not None and near < min_distance + (PUSHED_CLEAR if pushed else -SCREEN_MARGIN):
             if best is None or (False, False, near) > best[0]:
                 best = ((False, False, near), near, cand_name, draft, None)
             continue
