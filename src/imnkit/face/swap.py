@@ -102,9 +102,8 @@ SCREEN_MARGIN = 0.02
 CLEAR_MARGIN = 0.05
 #: an identity whose draft reads at most this much closer than ``min_distance`` is drafted once more
 #: with its layout pushed away from the protected face's (``geometry`` = :data:`PUSH_GEOMETRY`), and
-#: the farther of the two drafts goes on: a look-matched identity
-#: that just misses (a girl's Mask read 0.58 from a girl) is kept rather than one of another age band
-#: or gender presentation
+#: the farther of the two drafts goes on: a look-matched identity that just misses (a girl's Mask
+#: read 0.58 from a girl) is kept rather than one of another age band or gender presentation
 PUSH_WINDOW = 0.04
 PUSH_GEOMETRY = 1.3
 #: ... and it goes on to its full-size rendering only when the better draft reads at least this much
@@ -431,8 +430,9 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     if inner.sum() < 16:
         return image.copy(), None
     skin = _skin_mask(inner, prot - [x0, y0], dst_pts - [x0, y0])
-    w_rgb = _match_colour(roi, warped, skin, params, size, seed=x0 * 7919 + y0)
-    if params.feature_colour and not _grey_pixels(roi):
+    grey = _grey_pixels(roi)
+    w_rgb = _match_colour(roi, warped, skin, params, size, seed=x0 * 7919 + y0, grey=grey)
+    if params.feature_colour and not grey:
         w_rgb = _match_features(roi, w_rgb, prot - [x0, y0], target - [x0, y0], size)
     out_roi, alpha = _blend(image, w_rgb, inner, covered, box, params, size)
     if params.keep_mouth:
@@ -498,8 +498,9 @@ def _skin_mask(inner: np.ndarray, prot_local: np.ndarray, target_local: np.ndarr
 
 
 def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params: SwapParams,
-                  size: float, seed: int) -> np.ndarray:
-    """The warped replacement given the photo's skin colour, shading and grain (grey if the photo is)."""
+                  size: float, seed: int, grey: bool) -> np.ndarray:
+    """The warped replacement given the photo's skin colour, shading and grain (grey if ``grey``,
+    the photo's box being grey)."""
     # Lightness as log(L* + 16) (log luminance / 3): shading and a feature's darkness multiply
     # there, so a composite's dark lashes stay dark, not black, on dark skin.
     p_lab, w_lab = (_log_lightness(cv2.cvtColor(x, cv2.COLOR_RGB2LAB)) for x in (roi, warped))
@@ -519,7 +520,7 @@ def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params:
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     if params.grain:
         w_rgb = _match_grain(w_rgb, roi, sel8, seed=seed)
-    if _grey_pixels(roi):  # a grey photo stays grey
+    if grey:  # a grey photo stays grey
         grey = np.rint(w_rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         w_rgb = np.repeat(grey, 3, axis=2)
     return w_rgb
