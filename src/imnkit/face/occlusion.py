@@ -45,6 +45,13 @@ def _eyes(shape, local: np.ndarray) -> np.ndarray:
     return eyes
 
 
+def _mouth(shape, local: np.ndarray) -> np.ndarray:
+    """0/1 uint8 mask of the outer-lip polygon."""
+    mouth = np.zeros(shape, np.uint8)
+    _poly(mouth, local[48:60])
+    return mouth
+
+
 def _face_size(lm: np.ndarray) -> float:
     lo, hi = lm.min(axis=0), lm.max(axis=0)
     return float(np.hypot(*(hi - lo)) / np.sqrt(2))
@@ -243,8 +250,7 @@ def _drop_highlights(occ: np.ndarray, lit: np.ndarray, local: np.ndarray, r: int
     (a medical mask's pink panel) stays whole. Glasses frames are found apart (:func:`_frames`)
     and are not affected.
     """
-    mouth = np.zeros(occ.shape, np.uint8)
-    _poly(mouth, local[48:60])
+    mouth = _mouth(occ.shape, local)
     n, labels = cv2.connectedComponents(occ, connectivity=8)
     over_mouth = np.zeros(n, bool)
     over_mouth[np.unique(labels[mouth > 0])] = True
@@ -286,9 +292,7 @@ def _grow_mouth_cover(roi, occ, ref_sel, local, polygon, inside) -> np.ndarray:
     the object's outline, not by colour: a watershed on the smoothed photo between the face's own
     pixels and the occluder (with what lies outside the face), kept where it joins the occluder.
     """
-    mouth = np.zeros(occ.shape, np.uint8)
-    _poly(mouth, local[48:60])
-    mouth = mouth > 0
+    mouth = _mouth(occ.shape, local) > 0
     if mouth.sum() < 4 or occ[mouth].mean() < 0.5:
         return occ
     markers = np.zeros(occ.shape, np.int32)
