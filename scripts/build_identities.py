@@ -27,6 +27,7 @@ listed photos to their labels (``--looks-only`` rewrites just that file).
 Usage:
     PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23   # the shipped pool
     PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
+    PYTHONPATH=src python scripts/build_identities.py --descriptors-only             # only the descriptors
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
 from imnkit.face.detect import detect_faces  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
-from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
+from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor  # noqa: E402
 from imnkit.face.looks import geometry_features, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
@@ -256,7 +257,13 @@ def main() -> None:
     ap.add_argument("--top-up", type=int, default=None, metavar="SEED",
                     help="while under --count, draw as many candidates again with this seed and keep those distinct from the pool")
     ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
+    ap.add_argument("--descriptors-only", action="store_true",
+                    help="only (re)write the identities' descriptors into the pool's identities.json")
     args = ap.parse_args()
+
+    if args.descriptors_only:
+        add_descriptors(args.out)
+        return
 
     rows = check_licences(args.train)
     fit_looks(args.train, args.out)
@@ -521,6 +528,7 @@ def write_pool(args, kept, rows) -> None:
             "name": k["name"], "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "landmarks": np.round(k["lm"], 2).tolist(),
+            "descriptor": stored_descriptor(img, np.round(k["lm"], 2)),
             "gender": k["look"][0], "age": k["look"][1], "tone": round(skin_tone(img, k["lm"]), 1),
             "origin": origin, "licence": licence,
             "contributors": [p.key for p in k["members"]],
@@ -537,6 +545,25 @@ def write_pool(args, kept, rows) -> None:
     report = "\n".join(lines)
     print(report)
     write_sources(out, entries, rows, report)
+
+
+def stored_descriptor(img: np.ndarray, lm: np.ndarray) -> list[float]:
+    """An identity's descriptor as the manifest stores it: of the shipped pixels and landmarks, as
+    the swap would compute it."""
+    desc = pool_face_descriptor(img, np.asarray(lm, dtype=np.float32))
+    return [round(float(v), 6) for v in desc]
+
+
+def add_descriptors(out: Path) -> None:
+    """Write each identity's descriptor into an existing pool's manifest (nothing else changes)."""
+    manifest = out / MANIFEST
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    for entry in meta["identities"]:
+        entry["descriptor"] = stored_descriptor(load_rgb(out / entry["file"]), np.asarray(entry["landmarks"]))
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(manifest)
+    print(f"descriptors written for {len(meta['identities'])} identities in {manifest}", file=sys.stderr)
 
 
 def write_sources(out: Path, entries, rows, report: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import astuple
 import numpy as np
 import pytest
 
-from imnkit.errors import UsageError
+from imnkit.errors import UsageError, WeightsError
 from imnkit.face.detect import detect_faces, fit_landmarks, make_face
 from imnkit.face.expression import measure
 from imnkit.face.identities import (
@@ -22,13 +22,15 @@ from imnkit.face.identities import (
     identity_names,
     load_pool,
 )
+from imnkit.face import swap as swap_module
 from imnkit.face.descriptors import (
     SAME_PERSON_THRESHOLD,
     descriptor_distance,
     face_descriptor,
     identity_distance,
+    pool_face_descriptor,
 )
-from imnkit.face.swap import SwapParams, swap_faces
+from imnkit.face.swap import NEAR_IDENTITY_MARGIN, PUSH_GEOMETRY, SwapParams, swap_faces
 
 
 from _photos import photo as _photo
@@ -87,6 +89,9 @@ def test_pool_is_large_varied_distinct_and_documented():
         assert ident.licence and ident.origin
         assert ident.name in sources
         assert ident.gender in ("f", "m") and ident.age in AGES and np.isfinite(ident.tone)
+        # The stored descriptor is the one the shipped pixels give (a pool rebuilt without
+        # refreshing it would choose identities by stale numbers).
+        np.testing.assert_allclose(ident.descriptor, pool_face_descriptor(ident.image, ident.landmarks), atol=1e-4)
         looks.add((ident.gender, ident.age))
         # A composite of >= 3 people, each listed with a permissive repository licence; or a
         # public-domain portrait.
@@ -286,6 +291,66 @@ def test_a_girl_whose_look_matches_read_just_too_close_still_gets_a_girl():
     assert (ident.gender, ident.age) == ("f", "child"), ident.name
     assert res.distances[0] >= SAME_PERSON_THRESHOLD
     assert _mask_distance(img, res.image, face) >= SAME_PERSON_THRESHOLD
+
+
+def _pool_copy(tmp_path, edit):
+    """A copy of the shipped pool whose manifest entries went through ``edit``."""
+    import shutil
+
+    dst = tmp_path / "pool"
+    shutil.copytree(default_dir(), dst, ignore=shutil.ignore_patterns("__pycache__"))
+    meta = json.loads((dst / MANIFEST).read_text())
+    for entry in meta["identities"]:
+        edit(entry)
+    (dst / MANIFEST).write_text(json.dumps(meta))
+    return str(dst)
+
+
+def _drafts(monkeypatch, img, face, pool=None):
+    """swap_faces' result for ``face`` and the (identity, layout push) of each draft it made."""
+    drafts, draft = [], swap_module._draft
+    monkeypatch.setattr(swap_module, "_draft",
+                        lambda im, f, ident, p: drafts.append((ident.name, p.geometry)) or draft(im, f, ident, p))
+    res = swap_faces(img, [face], seed=0, pool=pool)
+    monkeypatch.undo()
+    assert res.distances[0] >= SAME_PERSON_THRESHOLD
+    return res, drafts
+
+
+def _near(img, face):
+    prot = face_descriptor(img, face)
+    return lambda name: descriptor_distance(prot, get_identity(name).descriptor) < SAME_PERSON_THRESHOLD + NEAR_IDENTITY_MARGIN
+
+
+def test_identities_reading_near_the_face_are_tried_after_the_others(tmp_path, monkeypatch):
+    # portrait_07.png: her look ranks girl_1 first, whose own image reads near her (its Mask read
+    # 0.58 from her, and 0.57 pushed); with the pool's stored descriptors the farther identities of
+    # her look are drafted first. A pool without them (a user's own) is tried in look order.
+    img, face = _photo("portrait_07.png"), _faces("portrait_07.png")[0]
+    near = _near(img, face)
+    _, plain = _drafts(monkeypatch, img, face, _pool_copy(tmp_path, lambda e: e.pop("descriptor")))
+    assert near(plain[0][0]), "the look order starts with an identity near her"
+    res, drafts = _drafts(monkeypatch, img, face)
+    ordered = [near(n) for n in dict.fromkeys(n for n, _ in drafts)]
+    assert not ordered[0] and ordered == sorted(ordered), "farther identities first"
+    assert get_identity(res.identities[0]).age == "child"
+
+
+def test_near_identities_are_drafted_with_the_layout_pushed_at_once(monkeypatch):
+    # portrait_06.png: the baby's look ranks the two girls first, both reading near him: each is
+    # drafted once, pushed (as drafted plainly, girl_1 read 0.586 and was drafted again pushed).
+    img, face = _photo("portrait_06.png"), _faces("portrait_06.png")[0]
+    near = _near(img, face)
+    res, drafts = _drafts(monkeypatch, img, face)
+    pushed = [n for n, g in drafts if near(n)]
+    assert pushed and len(pushed) == len(set(pushed)), drafts
+    assert all(g == SwapParams().geometry * PUSH_GEOMETRY for n, g in drafts if near(n)), drafts
+
+
+def test_a_bad_stored_descriptor_is_refused(tmp_path):
+    pool = _pool_copy(tmp_path, lambda e: e.update(descriptor=[0.0] * 12))
+    with pytest.raises(WeightsError, match="descriptor"):
+        load_pool(pool)
 
 
 def test_look_picks_matching_identities():

@@ -11,7 +11,7 @@ import numpy as np
 
 from imnkit.errors import UsageError
 from imnkit.face import models
-from imnkit.face.detect import Face, check_image
+from imnkit.face.detect import Face, check_image, make_face
 
 SAME_PERSON_THRESHOLD = 0.6
 
@@ -38,6 +38,13 @@ def face_descriptor(image: np.ndarray, face: Face, *, jitters: int = 0) -> np.nd
     shape = _shape(face.landmarks, face.box)
     desc = models.recognition_model().compute_face_descriptor(image, shape, int(jitters))
     return np.asarray(desc, dtype=np.float32)
+
+
+def pool_face_descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Descriptor of an aligned face image (a pool identity), the face box the landmarks' bounds."""
+    lo, hi = np.min(landmarks, axis=0), np.max(landmarks, axis=0)
+    box = (int(lo[1]), int(lo[0]), int(hi[1]) + 1, int(hi[0]) + 1)
+    return face_descriptor(np.ascontiguousarray(image), make_face(landmarks, box))
 
 
 def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -43,6 +43,9 @@ class Identity:
     gender: str = ""  # gender presentation: "f" or "m" ("" unknown)
     age: str = ""  # age band: one of AGES ("" unknown)
     tone: float = float("nan")  # skin tone, ITA degrees (see skin_tone)
+    #: dlib descriptor of ``image`` (128 float32, :func:`imnkit.face.descriptors.pool_face_descriptor`),
+    #: stored by the builder so choosing needs no rendering; None when the manifest has none
+    descriptor: np.ndarray | None = None
 
     @functools.cached_property
     def image(self) -> np.ndarray:
@@ -93,10 +96,21 @@ def _load(folder: str) -> tuple[Identity, ...]:
             raise WeightsError(f"identity {entry['name']!r} has landmarks of shape {lm.shape}, expected (68, 2)")
         lm.flags.writeable = False
         out.append(Identity(entry["name"], path, lm, entry.get("origin", ""), entry.get("licence", ""),
-                            entry.get("gender", ""), entry.get("age", ""), float(entry.get("tone", "nan"))))
+                            entry.get("gender", ""), entry.get("age", ""), float(entry.get("tone", "nan")),
+                            _descriptor(entry)))
     if not out:
         raise WeightsError(f"identity pool {manifest} lists no identities")
     return tuple(out)
+
+
+def _descriptor(entry: dict) -> np.ndarray | None:
+    if "descriptor" not in entry:
+        return None
+    desc = np.asarray(entry["descriptor"], dtype=np.float32)
+    if desc.shape != (128,) or not np.isfinite(desc).all():
+        raise WeightsError(f"identity {entry['name']!r} has a descriptor of shape {desc.shape}, expected (128,) finite")
+    desc.flags.writeable = False
+    return desc
 
 
 def load_pool(folder: str | Path | None = None) -> tuple[Identity, ...]:

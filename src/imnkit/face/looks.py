@@ -114,6 +114,13 @@ def rank_by_look(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
     ``salt`` (e.g. from the face's descriptor) makes different people of the same look draw
     different identities for the same ``seed``; the order is deterministic.
     """
+    near, rest = look_groups(look, pool, seed, salt, spread)
+    return near + rest
+
+
+def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
+                spread: float = 0.3) -> tuple[list[str], list[str]]:
+    """:func:`rank_by_look` in its two parts: (the good look matches in seeded order, the rest)."""
     costs = {i.name: mismatch(look, i) for i in pool}
     best = min(costs.values())
     top = next(i for i in pool if costs[i.name] == best)
@@ -123,7 +130,7 @@ def rank_by_look(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
     rng = np.random.default_rng([int(seed), int(salt)])
     near = [near[int(k)] for k in rng.permutation(len(near))]
     rest = sorted((n for n in costs if n not in near), key=lambda n: (costs[n], n))
-    return near + rest
+    return near, rest
 
 
 def descriptor_salt(descriptor: np.ndarray) -> int:

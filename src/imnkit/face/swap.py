@@ -48,8 +48,8 @@ from imnkit.face.detect import Box, Face, check_image, fit_landmarks, make_face,
 from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
-from imnkit.face.descriptors import descriptor_distance, face_descriptor
-from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look
+from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor
+from imnkit.face.looks import descriptor_salt, estimate_look, look_groups
 from imnkit.face.warp import delaunay, piecewise_affine
 
 
@@ -111,6 +111,12 @@ PUSH_GEOMETRY = 1.3
 #: line often fails at full size after a costly rendering: portrait_06's girl_1 read 0.602, then 0.595;
 #: portrait_07's girl_2 read 0.609, then 0.611 and was kept)
 PUSHED_CLEAR = 0.005
+#: an identity whose own image reads closer than ``min_distance`` plus this to the protected face is
+#: tried after the others of its look group: a Mask reads closer than its identity (it keeps the
+#: face's expression, colour and some of its layout; median -0.08 on 62 training photos). There
+#: (scripts/near_identities.py), 3 of 8 such identities' first drafts hid the face (3 more only
+#: pushed, at twice the drafting), against 236 of 254 farther ones'. See :func:`_far_first`.
+NEAR_IDENTITY_MARGIN = 0.06
 
 
 def _face_size(lm: np.ndarray) -> float:
@@ -629,13 +635,9 @@ def _composite(image: np.ndarray, roi: np.ndarray, out_roi: np.ndarray, alpha: n
 
 @functools.lru_cache(maxsize=4)
 def _pool_descriptors(pool: str | None) -> dict[str, np.ndarray]:
-    """dlib descriptors of the pool identities (for ``assign="similar"``)."""
-    out = {}
-    for ident in load_pool(pool):
-        lo, hi = ident.landmarks.min(axis=0), ident.landmarks.max(axis=0)
-        box = (int(lo[1]), int(lo[0]), int(hi[1]) + 1, int(hi[0]) + 1)
-        out[ident.name] = face_descriptor(np.ascontiguousarray(ident.image), make_face(ident.landmarks, box))
-    return out
+    """dlib descriptors of the pool identities (for ``assign="similar"``): stored, else computed."""
+    return {i.name: i.descriptor if i.descriptor is not None else pool_face_descriptor(i.image, i.landmarks)
+            for i in load_pool(pool)}
 
 
 def _is_grey(image: np.ndarray, face: Face) -> bool:
@@ -698,9 +700,9 @@ def swap_faces(
         if replace is not None:
             tries = [first]
         else:
-            cands, prot_desc = _candidates(image, face, first, order, assign, seed, pool)
+            groups, prot_desc = _candidates(image, face, first, order, assign, seed, pool)
             # Unused identities first, so faces of one photo differ while the pool lasts.
-            tries = [n for n in cands if n not in used] + [n for n in cands if n in used]
+            tries = sorted((n for g in groups for n in g), key=lambda n: n in used)
         if min_distance is None:
             name = tries[0]
             out, reg = swap_face(out, face, get_identity(name, pool), params)
@@ -708,7 +710,10 @@ def swap_faces(
         else:
             if prot_desc is None:
                 prot_desc = face_descriptor(image, face)
-            dist, name, out, reg = _first_hidden(out, face, prot_desc, tries, params, min_distance, pool)
+            near: set[str] = set()
+            if replace is None:
+                tries, near = _far_first(groups, prot_desc, used, min_distance, pool)
+            dist, name, out, reg = _first_hidden(out, face, prot_desc, tries, near, params, min_distance, pool)
         regions.append(reg)
         used.append(name)
         distances.append(dist)
@@ -735,41 +740,62 @@ def _first_identities(n_faces: int, seed: int, replace: str | Sequence[str] | No
 
 
 def _candidates(image: np.ndarray, face: Face, first: str, order: list[str], assign: str, seed: int,
-                pool: str | None) -> tuple[list[str], np.ndarray | None]:
-    """The pool identities to try for ``face``, best first, and its dlib descriptor if it was measured."""
+                pool: str | None) -> tuple[list[list[str]], np.ndarray | None]:
+    """The pool identities to try for ``face``, best first, in groups of about equal merit (the
+    good look matches, the rest), and its dlib descriptor if it was measured."""
     if assign == "look":
         prot_desc = face_descriptor(image, face)
         tone = float("nan") if _is_grey(image, face) else skin_tone(image, face.landmarks)
         look = estimate_look(prot_desc, face.landmarks, tone, pool)
-        return rank_by_look(look, load_pool(pool), seed, descriptor_salt(prot_desc)), prot_desc
+        return list(look_groups(look, load_pool(pool), seed, descriptor_salt(prot_desc))), prot_desc
     if assign == "similar":
         prot_desc = face_descriptor(image, face)
         pool_desc = _pool_descriptors(pool)
         rank = {n: i for i, n in enumerate(order)}
         # (distance, rank) is unique per identity, so sorting the permutation sorts the pool.
-        return sorted(order, key=lambda n: (descriptor_distance(prot_desc, pool_desc[n]), rank[n])), prot_desc
-    return order[order.index(first):] + order[: order.index(first)], None
+        return [sorted(order, key=lambda n: (descriptor_distance(prot_desc, pool_desc[n]), rank[n]))], prot_desc
+    return [order[order.index(first):] + order[: order.index(first)]], None
 
 
-def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: list[str], params: SwapParams,
-                  min_distance: float, pool: str | None) -> tuple[float, str, np.ndarray, Box | None]:
+def _far_first(groups: list[list[str]], prot_desc: np.ndarray, used: list[str], min_distance: float,
+               pool: str | None) -> tuple[list[str], set[str]]:
+    """The identities to try, in order, and those whose own image reads near the protected face
+    (:data:`NEAR_IDENTITY_MARGIN`).
+
+    Unused ones first, then by group, and in a group the near ones last, the order kept
+    otherwise: a near identity of a good look still comes before any of a worse look. Only
+    stored descriptors count (computing one costs what a draft's check does).
+    """
+    stored = {i.name: i.descriptor for i in load_pool(pool) if i.descriptor is not None}
+    near = {n for n, d in stored.items() if descriptor_distance(prot_desc, d) < min_distance + NEAR_IDENTITY_MARGIN}
+    tier = {n: k for k, g in enumerate(groups) for n in g}
+    return sorted(tier, key=lambda n: (n in used, tier[n], n in near)), near
+
+
+def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: list[str], near_ones: set[str],
+                  params: SwapParams, min_distance: float,
+                  pool: str | None) -> tuple[float, str, np.ndarray, Box | None]:
     """Swap ``face`` with each of ``tries`` (at most ``MAX_TRIES``) until one hides it and keeps its expression.
 
     Returns (dlib distance, identity, image, changed box) of the first that passes, else of the
     best: far enough first, then the best-kept expression. A large face is first checked on its
     shrunk draft: an identity that reads clearly too close (:data:`SCREEN_MARGIN`) is passed over
     before its full-size rendering, one that reads clearly far (:data:`CLEAR_MARGIN`) needs no
-    second dlib check.
+    second dlib check. One in ``near_ones`` (its own image reads near the face) is drafted with
+    its layout pushed (:data:`PUSH_GEOMETRY`) at once: its first draft mostly reads too close.
     """
     best = None
     want = measure(face.landmarks)
+    push = dataclasses.replace(params, geometry=PUSH_GEOMETRY * params.geometry)
     for cand_name in tries[:MAX_TRIES]:
         identity = get_identity(cand_name, pool)
-        draft = _draft(image, face, identity, params)
+        pushed = cand_name in near_ones and params.geometry > 0
+        draft = _draft(image, face, identity, push if pushed else params)
         near = None if draft.final else _draft_distance(draft, face, prot_desc)
-        pushed = near is not None and min_distance - PUSH_WINDOW <= near < min_distance and params.geometry > 0
-        if pushed:
-            draft, near = _pushed(image, face, identity, params, prot_desc, draft, near)
+        in_window = near is not None and min_distance - PUSH_WINDOW <= near < min_distance
+        if in_window and not pushed and params.geometry > 0:
+            pushed = True
+            draft, near = _pushed(image, face, identity, push, prot_desc, draft, near)
         if near is not None and near < min_distance + (PUSHED_CLEAR if pushed else -SCREEN_MARGIN):
             if best is None or (False, False, near) > best[0]:
                 best = ((False, False, near), near, cand_name, draft, None)
@@ -795,10 +821,10 @@ def _first_hidden(image: np.ndarray, face: Face, prot_desc: np.ndarray, tries: l
     return dist, name, cand, cand_reg
 
 
-def _pushed(image: np.ndarray, face: Face, identity: Identity, params: SwapParams, prot_desc: np.ndarray,
+def _pushed(image: np.ndarray, face: Face, identity: Identity, push: SwapParams, prot_desc: np.ndarray,
             draft: _Draft, near: float) -> tuple[_Draft, float]:
-    """The farther of ``draft`` (reading ``near``) and the draft with the layout pushed (:data:`PUSH_GEOMETRY`)."""
-    pushed = _draft(image, face, identity, dataclasses.replace(params, geometry=PUSH_GEOMETRY * params.geometry))
+    """The farther of ``draft`` (reading ``near``) and the draft made with ``push`` (the layout pushed)."""
+    pushed = _draft(image, face, identity, push)
     far = _draft_distance(pushed, face, prot_desc)
     return (pushed, far) if far is not None and far > near else (draft, near)
 
