@@ -1,6 +1,6 @@
-"""The pool builder's fold check (scripts/build_identities.py): a composite whose warp turns the
-texture over between the brows, nose and eyes is not built (the first pool's woman_young_5 had a
-pale triangle on its nose from such a fold)."""
+"""The pool builder (scripts/build_identities.py): its fold check (a composite whose warp turns the
+texture over between the brows, nose and eyes is not built; the first pool's woman_young_5 had a
+pale triangle on its nose from such a fold) and its ``--descriptors-only`` update."""
 
 from __future__ import annotations
 
@@ -47,3 +47,27 @@ def test_a_nose_pushed_past_an_eye_corner_folds(builder):
     lips = t.copy()
     lips[[62, 66]] = lips[[66, 62]]
     assert builder.folds(t, lips) == 0
+
+
+def test_descriptors_only_rewrites_just_the_descriptors(builder, tmp_path):
+    # A pool copied without descriptors gets them back, equal to the shipped ones; nothing else in
+    # its manifest changes.
+    import json
+    import shutil
+
+    from imnkit.face.identities import MANIFEST, default_dir
+
+    dst = tmp_path / "pool"
+    shutil.copytree(default_dir(), dst, ignore=shutil.ignore_patterns("__pycache__"))
+    meta = json.loads((dst / MANIFEST).read_text())
+    for entry in meta["identities"][2:]:
+        del entry["descriptor"]
+    meta["identities"] = meta["identities"][:4]  # four are enough (each costs a dlib descriptor)
+    (dst / MANIFEST).write_text(json.dumps(meta))
+    builder.add_descriptors(dst)
+    again = json.loads((dst / MANIFEST).read_text())
+    shipped = {i.name: i for i in load_pool()}
+    for entry in again["identities"]:
+        np.testing.assert_allclose(entry.pop("descriptor"), shipped[entry["name"]].descriptor, atol=1e-5)
+    assert again["identities"] == [{k: v for k, v in e.items() if k != "descriptor"} for e in meta["identities"]]
+    assert {i.name for i in load_pool(dst)} == {e["name"] for e in meta["identities"]}
