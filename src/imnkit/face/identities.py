@@ -162,14 +162,21 @@ def skin_tone(image: np.ndarray, landmarks: np.ndarray) -> float:
 
     lm = np.asarray(landmarks, dtype=np.float64)
     h, w = image.shape[:2]
-    mask = np.zeros((h, w), np.uint8)
+    polys = []
     for poly in (lm[[1, 2, 3, 48, 31, 39, 40, 41, 36]], lm[[15, 14, 13, 54, 35, 42, 47, 46, 45]]):
         c = poly.mean(axis=0)
-        inner = c + 0.7 * (poly - c)  # stay clear of the jaw line, eyes and nostrils
-        cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 1)
+        polys.append(np.round(c + 0.7 * (poly - c)).astype(np.int32))  # clear of the jaw line, eyes and nostrils
+    # Only the cheeks' box is converted to Lab (a whole 1024^2 photo took ~60 ms).
+    pts = np.vstack(polys)
+    x0, y0 = np.clip(pts.min(axis=0), 0, [w, h])
+    x1, y1 = np.clip(pts.max(axis=0) + 1, 0, [w, h])
+    mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
+    if mask.size:
+        cv2.fillPoly(mask, [(p - [x0, y0]).astype(np.int32) for p in polys], 1)
     if mask.sum() < 20:
         return float("nan")
-    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB)[mask.astype(bool)].astype(np.float64)
+    roi = np.ascontiguousarray(image[y0:y1, x0:x1])
+    lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB)[mask.astype(bool)].astype(np.float64)
     ll = np.median(lab[:, 0]) * 100.0 / 255.0
     bb = np.median(lab[:, 2]) - 128.0
     return float(np.degrees(np.arctan2(ll - 50.0, bb)))
