@@ -353,6 +353,24 @@ def test_a_bad_stored_descriptor_is_refused(tmp_path):
         load_pool(pool)
 
 
+def test_skin_tone_reads_the_cheeks_wherever_the_face_sits():
+    # The same face padded into a larger photo, or cut by the photo's edge, reads the same tone;
+    # a darker face reads a lower ITA angle.
+    from imnkit.face.identities import skin_tone
+
+    img = _photo("portrait_03.png")
+    lm = _faces("portrait_03.png")[0].landmarks
+    tone = skin_tone(img, lm)
+    assert 0 < tone < 90
+    padded = np.pad(img, ((40, 0), (70, 0), (0, 0)))
+    assert skin_tone(padded, lm + [70, 40]) == tone
+    darker = (img * 0.6).astype(np.uint8)
+    assert skin_tone(darker, lm) < tone - 10
+    x_cut = int(np.median(lm[:, 0]))  # the face's right half only: one cheek left
+    assert np.isfinite(skin_tone(np.ascontiguousarray(img[:, x_cut:]), lm - [x_cut, 0]))
+    assert np.isnan(skin_tone(img[:8, :8], lm))
+
+
 def test_look_picks_matching_identities():
     # A baby gets a child, young women a woman's identity, a bald man a man's.
     for name, gender, ages in (("portrait_06.png", None, {"child"}), ("portrait_03.png", "f", {"young", "adult"}),
