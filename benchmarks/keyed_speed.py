@@ -7,7 +7,13 @@ In process (models loaded, the Mask made once by align -> swap -> enhance): medi
 derivation with the default parameters. Whole process: median wall seconds of
 ``imnkit run recipes/mask.toml PHOTO`` and ``imnkit extract`` (import and model loading included),
 for each photo given (the in-process figures for the first), after one untimed run and with
-bytecode caching on, as an installed imnkit runs.
+bytecode caching on, as an installed imnkit runs. The Argon2id time is measured again at the end
+(``argon2id_after_s``): this machine's speed drifts by up to ~1.7x from hour to hour.
+
+``--baseline-src DIR`` also times the CLI with another checkout's ``src`` (e.g.
+``git worktree add /tmp/old COMMIT``, then ``--baseline-src /tmp/old/src``), its runs interleaved
+with this one's: the fair way to compare two versions on a machine whose speed drifts. The stages
+and recipes come from this checkout in both.
 """
 
 from __future__ import annotations
@@ -52,34 +58,51 @@ def in_process(photo: Path, repeats: int) -> dict:
         seal_s, result = timed(lambda: keyed.hide(protected, mask, boxes, method=method), repeats)
         unseal_s, _ = timed(lambda: keyed.recover(result.masked, result.aux), repeats)
         out[method] = {"seal_s": round(seal_s, 3), "unseal_s": round(unseal_s, 3), "report": result.report}
-    kdf_s, _ = timed(lambda: crypto.derive_key("a passphrase", crypto.KdfParams.fresh()), repeats)
-    out["argon2id_s"] = round(kdf_s, 3)
+    out["argon2id_s"] = kdf_seconds(repeats)
     out["argon2id"] = {k: v for k, v in crypto.KdfParams.fresh().to_dict().items() if k != "salt"}
     return out
 
 
-def whole_process(photo: Path, repeats: int) -> dict:
+def whole_process(photo: Path, repeats: int, baseline: Path | None = None) -> dict:
+    """Whole-process seconds of ``imnkit run`` and ``imnkit extract`` on ``photo``; with ``baseline`` (the
+    ``src`` folder of another checkout, e.g. a ``git worktree`` of an older commit) also of that code,
+    the two runs interleaved so the machine's speed drifts alike for both."""
     imnkit = str(Path(sys.executable).with_name("imnkit"))
-    runs, extracts = [], []
     # As an installed imnkit runs: its modules' bytecode cached (pip compiles it at install; this
     # sandbox sets PYTHONDONTWRITEBYTECODE=1, which costs every run ~0.13 s of compiling), after one
     # untimed run that also fills the caches (bytecode, the HOG detector's copy, the page cache).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    variants = {"this": env}
+    if baseline is not None:
+        variants["baseline"] = {**env, "PYTHONPATH": str(baseline.resolve())}
+    times = {name: ([], []) for name in variants}
     with tempfile.TemporaryDirectory() as d:
         for i in range(-1, repeats):
-            out = Path(d) / str(i)
-            t0 = time.perf_counter()
-            subprocess.run([imnkit, "run", str(REPO / "recipes" / "mask.toml"), str(photo), "-o", str(out), "-q"],
-                           check=True, capture_output=True, env=env)
-            run_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            subprocess.run([imnkit, "extract", str(out / f"{photo.stem}.masked.png"), "--aux",
-                            str(out / f"{photo.stem}.aux.safetensors"), "-q"], check=True, capture_output=True, env=env)
-            if i >= 0:
-                runs.append(run_s)
-                extracts.append(time.perf_counter() - t0)
-    return {"run_s": [round(t, 2) for t in runs], "extract_s": [round(t, 2) for t in extracts],
-            "run_median_s": round(statistics.median(runs), 2), "extract_median_s": round(statistics.median(extracts), 2)}
+            for name, venv in variants.items():
+                out = Path(d) / f"{name}{i}"
+                t0 = time.perf_counter()
+                subprocess.run([imnkit, "run", str(REPO / "recipes" / "mask.toml"), str(photo), "-o", str(out), "-q"],
+                               check=True, capture_output=True, env=venv)
+                run_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                subprocess.run([imnkit, "extract", str(out / f"{photo.stem}.masked.png"), "--aux",
+                                str(out / f"{photo.stem}.aux.safetensors"), "-q"], check=True, capture_output=True,
+                               env=venv)
+                if i >= 0:
+                    times[name][0].append(run_s)
+                    times[name][1].append(time.perf_counter() - t0)
+    out = {name: {"run_s": [round(t, 2) for t in runs], "extract_s": [round(t, 2) for t in extracts],
+                  "run_median_s": round(statistics.median(runs), 2),
+                  "extract_median_s": round(statistics.median(extracts), 2)}
+           for name, (runs, extracts) in times.items()}
+    return out["this"] if baseline is None else out
+
+
+def kdf_seconds(repeats: int) -> float:
+    """Median seconds of one Argon2id derivation with the default parameters (the machine's speed now)."""
+    from imnkit import crypto
+
+    return round(timed(lambda: crypto.derive_key("a passphrase", crypto.KdfParams.fresh()), repeats)[0], 3)
 
 
 def main() -> int:
@@ -87,9 +110,12 @@ def main() -> int:
     parser.add_argument("--photo", type=Path, nargs="+", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="also time the CLI with this src folder first on PYTHONPATH (another checkout), interleaved")
     args = parser.parse_args()
     result = {"in_process": in_process(args.photo[0], args.repeats),
-              "cli": {p.name: whole_process(p, args.repeats) for p in args.photo}}
+              "cli": {p.name: whole_process(p, args.repeats, args.baseline_src) for p in args.photo},
+              "argon2id_after_s": kdf_seconds(args.repeats)}
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
