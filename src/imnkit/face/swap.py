@@ -26,7 +26,8 @@ For each protected face:
 6. Check (``swap_faces(min_distance=0.6)``, the default). dlib's recogniser re-measures the
    swapped face; while it is still the same person, or its expression reads off, the next
    identities are tried; one that just misses is tried once with its layout pushed away from
-   the protected face's. Identities are chosen by look (:mod:`imnkit.face.looks`).
+   the protected face's. Identities are chosen by look (:mod:`imnkit.face.looks`); within a
+   look, those whose own image already reads near the face go last, pushed at once.
 
 Only pixels inside the returned region differ from the input; the result is a pure function of
 its inputs (identity order: seeded, salted by each face's descriptor).
@@ -670,8 +671,9 @@ def swap_faces(
         min_distance: check each swapped face with dlib's recogniser and, while it is closer
             than this to the protected face or its expression reads more than
             ``MAX_EXPRESSION_ERROR`` off, try the pool's next identities (unused ones first, up
-            to ``MAX_TRIES``), keeping the first that passes, else the best (far enough first,
-            then the best-kept expression). None: no check.
+            to ``MAX_TRIES``; in each look group, those whose stored descriptor reads within
+            ``NEAR_IDENTITY_MARGIN`` of this last), keeping the first that passes, else the best
+            (far enough first, then the best-kept expression). None: no check.
         assign: ``"look"`` (default) gives each face an identity of its apparent look (gender
             presentation, age band, skin tone; :mod:`imnkit.face.looks`), the seed and the face
             choosing among the close matches; ``"seeded"`` deals a seeded permutation of the pool; ``"similar"`` gives each
