@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from build_identities import EXTRA_LABELLED, PEOPLE, load_rgb, shared_dir  # noqa: E402
-from screen_drafts import face_size, shrunk  # noqa: E402
+from screen_drafts import face_size, mask_distance, shrunk  # noqa: E402
 from imnkit.face import swap  # noqa: E402
 from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
-from imnkit.face.detect import detect_faces, fit_landmarks, make_face, predictor_box  # noqa: E402
+from imnkit.face.detect import detect_faces  # noqa: E402
 from imnkit.face.identities import get_identity, load_pool, skin_tone  # noqa: E402
 from imnkit.face.looks import descriptor_salt, estimate_look, rank_by_look  # noqa: E402
 
@@ -45,13 +45,6 @@ def photos(train: Path, count: int, seed: int) -> list[Path]:
     files = sorted(p for p in train.glob("train_*") if p.name not in known)
     pick = np.random.default_rng(seed).permutation(len(files))[:count]
     return [files[i] for i in sorted(pick)]
-
-
-def mask_distance(img: np.ndarray, face, desc: np.ndarray, name: str, params: swap.SwapParams) -> float | None:
-    out, box = swap.swap_face(img, face, get_identity(name), params)
-    if box is None:
-        return None
-    return descriptor_distance(desc, face_descriptor(out, make_face(fit_landmarks(out, predictor_box(face)), face.box)))
 
 
 def measure(path: Path, identities: int) -> list[dict]:
@@ -70,9 +63,8 @@ def measure(path: Path, identities: int) -> list[dict]:
     for name in rank_by_look(look, load_pool(), 0, descriptor_salt(desc))[:identities]:
         own = descriptor_distance(desc, get_identity(name).descriptor)
         d0, d1 = (mask_distance(img, face, desc, name, p) for p in (plain, pushed))
-        if d0 is not None and d1 is not None:
-            rows.append({"photo": path.name, "identity": name, "own": round(own, 3), "mask": round(d0, 3),
-                         "pushed": round(d1, 3)})
+        rows.append({"photo": path.name, "identity": name, "own": round(own, 3), "mask": round(d0, 3),
+                     "pushed": round(d1, 3)})
     return rows
 
 

@@ -46,8 +46,9 @@ def shrunk(image: np.ndarray, face: Face, s: float) -> tuple[np.ndarray, Face]:
     return small, make_face((np.asarray(face.landmarks, np.float64) + 0.5) * s - 0.5, box)
 
 
-def mask_distance(image: np.ndarray, face: Face, prot_desc: np.ndarray, name: str) -> float:
-    out, _ = swap.swap_face(image, face, get_identity(name))
+def mask_distance(image: np.ndarray, face: Face, prot_desc: np.ndarray, name: str,
+                  params: swap.SwapParams = swap.SwapParams()) -> float:
+    out, _ = swap.swap_face(image, face, get_identity(name), params)
     again = make_face(fit_landmarks(out, predictor_box(face)), face.box)
     return descriptor_distance(prot_desc, face_descriptor(out, again))
 
