@@ -43,7 +43,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def in_process(photo: Path, repeats: int) -> dict:
     import numpy as np
 
-    from imnkit import crypto, keyed
+    from imnkit.protect import crypto, keyed
     from imnkit.boxes import even_box, merge_boxes
     from imnkit.recipe import Runner, load_recipe
 
@@ -100,7 +100,7 @@ def whole_process(photo: Path, repeats: int, baseline: Path | None = None) -> di
 
 def kdf_seconds(repeats: int) -> float:
     """Median seconds of one Argon2id derivation with the default parameters (the machine's speed now)."""
-    from imnkit import crypto
+    from imnkit.protect import crypto
 
     return round(timed(lambda: crypto.derive_key("a passphrase", crypto.KdfParams.fresh()), repeats)[0], 3)
 

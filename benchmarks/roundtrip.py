@@ -111,7 +111,7 @@ def round_trip(net, weights, protected, mask, regions, tmp: Path, refine: int = 
     from imnkit.boxes import even_box, merge_boxes
     from imnkit.embedding import put_off_regions, put_on_regions, read_aux
     from imnkit.imageio import load_image, save_png
-    from imnkit.keyed import hide, recover
+    from imnkit.protect.keyed import hide, recover
     from imnkit.weights import weights_digest
 
     h, w = protected.shape[:2]

@@ -3,7 +3,7 @@
 Methods (``method``):
     sealed    (default) the regions compressed, encrypted (AES-256-GCM, fresh key per photo, kept in
               the aux, optionally wrapped by a passphrase or key file) and embedded invisibly in the
-              Mask photo's own face regions in a keyed order (imnkit.keyed)
+              Mask photo's own face regions in a keyed order (imnkit.protect.keyed)
     detached  the same ciphertext, lossless by default, kept in the aux; image.masked = mask.image
     inn       the paper's invertible network (imnkit.embedding): no key — anyone with imnkit can
               take this Mask off; kept to reproduce the paper
@@ -37,7 +37,7 @@ import numpy as np
 
 from imnkit.bundle import Bundle, tensor_to_image
 from imnkit.boxes import even_box, merge_boxes, union_box
-from imnkit.keyed import INN_NOTICE
+from imnkit.protect.keyed import INN_NOTICE
 from imnkit.weights import DEFAULT_IMN
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
@@ -99,7 +99,7 @@ class EmbedStage(Stage):
 
 
 def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
-    from imnkit.keyed import hide
+    from imnkit.protect.keyed import hide
 
     result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
                   masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"],

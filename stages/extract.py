@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from imnkit.bundle import Bundle, tensor_to_image
-from imnkit.keyed import INN_NOTICE
+from imnkit.protect.keyed import INN_NOTICE
 from imnkit.errors import IntegrityError, refuse_unless_forced
 from imnkit.stage import Param, Stage, StageContext, register_stage
 
@@ -39,7 +39,7 @@ class ExtractStage(Stage):
         return (params["weights"],) if params["weights"] else ()
 
     def run(self, bundle: Bundle, params: dict[str, Any], ctx: StageContext) -> None:
-        from imnkit.keyed import is_keyed
+        from imnkit.protect.keyed import is_keyed
 
         masked = tensor_to_image(bundle.require("image.masked", stage=self.name), "image.masked")
         if is_keyed(bundle):
@@ -50,7 +50,7 @@ class ExtractStage(Stage):
 
 
 def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
-    from imnkit.keyed import unseal
+    from imnkit.protect.keyed import unseal
 
     recovered, notes = unseal(masked, bundle, ctx.options.get("keys"), force=params["force"])
     bundle.meta.setdefault("notes", []).extend(notes)

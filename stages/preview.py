@@ -82,7 +82,7 @@ class PreviewStage(Stage):
 
 def _recovered(bundle: Bundle, masked: np.ndarray, ctx: StageContext) -> np.ndarray:
     """What extraction will give back, by the aux's method (keyed: with the run's passphrase or key file)."""
-    from imnkit.keyed import is_keyed, recover
+    from imnkit.protect.keyed import is_keyed, recover
 
     if is_keyed(bundle):
         return recover(masked, bundle, ctx.options.get("keys"))[0]

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from imnkit import crypto, keyed, stego
+from imnkit.protect import crypto, keyed, stego
 from imnkit.api import extract_file
 from imnkit.errors import ImnkitError, IntegrityError, UsageError
 from imnkit.imageio import load_image, save_png
-from imnkit.keys import KeySource, read_key_file, write_key_file
+from imnkit.protect.keys import KeySource, read_key_file, write_key_file
 
 BOX = (16, 24, 64, 88)  # y0, x0, y1, x1 of the "face"
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from imnkit.bundle import load_bundle
 from imnkit.cli import app
-from imnkit.crypto import AUTH_FAILED
+from imnkit.protect.crypto import AUTH_FAILED
 from imnkit.imageio import load_image
 
 REPO = Path(__file__).resolve().parents[1]

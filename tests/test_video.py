@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imnkit.cli import app
-from imnkit.crypto import AUTH_FAILED
+from imnkit.protect.crypto import AUTH_FAILED
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "a clip passphrase nobody guesses"

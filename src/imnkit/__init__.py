@@ -2,7 +2,7 @@
 
 The promised Python API is :func:`imnkit.mask` and :func:`imnkit.unmask` (with :class:`MaskResult`),
 documented with examples in docs/api.md. Everything else (``imnkit.bundle``, ``imnkit.recipe``,
-``imnkit.keyed`` ...) stays importable but is not promised: it may change between versions.
+``imnkit.protect.keyed`` ...) stays importable but is not promised: it may change between versions.
 """
 
 __version__ = "0.1.0"

@@ -17,8 +17,8 @@ import numpy as np
 from .bundle import Bundle, read_header
 from .errors import UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
-from .keyed import check_aux_bytes, is_keyed, unseal
-from .keys import KeySource
+from .protect.keyed import check_aux_bytes, is_keyed, unseal
+from .protect.keys import KeySource
 from .video import is_video_aux_file, is_video_path
 
 # torch and the stages are imported only where needed: taking a keyed Mask off needs neither
@@ -94,8 +94,7 @@ def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key
 
 
 def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool):
-    from .cli.pipeline import resolve_recipe_path
-    from .recipe import Runner, load_recipe
+    from .recipe import Runner, load_recipe, resolve_recipe_path
 
     sets = sorted(f"{k.replace('__', '.', 1)}={v}" for k, v in overrides.items())
     key = (recipe, tuple(sets), device, allow_no_face)
@@ -181,7 +180,7 @@ def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None 
                  keys: KeySource | None = None, on_frame=None) -> ExtractResult:
     """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
 
-    ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.keys`).
+    ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.protect.keys`).
     A masked clip (a video aux, or a video suffix) gives ``{stem}.recovered.mkv`` (docs/video.md);
     ``on_frame(done, total)`` then follows its progress.
     """

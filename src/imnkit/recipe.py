@@ -108,6 +108,17 @@ def load_recipe(path: str | os.PathLike, *, sets: list[str] = (), device: str | 
     return recipe_from_dict(data, source=str(path), sets=sets, device=device)
 
 
+def resolve_recipe_path(recipe: str) -> Path:
+    """A recipe path, or the name of a built-in recipe (``mask`` -> the packaged mask.toml)."""
+    path = Path(recipe)
+    if path.exists() or path.suffix == ".toml":
+        return path
+    from importlib import resources
+
+    builtin = resources.files("imnkit.recipes").joinpath(f"{recipe}.toml")
+    return Path(str(builtin)) if builtin.is_file() else path
+
+
 def recipe_from_dict(data: dict, *, source: str = "<recipe>", sets: list[str] = (), device: str | None = None) -> Recipe:
     unknown_top = sorted(set(data) - {"recipe", "stage", "output"})
     if unknown_top:

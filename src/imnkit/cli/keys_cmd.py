@@ -24,7 +24,7 @@ def key_source(ask: bool, passphrase_file: Path | None, key_file: Path | None, *
     for later only if an aux needs one and stdin is a terminal (extract).
     """
     from ..errors import UsageError
-    from ..keys import PASSPHRASE_ENV, KeySource, key_file_is_private, read_key_file, read_passphrase_file
+    from ..protect.keys import PASSPHRASE_ENV, KeySource, key_file_is_private, read_key_file, read_passphrase_file
 
     given = [name for name, on in (("--passphrase", ask), ("--passphrase-file", passphrase_file), ("--key-file", key_file)) if on]
     if len(given) > 1:
@@ -66,7 +66,7 @@ def keygen_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file (its key is lost).")] = False,
 ) -> None:
     """Write a new random key file, e.g. one organisation key: `imnkit run ... --key-file FILE`."""
-    from ..keys import write_key_file
+    from ..protect.keys import write_key_file
 
     with handle_errors():
         write_key_file(file, overwrite=overwrite)

@@ -12,17 +12,6 @@ from ._common import err_console, escape, handle_errors, print_json
 from .keys_cmd import KeyFile, PassphraseFile, PassphraseFlag, key_source
 
 
-def resolve_recipe_path(recipe: str) -> Path:
-    """A recipe path, or the name of a built-in recipe (``mask`` -> the packaged mask.toml)."""
-    path = Path(recipe)
-    if path.exists() or path.suffix == ".toml":
-        return path
-    from importlib import resources
-
-    builtin = resources.files("imnkit.recipes").joinpath(f"{recipe}.toml")
-    return Path(str(builtin)) if builtin.is_file() else path
-
-
 @app.command("run")
 def run_cmd(
     recipe: Annotated[str, typer.Argument(help="Recipe TOML file, or a built-in recipe name (mask, mask-hub).")],
@@ -56,7 +45,7 @@ def run_cmd(
     from ..batch import mirror_out_dirs, select_shard
     from ..engines.remote import is_url
     from ..errors import UsageError
-    from ..recipe import Runner, expand_inputs, load_recipe, summary_exit_code
+    from ..recipe import Runner, expand_inputs, load_recipe, resolve_recipe_path, summary_exit_code
     from ..video import is_video_path
 
     with handle_errors():

@@ -5,9 +5,9 @@ Layout (a safetensors bundle, like a photo's aux):
 - meta ``aux.kind = "video"`` (the marker ``imnkit extract`` dispatches on), ``aux.method = "video"``
   (so the photo code never takes it for one of its own), ``aux.video`` (the clip header: format,
   method, clip id, frame count, frame size, rotation, key wrapping, manifest nonce) and ``aux.frames``
-  (per frame: the keyed header :func:`imnkit.keyed.hide` wrote, with ``context = {clip, frame}``, and
+  (per frame: the keyed header :func:`imnkit.protect.keyed.hide` wrote, with ``context = {clip, frame}``, and
   the sha256 of the masked frame's pixels);
-- tensors: the content key, bare or wrapped (:func:`imnkit.keys.lock_key`, once per clip), each frame's
+- tensors: the content key, bare or wrapped (:func:`imnkit.protect.keys.lock_key`, once per clip), each frame's
   carrier map or ciphertext (``aux.f{index}.carrier_map`` / ``aux.f{index}.payload``), and
   ``aux.manifest``: AES-256-GCM over the sha256 of ``aux.frames`` with the clip header as associated data.
 
@@ -23,11 +23,12 @@ import hashlib
 
 import numpy as np
 
-from imnkit import __version__, crypto
+from imnkit import __version__
+from imnkit.protect import crypto
 from imnkit.bundle import Bundle
 from imnkit.errors import BundleError
-from imnkit.keyed import associated_data
-from imnkit.keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
+from imnkit.protect.keyed import associated_data
+from imnkit.protect.keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 VIDEO_AUX_FORMAT = 1
 KIND = "video"
@@ -109,7 +110,7 @@ class OpenedAux:
         return index < len(self.frames) and self.frames[index].get("masked_sha256") == masked_digest
 
     def frame_aux(self, index: int, masked_digest: str | None) -> Bundle:
-        """Frame ``index``'s aux as :func:`imnkit.keyed.recover` reads it; AuthenticationError if the
+        """Frame ``index``'s aux as :func:`imnkit.protect.keyed.recover` reads it; AuthenticationError if the
         masked frame is not the one written there (``masked_digest`` None: not checked, for a detached
         clip's re-encoded copy), or the frame's header names another clip or place."""
         if index >= len(self.frames):

@@ -2,7 +2,7 @@
 
 The aux's manifest is opened first (wrong key, passphrase or key file, or a changed aux: exit 4 before
 any frame is read). Each decoded frame must be exactly the masked frame of that index (sha256 in the
-authenticated frame list); its faces are then recovered with :func:`imnkit.keyed.recover` under the
+authenticated frame list); its faces are then recovered with :func:`imnkit.protect.keyed.recover` under the
 clip's key. With ``detached`` (the faces are in the aux), a re-encoded copy such as the H.264 share copy
 is accepted too, as a detached photo's JPEG copy is: the faces come back exactly, the rest is the copy's.
 Any failure removes the partial output: nothing is written.
@@ -16,13 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from imnkit import crypto
+from imnkit.protect import crypto
 from imnkit.batch import output_stem
 from imnkit.bundle import Bundle, read_header
 from imnkit.errors import BundleError, OutputError
 from imnkit.imageio import check_output_path, pixels_digest
-from imnkit.keyed import recover
-from imnkit.keys import KeySource
+from imnkit.protect.keyed import recover
+from imnkit.protect.keys import KeySource
 from imnkit.video import io
 from imnkit.video.aux import OpenedAux, is_video_aux
 

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, carrier, crypto, payload, stego
-from .bundle import FORMAT_VERSION as BUNDLE_FORMAT
-from .bundle import Bundle
-from .errors import BundleError, IntegrityError, UsageError, refuse_unless_forced
-from .imageio import pixels_digest
+from .. import __version__
+from . import carrier, crypto, payload, stego
+from ..bundle import FORMAT_VERSION as BUNDLE_FORMAT
+from ..bundle import Bundle
+from ..errors import BundleError, IntegrityError, UsageError, refuse_unless_forced
+from ..imageio import pixels_digest
 from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 2
@@ -298,7 +299,7 @@ def check_aux_bytes(raw: bytes, aux: Bundle) -> None:
     ciphertext are authenticated by the cipher; this covers the rest of the file (layout, the
     writer's version, the empty history, unknown keys): AuthenticationError on any change.
     """
-    from .bundle import META_FORMAT, META_HISTORY, META_VALUES, META_VERSION, serialize
+    from ..bundle import META_FORMAT, META_HISTORY, META_VALUES, META_VERSION, serialize
 
     header = read_header(aux)
     try:

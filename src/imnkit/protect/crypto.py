@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import IntegrityError
+from ..errors import IntegrityError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12  # AES-GCM's standard nonce; random per seal (2^-32 collision bound is far off)

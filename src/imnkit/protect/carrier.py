@@ -16,7 +16,7 @@ import zlib
 import cv2
 import numpy as np
 
-from .errors import IntegrityError
+from ..errors import IntegrityError
 
 
 def carrier_map(protected: np.ndarray, mask: np.ndarray) -> np.ndarray:

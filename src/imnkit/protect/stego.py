@@ -24,7 +24,7 @@ from itertools import product
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _BITS, _TRITS = 19, 12  # 2^19 <= 3^12: 19 bits travel as 12 trits (99.9 % of the trits' capacity)
 MAX_P = 5

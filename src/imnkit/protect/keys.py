@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import crypto
-from .errors import InputError, UsageError
+from ..errors import InputError, UsageError
 
 KEY_FILE_BYTES = crypto.KEY_BYTES
 _WRAP_AD = b"imnkit.key-wrap.v1:"  # binds a wrapped key to its kind of wrapping
@@ -156,7 +156,7 @@ def key_file_is_private(path: str | os.PathLike) -> bool:
 
 def write_key_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write 32 fresh random bytes to ``path`` with mode 0600, atomically; never over a file unless asked."""
-    from .imageio import atomic_output
+    from ..imageio import atomic_output
 
     with atomic_output(path, overwrite=overwrite) as tmp:  # mkstemp: created 0600
         os.chmod(tmp, 0o600)

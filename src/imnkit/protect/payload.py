@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, features
 
-from .errors import IntegrityError, UsageError
+from ..errors import IntegrityError, UsageError
 
 CODECS = ("webp-lossless", "png", "avif")
 _WEBP_MAX_SIDE = 16383
