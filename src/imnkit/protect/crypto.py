@@ -99,28 +99,41 @@ class KdfParams:
 
     @classmethod
     def from_dict(cls, data: dict) -> KdfParams:
-        if data.get("name") != "argon2id":
-            raise IntegrityError(f"unknown key-derivation function {str(data.get('name'))[:20]!r} in the aux")
+        """Parameters stored in an aux or identity file; AuthenticationError for anything malformed or
+        outside :func:`check_cost` (a file must not make each try cost minutes and gigabytes)."""
+        if not isinstance(data, dict) or data.get("name") != "argon2id":
+            raise AuthenticationError()
+        values = [data.get(k) for k in ("iterations", "memory_kib", "lanes")]
+        if not all(type(v) is int for v in values) or not isinstance(data.get("salt"), str):
+            raise AuthenticationError()
         try:
-            return cls(salt=bytes.fromhex(data["salt"]), iterations=int(data["iterations"]),
-                       memory_kib=int(data["memory_kib"]), lanes=int(data["lanes"]))
-        except (KeyError, ValueError, TypeError):
-            raise IntegrityError("the aux's key-derivation parameters are corrupt") from None
+            params = cls(salt=bytes.fromhex(data["salt"]), iterations=values[0], memory_kib=values[1], lanes=values[2])
+        except ValueError:
+            raise AuthenticationError() from None
+        check_cost(params)
+        return params
 
     @classmethod
     def fresh(cls) -> KdfParams:
         return cls(salt=secrets.token_bytes(SALT_BYTES))
 
 
-# Guessing cost floor: a stored file cannot ask for a KDF cheaper than this (nor absurdly dear).
-_MIN_MEMORY_KIB, _MAX_MEMORY_KIB, _MAX_ITERATIONS = 8192, 4 * 1024 * 1024, 64
+# What a stored file may ask for: no cheaper than a floor that keeps guessing slow, and no dearer than
+# a small multiple of what this version writes (128 MiB x 10 x 4 lanes): 512 MiB, 40 passes, 16 lanes.
+MIN_MEMORY_KIB, MAX_MEMORY_KIB = 8192, 4 * KdfParams.memory_kib
+MAX_ITERATIONS, MAX_LANES = 4 * KdfParams.iterations, 16
+
+
+def check_cost(params: KdfParams) -> None:
+    """AuthenticationError unless ``params`` lie within the accepted range (see the constants above)."""
+    if not (MIN_MEMORY_KIB <= params.memory_kib <= MAX_MEMORY_KIB and 1 <= params.iterations <= MAX_ITERATIONS
+            and 1 <= params.lanes <= MAX_LANES and params.memory_kib >= 8 * params.lanes and len(params.salt) >= 8):
+        raise AuthenticationError()
 
 
 def derive_key(passphrase: str, params: KdfParams) -> bytes:
     """Argon2id(passphrase) -> a 256-bit key-encryption key."""
-    if not (_MIN_MEMORY_KIB <= params.memory_kib <= _MAX_MEMORY_KIB and 1 <= params.iterations <= _MAX_ITERATIONS
-            and 1 <= params.lanes <= 64 and len(params.salt) >= 8):
-        raise IntegrityError("the aux's key-derivation parameters are out of range")
+    check_cost(params)
     kdf = Argon2id(salt=params.salt, length=KEY_BYTES, iterations=params.iterations, lanes=params.lanes,
                    memory_cost=params.memory_kib)
     return kdf.derive(passphrase.encode("utf-8"))

@@ -5,16 +5,21 @@ Every keyed photo gets a fresh random content key. The aux keeps it:
 - bare (``wrap = "none"``, the default): the aux *is* the key;
 - wrapped with a key derived from a passphrase (Argon2id, parameters and salt in the aux): the aux
   and the passphrase are both needed;
-- wrapped with a key file (32 random bytes, ``imnkit keygen``): the aux and the key file are needed.
+- wrapped with a key file (32 random bytes, ``imnkit keygen``): the aux and the key file are needed;
+- sealed to public-key recipients (HPKE, :mod:`imnkit.protect.recipients`): the aux holds no secret
+  (it may ride inside the masked PNG), and the holder of a recipient's private identity opens it.
 
 Wrapping is AES-256-GCM (:mod:`imnkit.crypto`). A :class:`KeySource` carries what the user gave
-(passphrase, key file) from the command line to the stages; its ``repr`` never shows them.
+(passphrase, key file, recipients, identities) from the command line to the stages; its ``repr``
+never shows them. A source that names a way to unlock (a passphrase, key file or identity) opens
+only an aux locked that way: a bare aux substituted for a locked one is refused like a wrong key.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,17 @@ from ..errors import InputError, UsageError
 KEY_FILE_BYTES = crypto.KEY_BYTES
 _WRAP_AD = b"imnkit.key-wrap.v1:"  # binds a wrapped key to its kind of wrapping
 PASSPHRASE_ENV = "IMNKIT_PASSPHRASE"
+MIN_PASSPHRASE = 12  # characters: under this, the warning below
+WEAK_PASSPHRASE = ("a passphrase under 12 characters is weak against guessing by anyone who has the aux "
+                   "(Argon2id slows each guess, it cannot make a short passphrase strong)")
+
+
+class WeakPassphraseWarning(UserWarning):
+    """A passphrase that locks new auxes is short enough to guess."""
+
+
+def weak_passphrase(passphrase: str | None) -> bool:
+    return passphrase is not None and len(passphrase) < MIN_PASSPHRASE
 
 
 class KeySource:
@@ -36,29 +52,56 @@ class KeySource:
     salt, so a batch with one passphrase derives its key once.
     """
 
-    def __init__(self, passphrase: str | None = None, key_file: bytes | None = None, prompt=None):
-        if passphrase is not None and key_file is not None:
-            raise UsageError("give either a passphrase or a key file, not both")
+    def __init__(self, passphrase: str | None = None, key_file: bytes | None = None, prompt=None,
+                 recipients: list | None = None, identities: list | None = None):
+        given = [n for n, v in (("a passphrase", passphrase), ("a key file", key_file), ("recipients", recipients)) if v is not None]
+        if len(given) > 1:
+            raise UsageError(f"give only one of {', '.join(given)}")
         if passphrase is not None and not passphrase:
             raise UsageError("the passphrase is empty")
         if key_file is not None and len(key_file) != KEY_FILE_BYTES:
             raise UsageError(f"a key file holds exactly {KEY_FILE_BYTES} bytes")
+        if recipients is not None and not recipients:
+            raise UsageError("the list of recipients is empty")
         self._passphrase = passphrase
         self._key_file = key_file
         self._prompt = prompt
+        self._recipients = list(recipients) if recipients is not None else None
+        self._identities = list(identities or [])
         self._kdf: tuple[crypto.KdfParams, bytes] | None = None
+        self.opened_by: str | None = None  # the fingerprint of the recipient whose identity opened the last aux
 
     def __repr__(self) -> str:  # never the secrets themselves
         return f"KeySource(wrap={self.wrap!r})"
 
     def __reduce__(self):  # a KeySource travels to worker processes only as what it holds
-        return (KeySource, (self._passphrase, self._key_file, None))
+        return (KeySource, (self._passphrase, self._key_file, None, self._recipients, self._identities))
 
     @property
     def wrap(self) -> str:
+        """How new auxes are locked: none, passphrase, key-file or recipients."""
         if self._passphrase is not None:
             return "passphrase"
+        if self._recipients is not None:
+            return "recipients"
         return "key-file" if self._key_file is not None else "none"
+
+    @property
+    def expects(self) -> str | None:
+        """The one wrapping an aux may have to be opened with this source (None: any, asking if needed)."""
+        if self._identities:
+            return "recipients"
+        if self._key_file is not None:
+            return "key-file"
+        return "passphrase" if self._passphrase is not None else None
+
+    @property
+    def recipients(self) -> list:
+        return list(self._recipients or [])
+
+    @property
+    def identities(self) -> list:
+        return list(self._identities)
 
     def passphrase(self) -> str:
         if self._passphrase is None and self._prompt is not None:
@@ -84,11 +127,18 @@ class KeySource:
         return self._kdf
 
 
-def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, Any]]:
-    """Store ``key`` as the source asks: (public description for the aux header, aux tensors)."""
+def lock_key(key: bytes, source: KeySource | None, context: bytes = b"") -> tuple[dict, dict[str, Any]]:
+    """Store ``key`` as the source asks: (public description for the aux header, aux tensors).
+
+    ``context``: what a recipient's sealed key is bound to (the photo's header digest).
+    """
     source = source or KeySource()
     if source.wrap == "none":
         return {"wrap": "none"}, {"aux.key": bytes_tensor(key)}
+    if source.wrap == "recipients":
+        from .recipients import seal_to
+
+        return {"wrap": "recipients", "recipients": seal_to(key, source.recipients, context)}, {}
     if source.wrap == "passphrase":
         params, kek = source.passphrase_key()
         public = {"wrap": "passphrase", "kdf": params.to_dict()}
@@ -100,14 +150,29 @@ def lock_key(key: bytes, source: KeySource | None) -> tuple[dict, dict[str, Any]
     return public, {"aux.key_wrapped": bytes_tensor(wrapped)}
 
 
-def unlock_key(public: dict, tensors: dict[str, Any], source: KeySource | None) -> bytes:
-    """The content key from the aux; AuthenticationError for a wrong passphrase/key file or a changed aux."""
+def unlock_key(public: dict, tensors: dict[str, Any], source: KeySource | None, context: bytes = b"") -> bytes:
+    """The content key from the aux; AuthenticationError for a wrong passphrase, key file or identity,
+    a changed aux, or an aux not locked the way the source expects (a substituted bare aux)."""
     source = source or KeySource()
     wrap = public.get("wrap")
+    if source.expects is not None and wrap != source.expects:
+        raise crypto.AuthenticationError()
     if wrap == "none":
-        return tensor_bytes(tensors, "aux.key")
+        key = tensor_bytes(tensors, "aux.key")
+        if len(key) != crypto.KEY_BYTES:
+            raise crypto.AuthenticationError()
+        return key
+    if wrap == "recipients":
+        from .recipients import open_with
+
+        if not source.identities:
+            raise UsageError("this aux is sealed to recipients: give the identity that opens it",
+                             hint="pass --identity FILE")
+        key, source.opened_by = open_with(public.get("recipients"), source.identities, context)
+        return key
     if wrap == "passphrase":
-        _, kek = source.passphrase_key(crypto.KdfParams.from_dict(public.get("kdf") or {}))
+        kdf = public.get("kdf")
+        _, kek = source.passphrase_key(crypto.KdfParams.from_dict(kdf if isinstance(kdf, dict) else {}))
     elif wrap == "key-file":
         kek = crypto.subkey(source.key_file(), "imnkit.key-file")
     else:
@@ -116,7 +181,16 @@ def unlock_key(public: dict, tensors: dict[str, Any], source: KeySource | None) 
         nonce = bytes.fromhex(public["nonce"])
     except (KeyError, ValueError, TypeError):
         raise crypto.AuthenticationError() from None
-    return crypto.open_sealed(kek, nonce, tensor_bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
+    key = crypto.open_sealed(kek, nonce, tensor_bytes(tensors, "aux.key_wrapped"), _WRAP_AD + wrap.encode())
+    if len(key) != crypto.KEY_BYTES:
+        raise crypto.AuthenticationError()
+    return key
+
+
+def warn_if_weak(passphrase: str | None, stacklevel: int = 2) -> None:
+    """Warn (WeakPassphraseWarning) when a passphrase that locks new auxes is short."""
+    if weak_passphrase(passphrase):
+        warnings.warn(WEAK_PASSPHRASE, WeakPassphraseWarning, stacklevel=stacklevel + 1)
 
 
 def bytes_tensor(data: bytes) -> np.ndarray:
