@@ -1,0 +1,283 @@
+"""One review: the photos, the faces listed for each, and the work the page asks for.
+
+The page addresses a photo by its index in the list given on the command line, never by a path,
+and sends back which listed faces it keeps and the boxes drawn by hand (:class:`Edit`). A preview
+masks the photo in memory (nothing is written); an approval writes the photo's faces file and runs
+the recipe with exactly those faces, writing what ``imnkit run --faces`` would write. All model work
+runs on one worker thread, in the order asked (the models are loaded once and not shared between
+threads).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..batch import output_stem
+from ..errors import ImnkitError, UsageError
+from ..imageio import load_image
+
+DISPLAY_SIDE = 1024  # longest side of the images the page shows (boxes are sent in photo pixels)
+MIN_BOX_SIDE = 8  # a drawn box thinner than this is a slip of the mouse, not a face
+MAX_ADDED = 64  # boxes drawn by hand on one photo
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What the page decided for one photo: the listed faces it keeps and the boxes drawn by hand.
+
+    Boxes are (x0, y0, x1, y1) photo pixels with exclusive ends, as a browser measures them.
+    """
+
+    keep: tuple[int, ...] = ()
+    add: tuple[tuple[int, int, int, int], ...] = ()
+
+
+@dataclass
+class Photo:
+    """One input photo and where its review stands."""
+
+    index: int
+    path: Path
+    out_dir: Path | None  # where `imnkit run` writes its outputs (None: beside the photo)
+    width: int
+    height: int
+    faces: list[dict]  # the faces file's faces: detected, or read back from an earlier review
+    status: str = "to review"  # to review | queued | running | done | failed
+    message: str = ""
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return self.out_dir if self.out_dir is not None else self.path.parent
+
+    @property
+    def faces_path(self) -> Path:
+        return self.folder / f"{output_stem(self.path)}.faces.json"
+
+
+def parse_edit(data: Any, photo: Photo) -> Edit:
+    """The page's JSON ``{"keep": [i, ...], "add": [[x0, y0, x1, y1], ...]}`` checked against ``photo``.
+
+    Raises UsageError on anything else (unknown keys, an index not listed, a box outside the photo
+    or thinner than MIN_BOX_SIDE): the page never names a file, only faces of the photo it shows.
+    """
+    if not isinstance(data, dict) or set(data) - {"keep", "add"}:
+        raise UsageError("an edit is {keep: [indices], add: [[x0, y0, x1, y1], ...]}")
+    keep, add = data.get("keep", []), data.get("add", [])
+    if not isinstance(keep, list) or not all(_is_int(i) and 0 <= i < len(photo.faces) for i in keep):
+        raise UsageError(f"keep: indices of the photo's {len(photo.faces)} listed face(s)")
+    if not isinstance(add, list) or len(add) > MAX_ADDED:
+        raise UsageError(f"add: a list of at most {MAX_ADDED} boxes")
+    boxes = []
+    for box in add:
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_int(v) for v in box)):
+            raise UsageError("add: each box is [x0, y0, x1, y1] in photo pixels")
+        x0, y0, x1, y1 = box
+        if not (0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height):
+            raise UsageError(f"add: box {box} is outside the {photo.width}x{photo.height} photo")
+        if min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+            raise UsageError(f"add: box {box} is smaller than {MIN_BOX_SIDE} pixels")
+        boxes.append((x0, y0, x1, y1))
+    return Edit(keep=tuple(sorted(set(keep))), add=tuple(boxes))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def display_jpeg(image: np.ndarray, side: int = DISPLAY_SIDE) -> bytes:
+    """``image`` shrunk to ``side`` pixels at most, as JPEG bytes (what the page shows; never saved)."""
+    from PIL import Image
+
+    img = Image.fromarray(image)
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+class ReviewSession:
+    """The photos under review and the single worker that masks them.
+
+    ``runner``: an :class:`imnkit.recipe.Runner` for the recipe, with the run's options (keys, seed).
+    ``overwrite``: as ``imnkit run --overwrite``; without it an approval whose outputs exist fails.
+    """
+
+    def __init__(self, photos: list[Photo], runner, *, recipe: str, overwrite: bool = False):
+        self.photos = photos
+        self.runner = runner
+        self.recipe = recipe
+        self.overwrite = overwrite
+        self._lock = threading.Lock()  # guards the photos' status (read by the page, set by the worker)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imnkit-review")
+        self._display: dict[int, bytes] = {}
+
+    # -- what the page reads ---------------------------------------------------------------------
+    def photo(self, index: int) -> Photo:
+        if not 0 <= index < len(self.photos):
+            raise KeyError(index)
+        return self.photos[index]
+
+    def listing(self) -> dict:
+        """The photos, their faces (page boxes) and their status, as JSON for the page."""
+        with self._lock:
+            return {"recipe": self.recipe, "photos": [self._row(p) for p in self.photos]}
+
+    def progress(self) -> dict:
+        with self._lock:
+            rows = [self._status(p) for p in self.photos]
+        busy = sum(r["status"] in ("queued", "running") for r in rows)
+        return {"busy": busy, "done": sum(r["status"] == "done" for r in rows), "total": len(rows), "photos": rows}
+
+    def display_image(self, index: int) -> bytes:
+        photo = self.photo(index)
+        if index not in self._display:  # a downscaled copy in memory: the photo is read once
+            self._display[index] = display_jpeg(load_image(photo.path))
+        return self._display[index]
+
+    def result_image(self, index: int) -> bytes | None:
+        """The masked photo this review wrote for ``index`` (downscaled), or None before it is done."""
+        photo = self.photo(index)
+        with self._lock:
+            masked = next((p for p in photo.outputs if p.name.endswith(".masked.png")), None)
+            if photo.status != "done" or masked is None:
+                return None
+        return display_jpeg(load_image(masked))
+
+    # -- what the page asks for ------------------------------------------------------------------
+    def preview(self, index: int, edit: Edit) -> Future:
+        """A future of the masked photo with ``edit``'s faces, as display JPEG bytes (never written)."""
+        return self._worker.submit(self._preview, self.photo(index), edit)
+
+    def approve(self, edits: dict[int, Edit]) -> list[int]:
+        """Queue the approval of each photo in ``edits``; returns the indices queued (not those busy)."""
+        queued = []
+        with self._lock:
+            for index, edit in edits.items():
+                photo = self.photo(index)
+                if photo.status in ("queued", "running"):
+                    continue
+                photo.status, photo.message = "queued", ""
+                queued.append(index)
+                self._worker.submit(self._approve, photo, edit)
+        return queued
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    # -- on the worker ---------------------------------------------------------------------------
+    def _preview(self, photo: Photo, edit: Edit) -> bytes:
+        from ..recipe import bundle_from_input
+
+        faces = chosen_faces(photo, edit)
+        bundle = self.runner.process(photo.path, bundle=bundle_from_input(photo.path),
+                                     options=faces_options(photo, faces))
+        return display_jpeg(np.asarray(bundle.tensors["image.masked"]))
+
+    def _approve(self, photo: Photo, edit: Edit) -> None:
+        self._set(photo, "running")
+        try:
+            outputs = self._write(photo, chosen_faces(photo, edit))
+        except ImnkitError as err:
+            self._set(photo, "failed", err.message + (f" ({err.hint})" if err.hint else ""))
+        except Exception as err:  # noqa: BLE001  an imnkit bug: the page says so, the server stays up
+            self._set(photo, "failed", f"unexpected {type(err).__name__}")
+        else:
+            self._set(photo, "done", outputs=outputs)
+
+    def _write(self, photo: Photo, faces: list[dict]) -> list[Path]:
+        """The faces file, then the recipe's outputs as `imnkit run --faces` writes them."""
+        from ..errors import OutputError
+        from ..faces_file import faces_document, write_faces_file
+
+        planned = [path for _, path in self.runner.planned_outputs(photo.path, photo.out_dir)]
+        if not self.overwrite and any(p.exists() for p in planned):
+            raise OutputError(f"{planned[0].parent}: the outputs exist", hint="start the review with --overwrite")
+        image = load_image(photo.path)
+        written = write_faces_file(photo.faces_path, faces_document(photo.path, image, faces), overwrite=True)
+        result = run_with_faces(self.runner, photo, faces, overwrite=self.overwrite)
+        if result.status != "ok":
+            raise OutputError(result.message or f"the run {result.status}")
+        with self._lock:
+            photo.faces = faces  # what the faces file now says
+        return [Path(written), *result.outputs]
+
+    def _set(self, photo: Photo, status: str, message: str = "", outputs: list[Path] | None = None) -> None:
+        with self._lock:
+            photo.status, photo.message = status, message
+            if outputs is not None:
+                photo.outputs = outputs
+
+    # -- rows ------------------------------------------------------------------------------------
+    def _row(self, photo: Photo) -> dict:
+        faces = [{"box": page_box(f), "detector": f.get("detector"), "score": f.get("score"),
+                  "review": bool(f.get("review", False))} for f in photo.faces]
+        return {"index": photo.index, "name": photo.path.name, "width": photo.width, "height": photo.height,
+                "faces": faces, **self._status(photo)}
+
+    @staticmethod
+    def _status(photo: Photo) -> dict:
+        return {"index": photo.index, "status": photo.status, "message": photo.message,
+                "outputs": [p.name for p in photo.outputs]}
+
+
+# -- the faces file's side (imnkit.faces_file) --------------------------------------------------
+def page_box(face: dict) -> list[int]:
+    """A faces-file face's box as the page draws it: [x0, y0, x1, y1]."""
+    y0, x0, y1, x1 = (int(v) for v in face["box"])
+    return [x0, y0, x1, y1]
+
+
+def drawn_face(box: tuple[int, int, int, int]) -> dict:
+    """A face drawn by hand, as the faces file lists it: a box, no points (they are fitted when masked)."""
+    x0, y0, x1, y1 = box
+    return {"box": [y0, x0, y1, x1], "points": None, "detector": "manual", "score": None,
+            "treatment": None, "identity": None, "review": False}
+
+
+def chosen_faces(photo: Photo, edit: Edit) -> list[dict]:
+    """The photo's listed faces that ``edit`` keeps, then the ones it draws."""
+    return [photo.faces[i] for i in edit.keep] + [drawn_face(b) for b in edit.add]
+
+
+def faces_options(photo: Photo, faces: list[dict]) -> dict:
+    """The Runner options that mask exactly ``faces`` on ``photo`` (as `imnkit run --faces`)."""
+    return {"faces": {str(photo.path): faces}}
+
+
+def run_with_faces(runner, photo: Photo, faces: list[dict], *, overwrite: bool):
+    old = runner.options.get("faces")
+    runner.options.update(faces_options(photo, faces))
+    try:
+        return runner.run_one(photo.path, photo.out_dir, overwrite=overwrite)
+    finally:
+        runner.options["faces"] = old
+
+
+# -- opening a review --------------------------------------------------------------------------
+def open_photos(targets: list[tuple[Path, Path | None]], *, recipe: str, sets: list[str], device: str | None,
+                on_photo: Callable[[Path], None] | None = None) -> list[Photo]:
+    """Read each photo and list its faces: from its faces file when one is in the output folder
+    (an earlier review, or `imnkit faces`), else detected now."""
+    from ..faces_file import detect_faces, load_faces_file
+
+    photos = []
+    for index, (path, out_dir) in enumerate(targets):
+        if on_photo is not None:
+            on_photo(path)
+        image = load_image(path)
+        photo = Photo(index=index, path=path, out_dir=out_dir, width=image.shape[1], height=image.shape[0], faces=[])
+        if photo.faces_path.exists():
+            photo.faces = load_faces_file(photo.faces_path, image)
+        else:
+            photo.faces = list(detect_faces(image, recipe=recipe, sets=tuple(sets), device=device)["faces"])
+        photos.append(photo)
+    return photos
