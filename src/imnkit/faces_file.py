@@ -1,0 +1,234 @@
+"""The faces file: which faces of one photo to mask, as JSON a person (or the review page) can edit.
+
+``imnkit faces photo.jpg`` writes ``photo.faces.json``; ``imnkit run mask photo.jpg --faces
+photo.faces.json`` masks exactly the faces it lists. Schema ``imnkit.faces/1`` (docs/review.md)::
+
+    {
+      "schema": "imnkit.faces/1",
+      "photo": {"name": "photo.jpg", "width": 640, "height": 480,
+                "sha256": "<imnkit.imageio.pixels_digest of the pixels as loaded, EXIF turn applied>"},
+      "faces": [
+        {"box": [x0, y0, x1, y1], "points": [[x, y], ...5], "detector": "dlib", "score": 1.23,
+         "treatment": "swap", "identity": null, "review": false}
+      ]
+    }
+
+Per face (only ``box`` is required in a hand-written entry; the others default as shown):
+
+``box``        ``[x0, y0, x1, y1]``: left, top, right, bottom in photo pixels, exclusive ends
+               (``image[y0:y1, x0:x1]``; the order a browser, PIL and COCO-style tools use). Inside
+               the photo, non-zero area. NB: inside imnkit boxes are ``(y0, x0, y1, x1)``
+               (:mod:`imnkit.face.detect`); :func:`file_box` and :func:`record_box` convert.
+``points``     the 5 points (image-left eye, image-right eye, nose tip, mouth corners) as
+               ``[x, y]`` floats, or ``null`` (default) for a box drawn by hand.
+``detector``   ``"dlib"``, ``"centerface"`` or ``"user"`` (default: drawn by hand).
+``score``      the detector's score (dlib HOG and CenterFace scores are on different scales), or null.
+``treatment``  null (default: the recipe decides: the natural swap where 68 landmarks fit, else the
+               fallback), ``"swap"``, ``"fallback"`` (the best Mask that works: warp5, then
+               obfuscate), ``"warp5"``, ``"obfuscate"``, or ``"none"`` (listed but left as it is).
+``identity``   a pool identity name (``imnkit identities``) to use for this face, or null (dealt).
+``review``     true when the detection is doubtful (score under :data:`imnkit.face.detect.REVIEW_BELOW`):
+               look at it before publishing. Informational when read back.
+
+A face that is not in the list is left as it is. A face listed with a detector's box is masked as
+the detector found it; a box added (or moved) by hand gets dlib's 68 landmarks fitted in it, or the
+fallback treatment when they do not fit (``imnkit.face.detect.face_in_box``).
+
+Reading a file (:func:`load_faces_file`) checks it against the photo: another photo's file (digest
+or size), invalid JSON, a box outside the photo or of zero area, an unknown key, treatment or
+identity: a :class:`~imnkit.errors.UsageError` (exit 2) with one line naming the face.
+
+Public API (used by ``imnkit faces``, ``imnkit run --faces`` and the review page):
+:data:`SCHEMA`, :func:`detect_faces`, :func:`faces_document`, :func:`write_faces_file`,
+:func:`load_faces_file`, :func:`faces_file_for`; :func:`file_box` / :func:`record_box`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import OutputError, UsageError
+from .imageio import check_output_path, pixels_digest
+
+SCHEMA = "imnkit.faces/1"
+SUFFIX = ".faces.json"
+DETECTORS = ("dlib", "centerface", "user")
+TREATMENTS = ("swap", "fallback", "warp5", "obfuscate", "none")  # or None: the recipe decides
+FACE_KEYS = ("box", "points", "detector", "score", "treatment", "identity", "review")
+_DEFAULTS = {"points": None, "detector": "user", "score": None, "treatment": None, "identity": None, "review": False}
+_MAX_BYTES = 4 << 20  # a faces file lists boxes: anything this large is not one
+
+
+def file_box(box: Sequence[int]) -> list[int]:
+    """An imnkit ``(y0, x0, y1, x1)`` box as the faces file writes it: ``[x0, y0, x1, y1]``."""
+    y0, x0, y1, x1 = (int(v) for v in box)
+    return [x0, y0, x1, y1]
+
+
+def record_box(box: Sequence[int]) -> tuple[int, int, int, int]:
+    """A faces-file ``[x0, y0, x1, y1]`` box as imnkit's ``(y0, x0, y1, x1)``."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return (y0, x0, y1, x1)
+
+
+def faces_file_for(photo: Path, folder: Path | None = None) -> Path:
+    """Where a photo's faces file goes: ``{stem}.faces.json`` in ``folder`` (default: beside the photo)."""
+    from .batch import output_stem
+
+    return (photo.parent if folder is None else folder) / f"{output_stem(photo)}{SUFFIX}"
+
+
+def detect_faces(image: np.ndarray, *, recipe: str = "mask", sets: Sequence[str] = (), device: str | None = None) -> dict:
+    """Find the faces the recipe would mask in ``image`` (its align stage, with ``sets`` applied); mask nothing.
+
+    Returns a faces-file dict (:func:`faces_document` with no name): ``schema``, ``photo`` and
+    ``faces``, each face with its planned treatment (identity null: dealt when masked) and its
+    ``review`` flag. Doubtful detections the default leaves bare are listed with treatment ``"none"``.
+    """
+    from .bundle import Bundle
+    from .recipe import INPUT_IMAGE_KEY, load_recipe, resolve_recipe_path
+    from .stage import StageContext, run_stage
+
+    rec = load_recipe(resolve_recipe_path(recipe), sets=list(sets), device=device)
+    step = next((s for s in rec.steps if s.stage.name == "align"), None)
+    if step is None:
+        raise UsageError(f"recipe {rec.source} has no align stage: it finds no faces")
+    bundle = Bundle(tensors={INPUT_IMAGE_KEY: image}, meta={})
+    run_stage(step.stage, bundle, step.params, StageContext(options={"allow_no_face": True}))
+    return {"schema": SCHEMA, "photo": _photo(None, image), "faces": list(bundle.meta.get("faces.listed", []))}
+
+
+def faces_document(path: Path | None, image: np.ndarray, faces: list[dict]) -> dict:
+    """The whole faces file for ``image`` (read from ``path``) listing ``faces`` (checked, defaults filled)."""
+    h, w = image.shape[:2]
+    where = str(path) if path is not None else "faces"
+    return {"schema": SCHEMA, "photo": _photo(path, image),
+            "faces": [check_face(f, i, (h, w), where) for i, f in enumerate(faces)]}
+
+
+def _photo(path: Path | None, image: np.ndarray) -> dict:
+    return {"name": None if path is None else Path(path).name, "width": int(image.shape[1]),
+            "height": int(image.shape[0]), "sha256": pixels_digest(image)}
+
+
+def dumps(doc: dict) -> str:
+    """The file's text: one face per line, so a person can edit it and a diff shows each face."""
+    head = {k: v for k, v in doc.items() if k != "faces"}
+    lines = [json.dumps(f, allow_nan=False) for f in doc.get("faces", [])]
+    body = json.dumps(head, indent=2, allow_nan=False)[:-2]  # without the closing "\n}"
+    faces = "[]" if not lines else "[\n    " + ",\n    ".join(lines) + "\n  ]"
+    return f'{body},\n  "faces": {faces}\n}}\n'
+
+
+def write_faces_file(path: Path, doc: dict, *, overwrite: bool = False) -> Path:
+    """Write ``doc`` to ``path`` atomically (mode 0600: it names the photo and its digest)."""
+    from .safefile import PRIVATE, write_file
+
+    path = Path(path)
+    check_output_path(path, overwrite=overwrite)
+    try:
+        return write_file(path, dumps(doc).encode("utf-8"), mode=PRIVATE)
+    except OSError as err:
+        raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
+
+
+def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
+    """The faces ``path`` lists for ``image``, checked (see the module docstring), defaults filled.
+
+    Raises:
+        UsageError: not a faces file, another photo's, or a face that cannot be (one line each).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()[: _MAX_BYTES + 1]
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read the faces file ({err.strerror or type(err).__name__})") from None
+    if len(raw) > _MAX_BYTES:
+        raise UsageError(f"{path}: too large for a faces file")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
+        detail = f"line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise UsageError(f"{path}: not valid JSON ({detail})", hint="fix the file, or write it again with imnkit faces") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UsageError(f"{path}: not an {SCHEMA} faces file (its \"schema\" is not \"{SCHEMA}\")")
+    unknown = sorted(set(doc) - {"schema", "photo", "faces"})
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, photo, faces)")
+    photo = doc.get("photo")
+    h, w = image.shape[:2]
+    if not isinstance(photo, dict) or not isinstance(photo.get("sha256"), str):
+        raise UsageError(f"{path}: its \"photo\" has no sha256 digest")
+    if photo.get("width") != w or photo.get("height") != h or photo["sha256"] != pixels_digest(image):
+        raise UsageError(f"{path}: the faces file is for another photo (its pixel digest differs)",
+                         hint="run imnkit faces on this photo to list its faces")
+    faces = doc.get("faces")
+    if not isinstance(faces, list):
+        raise UsageError(f"{path}: \"faces\" must be a list")
+    return [check_face(f, i, (h, w), str(path)) for i, f in enumerate(faces)]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def check_face(face: Any, index: int, shape: tuple[int, int], where: str = "faces") -> dict:
+    """One face entry checked against a photo of ``shape`` (H, W); a complete copy with defaults filled."""
+    at = f"{where}: face {index + 1}"
+    if not isinstance(face, dict):
+        raise UsageError(f"{at}: must be an object with at least a \"box\"")
+    unknown = sorted(set(face) - set(FACE_KEYS))
+    if unknown:
+        raise UsageError(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(FACE_KEYS)})")
+    if "box" not in face:
+        raise UsageError(f"{at}: has no \"box\" ([x0, y0, x1, y1] in pixels)")
+    out = {k: face.get(k, _DEFAULTS.get(k)) for k in FACE_KEYS}  # in the documented order
+    out["box"] = _box(face["box"], shape, at)
+    out["points"] = _points(out["points"], at)
+    if out["detector"] not in DETECTORS:
+        raise UsageError(f"{at}: unknown detector {out['detector']!r} (known: {', '.join(DETECTORS)})")
+    score = out["score"]
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)):
+        raise UsageError(f"{at}: \"score\" must be a number or null")
+    out["score"] = None if score is None else float(score)
+    if out["treatment"] is not None and out["treatment"] not in TREATMENTS:
+        raise UsageError(f"{at}: unknown treatment {out['treatment']!r} (known: {', '.join(TREATMENTS)}, or null)")
+    if out["identity"] is not None:
+        from .face.identities import identity_names
+
+        names = identity_names()
+        if out["identity"] not in names:
+            raise UsageError(f"{at}: unknown identity {out['identity']!r}", hint="imnkit identities lists the pool")
+    if not isinstance(out["review"], bool):
+        raise UsageError(f"{at}: \"review\" must be true or false")
+    return out
+
+
+def _box(box: Any, shape: tuple[int, int], at: str) -> list[int]:
+    h, w = shape
+    if (not isinstance(box, list) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+        raise UsageError(f"{at}: \"box\" must be four numbers [x0, y0, x1, y1]")
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise UsageError(f"{at}: the box [{x0}, {y0}, {x1}, {y1}] has zero area (it needs x1 > x0 and y1 > y0)")
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        raise UsageError(f"{at}: the box [{x0}, {y0}, {x1}, {y1}] lies outside the {w}x{h} photo")
+    return [x0, y0, x1, y1]
+
+
+def _points(points: Any, at: str) -> list[list[float]] | None:
+    if points is None:
+        return None
+    ok = isinstance(points, list) and len(points) == 5 and all(
+        isinstance(p, list) and len(p) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+        for p in points)
+    if not ok:
+        raise UsageError(f"{at}: \"points\" must be five [x, y] pairs or null")
+    return [[float(x), float(y)] for x, y in points]
