@@ -82,11 +82,13 @@ class EmbedStage(Stage):
             raw = [tuple(int(v) for v in row) for row in bundle.tensors["swap.regions"].reshape(-1, 4).tolist()]
         else:
             raw = [(0, 0, h, w)]
-        boxes = merge_boxes([even_box(b, h, w, params["margin"]) for b in raw])
+        padded = [even_box(b, h, w, params["margin"]) for b in raw]
+        boxes = merge_boxes(padded)
         if params["method"] == "inn":
             masked, aux, report = _hide_inn(bundle, protected, mask, boxes, params, ctx)
         else:
-            masked, aux, report = _hide_keyed(protected, mask, boxes, params, ctx)
+            treatments = _region_treatments(padded, boxes, bundle.meta.get("swap.treatments"))
+            masked, aux, report = _hide_keyed(protected, mask, boxes, params, ctx, treatments)
         bundle.add("image.masked", masked)
         for key, value in aux.tensors.items():
             bundle.add(key, value)
@@ -98,12 +100,25 @@ class EmbedStage(Stage):
         bundle.add("embed.region", np.array(union, dtype=np.int64))
 
 
-def _hide_keyed(protected, mask, boxes, params, ctx: StageContext):
+def _region_treatments(padded: list, boxes: list, treatments) -> list[str] | None:
+    """What the swap did in each hidden region (faces merged into one region joined by '+'), when the
+    swap's per-face list matches its regions (a face it left unchanged has no region)."""
+    if not isinstance(treatments, list) or len(treatments) != len(padded):
+        return None
+    out = []
+    for y0, x0, y1, x1 in boxes:
+        inside = [t for t, b in zip(treatments, padded) if y0 <= b[0] and x0 <= b[1] and b[2] <= y1 and b[3] <= x1]
+        out.append("+".join(sorted(set(map(str, inside)))) or "swap")
+    return out
+
+
+def _hide_keyed(protected, mask, boxes, params, ctx: StageContext, treatments=None):
     from imnkit.protect.keyed import hide
 
     result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
                   masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"],
-                  key=ctx.options.get("content_key"), context=ctx.options.get("aux_context"))  # a video's one key
+                  key=ctx.options.get("content_key"), context=ctx.options.get("aux_context"),  # a video's one key
+                  treatments=treatments)
     return result.masked, result.aux, result.report
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, read_header
-from .errors import UsageError
+from .errors import ImnkitError, InputError, UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
 from .protect.keyed import check_aux_bytes, is_keyed, unseal
-from .protect.keys import KeySource
+from .protect.crypto import AuthenticationError
+from .protect.keys import KeySource, warn_if_weak
 from .video import is_video_aux_file, is_video_path
 
 # torch and the stages are imported only where needed: taking a keyed Mask off needs neither
@@ -40,16 +41,28 @@ class MaskResult:
     report: dict = field(default_factory=dict)  # what the stages report (e.g. embed's method, codec, quality)
     notes: list[str] = field(default_factory=list)
 
+    def png(self, *, with_aux: bool = True) -> bytes:
+        """The masked photo as PNG bytes, with the aux inside when it is sealed to recipients (``with_aux``)."""
+        from .imageio import encode_png
+        from .protect.container import with_aux as embed
+
+        data = encode_png(self.masked)
+        return embed(data, self.aux) if with_aux and _sealed_to_recipients(self.aux) else data
+
 
 def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = None, key_file: bytes | None = None,
-         device: str | None = None, seed: int | None = None, allow_no_face: bool = False,
-         **overrides: Any) -> MaskResult:
+         recipients: list | None = None, device: str | None = None, seed: int | None = None,
+         allow_no_face: bool = False, **overrides: Any) -> MaskResult:
     """Put a Mask over every face of ``image`` and hide the originals; returns the masked photo and aux.
 
     Args:
         image: (H, W, 3) uint8 RGB.
         recipe: a built-in recipe name (``mask``, ``mask-inn``, ``mask-hub``) or a path to a TOML recipe.
-        passphrase, key_file: lock the key in the aux with a passphrase or a 32-byte key (one of them).
+        passphrase, key_file: lock the key in the aux with a passphrase or a 32-byte key (one of them);
+            a passphrase under 12 characters raises a WeakPassphraseWarning.
+        recipients: seal the keys to these public keys instead (``imnkit1...`` strings or
+            :class:`~imnkit.protect.recipients.Recipient`): nothing secret is needed to mask, and
+            ``result.png()`` gives the masked PNG with the aux inside.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for every stage (default: the recipe's).
         seed: seed for every stage that draws randomly.
         allow_no_face: a photo with no face passes through unchanged instead of raising NoFaceError.
@@ -69,8 +82,10 @@ def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = No
     from .recipe import INPUT_IMAGE_KEY
 
     check_rgb8(image, "image")
+    warn_if_weak(passphrase)
     runner = _runner(recipe, overrides, device, allow_no_face)
-    options = {"keys": KeySource(passphrase=passphrase, key_file=key_file), "seed": seed}
+    options = {"keys": KeySource(passphrase=passphrase, key_file=key_file, recipients=_recipients(recipients)),
+               "seed": seed}
     bundle = Bundle(tensors={INPUT_IMAGE_KEY: np.ascontiguousarray(image).copy()})
     bundle = runner.process(Path("<array>"), bundle=bundle, options=options)
     aux = bundle.subset("aux.")
@@ -80,17 +95,69 @@ def mask(image: np.ndarray, recipe: str = "mask", *, passphrase: str | None = No
         regions=np.asarray(bundle.tensors["aux.regions"]).tolist(), faces=_faces(bundle), report=dict(bundle.meta.get("report", {})), notes=list(bundle.meta.get("notes", [])))
 
 
-def unmask(masked: np.ndarray, aux: bytes, *, passphrase: str | None = None, key_file: bytes | None = None,
-           force: bool = False, device: str = "auto") -> np.ndarray:
+def unmask(masked: np.ndarray | bytes, aux: bytes | None = None, *, passphrase: str | None = None,
+           key_file: bytes | None = None, identity=None, faces: list[int] | None = None, force: bool = False,
+           device: str = "auto") -> np.ndarray:
     """Take the Mask off: the protected photo from a masked photo and its aux bytes.
 
-    Raises IntegrityError (a wrong key, passphrase or key file, a changed aux or changed masked
-    pixels: never bypassed, ``force`` only skips the consistency checks) and UsageError (a locked aux
-    without its passphrase or key file).
+    ``masked``: (H, W, 3) uint8, or the masked PNG file's bytes (then ``aux`` may be omitted when the
+    aux rides inside it). ``identity``: an :class:`~imnkit.protect.recipients.Identity`, a path to an
+    identity file, or a list of them (each is tried). ``faces``: take off only these faces (indices, as
+    ``imnkit inspect`` lists them); the others stay masked.
+
+    Raises IntegrityError (a wrong key, passphrase, key file or identity, a changed aux or changed masked
+    pixels, an aux not locked the way asked: never bypassed, ``force`` only skips the consistency checks)
+    and UsageError (a locked aux without its passphrase, key file or identity).
     """
+    if isinstance(masked, (bytes, bytearray)):
+        if aux is None:
+            aux = _aux_inside(bytes(masked), "the masked PNG")
+        masked = load_image("masked.png", data=bytes(masked))
     check_rgb8(masked, "masked")
-    source = KeySource(passphrase=passphrase, key_file=key_file)
-    return _unmask_aux(masked, aux, "the aux", source, force=force, device=device, weights="")[0]
+    if aux is None:
+        raise UsageError("no aux given, and an array holds none", hint="pass the aux bytes, or the masked PNG's bytes")
+    source = KeySource(passphrase=passphrase, key_file=key_file, identities=_identities(identity))
+    return _unmask_aux(masked, aux, "the aux", source, force=force, device=device, weights="", faces=faces)[0]
+
+
+def _recipients(recipients) -> list | None:
+    if recipients is None:
+        return None
+    from .protect.recipients import Recipient, parse_recipient
+
+    items = [recipients] if isinstance(recipients, (str, Recipient)) else list(recipients)
+    return [r if isinstance(r, Recipient) else parse_recipient(str(r)) for r in items]
+
+
+def _identities(identity) -> list:
+    if identity is None:
+        return []
+    from .protect.recipients import Identity, read_identity
+
+    items = identity if isinstance(identity, (list, tuple)) else [identity]
+    return [i if isinstance(i, Identity) else read_identity(i) for i in items]
+
+
+def _sealed_to_recipients(aux: bytes) -> bool:
+    try:
+        header = Bundle.from_bytes(aux, framework="numpy").meta.get("aux.header") or {}
+    except ImnkitError:
+        return False
+    return isinstance(header, dict) and isinstance(header.get("key"), dict) and header["key"].get("wrap") == "recipients"
+
+
+def _aux_inside(png: bytes, where: str) -> bytes:
+    """The aux in a masked PNG's ``imAX`` chunk; UsageError when it has none."""
+    from .protect.container import aux_of
+
+    try:
+        found = aux_of(png)
+    except InputError:
+        found = None
+    if found is None:
+        raise UsageError(f"{where} holds no aux, and none was given",
+                         hint="pass --aux FILE (the aux rides inside the PNG only when masked for --recipient)")
+    return found
 
 
 def _runner(recipe: str, overrides: dict[str, Any], device: str | None, allow_no_face: bool):
@@ -120,18 +187,24 @@ def _faces(bundle: Bundle) -> list[dict]:
 
 
 def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, force: bool, device: str,
-                weights: str) -> tuple[np.ndarray, list[str], int]:
+                weights: str, faces: list[int] | None = None,
+                allow_unkeyed: bool = False) -> tuple[np.ndarray, list[str], int]:
     """(recovered, notes, regions) from a masked image (array, or a callable that reads it) and aux bytes.
 
     A keyed aux is checked byte-exact and opened with numpy alone; an inn aux goes through the
-    extract stage (torch). Any aux is checked before the image is read.
+    extract stage (torch). Any aux is checked before the image is read. Every way a keyed aux can fail
+    to open (unparsable bytes, a malformed header, a wrong key) is the one AuthenticationError.
     """
-    aux = Bundle.from_bytes(raw, source=where, framework="numpy")
+    aux = open_aux(raw, where)
     if is_keyed(aux):
         check_aux_bytes(raw, aux)
         image = masked() if callable(masked) else masked
-        recovered, notes = unseal(image, aux, source, force=force)
+        recovered, notes = unseal(image, aux, source, force=force, faces=faces)
         return recovered, notes, int(aux.tensors["aux.regions"].reshape(-1, 4).shape[0])
+    if source is not None and source.expects is not None and not allow_unkeyed:
+        raise AuthenticationError()  # an unkeyed (inn) aux where a locked one was asked for: substituted?
+    if faces is not None:
+        raise UsageError("faces come off one at a time only from the keyed methods", hint="drop --face")
     from .devices import resolve_device
     from .embedding import read_aux
 
@@ -141,6 +214,14 @@ def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, for
     image = masked() if callable(masked) else masked
     recovered, notes = _extract_inn(image, aux, force=force, device=dev, weights=weights)
     return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
+
+
+def open_aux(raw: bytes, where: str) -> Bundle:
+    """The aux bundle in ``raw`` (numpy tensors); bytes that are no aux fail as AuthenticationError."""
+    try:
+        return Bundle.from_bytes(raw, source=where, framework="numpy")
+    except ImnkitError:
+        raise AuthenticationError() from None
 
 
 def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device,
@@ -175,26 +256,77 @@ class ExtractResult:
     notes: list[str] = field(default_factory=list)
 
 
-def extract_file(masked: str | Path, aux: str | Path, output: str | Path | None = None, *, weights: str = "",
-                 force: bool = False, device: str = "auto", overwrite: bool = False,
-                 keys: KeySource | None = None, on_frame=None) -> ExtractResult:
+def extract_file(masked: str | Path, aux: str | Path | None = None, output: str | Path | None = None, *,
+                 weights: str = "", force: bool = False, device: str = "auto", overwrite: bool = False,
+                 keys: KeySource | None = None, on_frame=None, faces: list[int] | None = None,
+                 face_at: tuple[int, int] | None = None, audit_log: str | Path | None = None,
+                 allow_unkeyed: bool = False) -> ExtractResult:
     """Recover the protected photo from a masked PNG and its aux; write it as PNG atomically.
 
-    ``keys``: the passphrase or key file when the aux's key is wrapped (see :mod:`imnkit.protect.keys`).
+    ``aux``: the sidecar aux file; None: the aux inside the masked PNG (masked for recipients).
+    ``keys``: the passphrase, key file or identities (see :mod:`imnkit.protect.keys`); given, the aux
+    must be locked that way (a bare or inn aux is refused; ``allow_unkeyed`` accepts an inn aux).
+    ``faces`` / ``face_at`` (x, y): take off only those faces. ``audit_log``: append a record there.
     A masked clip (a video aux, or a video suffix) gives ``{stem}.recovered.mkv`` (docs/video.md);
     ``on_frame(done, total)`` then follows its progress.
     """
-    masked, aux = Path(masked), Path(aux)
-    if is_video_path(masked) or is_video_aux_file(aux):  # a clip: imnkit.video (needs imnkit[video])
+    masked = Path(masked)
+    aux = Path(aux) if aux is not None else None
+    if is_video_path(masked) or (aux is not None and is_video_aux_file(aux)):  # a clip: imnkit.video
+        if aux is None:
+            raise UsageError("a masked clip needs its aux file", hint="pass --aux FILE")
+        if faces is not None or face_at is not None:
+            raise UsageError("clips come off whole (--face is for photos)")
         from .video.unmask import extract_video
 
         out, regions, notes = extract_video(masked, aux, Path(output) if output else None, keys=keys,
                                             overwrite=overwrite, on_frame=on_frame)
+        _audit(audit_log, "extract", masked, "all", keys)
         return ExtractResult(output=out, regions=regions, notes=notes)
     out = Path(output) if output else default_recovered_path(masked)
-    check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
-    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
-    recovered, notes, regions = _unmask_aux(lambda: load_image(masked), aux.read_bytes(), str(aux), keys,
-                                            force=force, device=device, weights=weights)
-    save_png(out, recovered, overwrite=overwrite, inputs=(masked, aux))
-    return ExtractResult(output=out, regions=regions, notes=notes)
+    inputs = (masked,) if aux is None else (masked, aux)
+    check_output_path(out, overwrite=overwrite, inputs=inputs)
+    if aux is None:
+        data = _read(masked)
+        raw, where = _aux_inside(data, str(masked)), f"{masked} (its aux)"
+        image = lambda: load_image(masked, data=data)  # noqa: E731
+    else:
+        read_header(aux)  # a missing or unreadable file fails here, with its own message (exit 1)
+        raw, where, image = aux.read_bytes(), str(aux), (lambda: load_image(masked))
+    if face_at is not None:
+        faces = sorted(set(faces or []) | {_face_at(raw, where, face_at)})
+    recovered, notes, regions = _unmask_aux(image, raw, where, keys, force=force, device=device, weights=weights,
+                                            faces=faces, allow_unkeyed=allow_unkeyed)
+    save_png(out, recovered, overwrite=overwrite, inputs=inputs)
+    _audit(audit_log, "extract", masked, faces if faces is not None else "all", keys)
+    return ExtractResult(output=out, regions=regions if faces is None else len(faces), notes=notes)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read it ({err.strerror or type(err).__name__})") from None
+
+
+def _face_at(raw: bytes, where: str, point: tuple[int, int]) -> int:
+    from .protect.keyed import face_at, is_keyed, read_header as read_aux_header
+
+    aux = open_aux(raw, where)
+    if not is_keyed(aux):
+        raise UsageError("faces come off one at a time only from the keyed methods", hint="drop --face-at")
+    return face_at(read_aux_header(aux), point[0], point[1])
+
+
+def _audit(log, command: str, masked: Path, faces, keys: KeySource | None) -> None:
+    if log is None:
+        return
+    import hashlib
+
+    from .protect.audit import append
+
+    who = (keys.opened_by if keys is not None else None) or (keys.expects if keys is not None else None) or "none"
+    append(log, command=command, file=str(masked), sha256=hashlib.sha256(_read(masked)).hexdigest(),
+           faces=faces, recipient=who)

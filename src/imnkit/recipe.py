@@ -23,6 +23,15 @@ Format::
     path = "{stem}.mask.png"
     image = "mask.image"
     when = "save_mask"           # written only when that option is on (--save-mask)
+    [[output]]
+    path = "{stem}.PRIVATE-preview.png"
+    image = "preview.image"
+    when = "preview"
+    private = true               # the original faces are in it: mode 0600, like the bundles
+
+Image outputs are written mode 0644 (the masked photo is for sharing) unless ``private = true``;
+bundle outputs (the aux holds the key, a bundle the original photo) are always 0600. Every output
+is written through :mod:`imnkit.safefile` (random exclusive temporary, then a rename).
 
 An image file as input becomes a bundle holding ``image.protected``; a bundle file is read as is.
 """
@@ -33,7 +42,7 @@ import glob
 import os
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +51,7 @@ from .bundle import Bundle, load_bundle, tensor_to_image
 from .devices import check_device_name, plan_device
 from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
+from .safefile import PRIVATE, SHAREABLE, write_all
 from .stage import Stage, StageContext, get_stage, run_stage
 from .video import VIDEO_SUFFIXES, is_video_path
 
@@ -64,6 +74,10 @@ class OutputSpec:
     bundle: str | None = None
     when: str | None = None
     history: bool = True  # bundle outputs: include the stage history (the aux leaves it out)
+    private: bool = False  # image outputs: mode 0600 instead of 0644 (bundles are always 0600)
+    # image outputs: also carry the bundle of keys with this prefix in the PNG (the aux, with recipients:
+    # imnkit.protect.container); set by the run's options, not by recipes
+    carry: str | None = None
 
 
 @dataclass
@@ -162,12 +176,15 @@ def recipe_from_dict(data: dict, *, source: str = "<recipe>", sets: list[str] = 
     outputs = []
     for i, raw in enumerate(data.get("output", []), 1):
         where = f"recipe {source}, output {i}"
-        unknown = sorted(set(raw) - {"path", "image", "bundle", "when", "history"})
+        unknown = sorted(set(raw) - {"path", "image", "bundle", "when", "history", "private"})
         if unknown:
-            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)} (known: path, image, bundle, when, history)")
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                             "(known: path, image, bundle, when, history, private)")
         spec = OutputSpec(**raw)
         if not spec.path or (spec.image is None) == (spec.bundle is None):
             raise UsageError(f"{where}: needs a 'path' and exactly one of 'image' or 'bundle'")
+        if not isinstance(spec.private, bool) or (spec.bundle is not None and not spec.private and "private" in raw):
+            raise UsageError(f"{where}: 'private' must be true or false, and a bundle is always private")
         _check_template(spec.path, where)
         outputs.append(spec)
     recipe = Recipe(name=head.get("name", Path(source).stem), description=head.get("description", ""),
@@ -241,12 +258,22 @@ def bundle_from_input(path: Path, data: bytes | None = None) -> Bundle:
 
 
 def output_paths(recipe: Recipe, inp: Path, out_dir: Path | None, options: dict[str, Any]) -> list[tuple[OutputSpec, Path]]:
+    """Where each of the recipe's outputs goes for ``inp``.
+
+    With the option ``aux_in_png`` (recipients: the aux holds no secret) the aux rides inside the
+    masked PNG, and its sidecar file is written only with the option ``sidecar``.
+    """
     values = {"stem": output_stem(inp), "name": inp.name, "ext": inp.suffix.lstrip("."), "recipe": recipe.name}
     folder = out_dir if out_dir is not None else inp.parent
+    inside = bool(options.get("aux_in_png"))
     out = []
     for spec in recipe.outputs:
         if spec.when and not options.get(spec.when):
             continue
+        if inside and spec.bundle == "aux." and not options.get("sidecar"):
+            continue
+        if inside and spec.image == "image.masked":
+            spec = replace(spec, carry="aux.")
         out.append((spec, folder / spec.path.format(**values)))
     if options.get("keep_bundles"):
         out.append((OutputSpec(path="{stem}.bundle.safetensors", bundle=""), folder / f"{values['stem']}.bundle.safetensors"))
@@ -361,43 +388,34 @@ def encode_outputs(bundle: Bundle, planned: list[tuple[OutputSpec, Any]], *,
     for spec, path in planned:
         if spec.image is not None:
             image = tensor_to_image(bundle.require(spec.image), spec.image)
-            blobs.append((path, encode_png(image, exif=exif), 0o644))
+            # the masked photo is for sharing; a private image (the preview: original faces) is not
+            png = encode_png(image, exif=exif)
+            if spec.carry is not None:  # the aux (sealed to recipients: no secret in it) inside the PNG
+                from .protect.container import with_aux
+
+                png = with_aux(png, _bundle_bytes(bundle, spec.carry, history=False))
+            blobs.append((path, png, PRIVATE if spec.private else SHAREABLE))
         else:
-            part = bundle.subset(spec.bundle or "")
-            if not spec.history:
-                part.history = []
             # bundles hold the key (the aux) or the original photo: readable by the owner only
-            blobs.append((path, part.to_bytes(), 0o600))
+            blobs.append((path, _bundle_bytes(bundle, spec.bundle or "", history=spec.history), PRIVATE))
     return blobs
 
 
+def _bundle_bytes(bundle: Bundle, prefix: str, *, history: bool) -> bytes:
+    part = bundle.subset(prefix)
+    if not history:
+        part.history = []
+    return part.to_bytes()
+
+
 def write_files(blobs: list[tuple[Path, bytes, int]], *, overwrite: bool, inputs: tuple = ()) -> list[Path]:
-    """Write local files atomically, all or none: every temporary file first, then every rename."""
-    written: list[Path] = []
-    tmp_paths: list[tuple[Path, Path]] = []
+    """Write local files atomically, all or none, each with its mode (:func:`imnkit.safefile.write_all`)."""
+    for path, _, _ in blobs:
+        check_output_path(path, overwrite=overwrite, inputs=inputs)
     try:
-        for path, data, mode in blobs:
-            check_output_path(path, overwrite=overwrite, inputs=inputs)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp_paths.append((tmp, path))
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in tmp_paths:
-            os.replace(tmp, path)
-            written.append(path)
-    except BaseException as err:
-        # No temporary file (they hold face pixels) and no partial set of outputs is left behind.
-        for tmp, _ in tmp_paths:
-            tmp.unlink(missing_ok=True)
-        for path in written:
-            path.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
-        raise
-    return written
+        return write_all(blobs)
+    except OSError as err:
+        raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
 
 
 def summary_exit_code(results: list[RunResult]) -> int:

@@ -20,7 +20,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import keys_cmd, pipeline, tools, weights_cmd, train_cmd  # noqa: F401  (each adds its commands to `app`)
+    from . import custody_cmd, keys_cmd, pipeline, tools, weights_cmd, train_cmd  # noqa: F401  (each adds its commands to `app`)
     from . import review_cmd  # noqa: F401
 
 

@@ -9,7 +9,7 @@ import typer
 
 from . import app
 from ._common import err_console, escape, handle_errors, print_json
-from .keys_cmd import KeyFile, PassphraseFile, PassphraseFlag, key_source
+from .keys_cmd import IdentityOpt, KeyFile, PassphraseFile, PassphraseFlag, RecipientOpt, RecipientsFile, key_source
 
 
 @app.command("run")
@@ -21,22 +21,29 @@ def run_cmd(
     device: Annotated[Optional[str], typer.Option("--device", help="Device for every stage: auto, cpu, cuda, cuda:N.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for every stage that draws randomly.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")] = False,
-    keep_bundles: Annotated[bool, typer.Option("--keep-bundles", help="Also write the full bundle {stem}.bundle.safetensors.")] = False,
+    keep_bundles: Annotated[bool, typer.Option("--keep-bundles", help="Also write the full bundle {stem}.bundle.safetensors (the original faces: mode 0600, never share it).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).")] = False,
     save_mask: Annotated[bool, typer.Option("--save-mask", help="Also write {stem}.mask.png, the Mask photo before hiding.")] = False,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write a contact sheet {stem}.preview.png per photo.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write a contact sheet {stem}.PRIVATE-preview.png per photo (the original faces: mode 0600, never share it).")] = False,
     allow_no_face: Annotated[bool, typer.Option("--allow-no-face", help="Pass photos with no face through unchanged instead of failing.")] = False,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Copy the input's EXIF into output PNGs (stripped by default).")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Process only shard i of N (i/N, 0-based), to split a folder between processes.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON line per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the paths written.")] = False,
     share_copy: Annotated[bool, typer.Option("--share-copy", help="Videos: also write {stem}.masked.mp4 (H.264, small, for viewing; not recoverable except with embed.method=detached: docs/video.md).")] = False,
+    audio: Annotated[str, typer.Option("--audio", help="Videos: copy the sound as it is (default) or drop it. The sound is neither masked nor authenticated, and a voice identifies people (docs/security.md).")] = "copy",
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit\\[ray]: docs/scale-out.md).")] = "local",
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
+    recipient: RecipientOpt = [],
+    recipients_file: RecipientsFile = None,
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="With --recipient: also write the aux file (it rides inside the masked PNG).")] = False,
 ) -> None:
     """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors.
+
+    With --recipient the keys are sealed to public keys and the aux rides inside {stem}.masked.png:
+    one self-contained file, and no secret on the machine that masks.
 
     A video gives {stem}.masked.mkv (lossless, sound copied) and one {stem}.aux.safetensors (docs/video.md).
 
@@ -51,6 +58,8 @@ def run_cmd(
     with handle_errors():
         if engine not in ("local", "ray"):
             raise UsageError(f"--engine must be local or ray, got '{engine}'")
+        if audio not in ("copy", "drop"):
+            raise UsageError(f"--audio must be copy or drop, got '{audio}'")
         urls = any(is_url(i) for i in inputs) or is_url(out_dir)
         if urls and engine != "ray":
             raise UsageError("URL inputs and outputs (s3://, gs://, file:// ...) need --engine ray",
@@ -76,9 +85,15 @@ def run_cmd(
             "keep_bundles": keep_bundles,
             "keep_metadata": keep_metadata,
             "share_copy": share_copy,
+            "audio": audio,
             "seed": seed,
-            "keys": key_source(passphrase, passphrase_file, key_file, confirm=True),
+            "keys": key_source(passphrase, passphrase_file, key_file, confirm=True, recipients=recipient,
+                               recipients_file=recipients_file),
         }
+        options["aux_in_png"] = options["keys"].wrap == "recipients"
+        options["sidecar"] = sidecar
+        if sidecar and not options["aux_in_png"]:
+            raise UsageError("--sidecar goes with --recipient (the aux file is always written otherwise)")
         # The Ray engine builds its Runners in its actors, on the devices Ray gives them.
         runner = Runner(recipe_obj, options=options) if engine == "local" or dry_run else None
         if urls:
@@ -245,22 +260,29 @@ def stage_cmd(
 @app.command("extract")
 def extract_cmd(
     masked: Annotated[Path, typer.Argument(help="The masked PNG (or masked .mkv clip), exactly as `imnkit run` wrote it.")],
-    aux: Annotated[Path, typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors).")],
+    aux: Annotated[Optional[Path], typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors); omit it when the aux rides inside the PNG (--recipient).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Recovered PNG (default: {stem}.recovered.png beside the input).")] = None,
     weights: Annotated[str, typer.Option("--weights", help="IMN weights (default: those named in the aux).")] = "",
     force: Annotated[bool, typer.Option("--force", help="Try even if the image does not look like the one masked; the result may be wrong (never skips authentication).")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the path written.")] = False,
+    face: Annotated[list[int], typer.Option("--face", help="Take off only this face (index from `imnkit inspect`; repeatable); the others stay masked.")] = [],
+    face_at: Annotated[Optional[str], typer.Option("--face-at", help="Take off only the face at pixel X,Y.")] = None,
+    audit_log: Annotated[Optional[Path], typer.Option("--audit-log", help="Append one hash-chained JSON line for this unmasking to FILE (`imnkit audit verify FILE`).")] = None,
+    allow_unkeyed: Annotated[bool, typer.Option("--allow-unkeyed", help="Accept an aux of the unkeyed inn method although a passphrase, key file or identity was given.")] = False,
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
+    identity: IdentityOpt = [],
 ) -> None:
-    """Take the Mask off: recover the original faces from a masked photo and its aux file.
+    """Take the Mask off: recover the original faces from a masked photo and its aux.
 
-    A wrong key, passphrase or key file, a changed aux or changed masked pixels: exit code 4, nothing written.
+    A wrong key, passphrase, key file or identity, a changed aux or changed masked pixels, or an aux not
+    locked the way asked (a passphrase, key file or identity given): exit code 4, nothing written.
     """
     from ..api import extract_file
+    from ..errors import UsageError
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -269,13 +291,25 @@ def extract_cmd(
     show_bar = err_console.is_terminal and not quiet and is_video_path(masked)
     columns = (TextColumn("recovering (frames)"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with handle_errors(), Progress(*columns, console=err_console, disable=not show_bar) as progress:
-        keys = key_source(passphrase, passphrase_file, key_file, confirm=False)
+        point = _point(face_at) if face_at is not None else None
+        keys = key_source(passphrase, passphrase_file, key_file, confirm=False, identities=identity)
         task = progress.add_task("frames", total=None)
         result = extract_file(masked, aux, output, weights=weights, force=force, device=device, overwrite=overwrite,
-                              keys=keys, on_frame=lambda done, total: progress.update(task, completed=done, total=total))
+                              keys=keys, on_frame=lambda done, total: progress.update(task, completed=done, total=total),
+                              faces=list(face) or None, face_at=point, audit_log=audit_log, allow_unkeyed=allow_unkeyed)
     if quiet:
         print(result.output)
         return
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
     err_console.print(f"wrote {escape(str(result.output))} ({result.regions} region(s) recovered)")
+
+
+def _point(text: str) -> tuple[int, int]:
+    from ..errors import UsageError
+
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--face-at '{text}' must look like X,Y (pixels)") from None
+    return x, y

@@ -227,20 +227,16 @@ def read_identity(path: str | os.PathLike, passphrase=None) -> Identity:
 def write_identity(path: str | os.PathLike, identity: Identity, *, passphrase: str | None = None,
                    overwrite: bool = False) -> tuple[Path, Path]:
     """Write the identity (mode 0600) and its recipient to ``path.pub``; never over files unless asked."""
-    from ..imageio import atomic_output
+    from ..safefile import PRIVATE, SHAREABLE, write_all
 
     path = Path(path)
     pub = path.with_name(path.name + ".pub")
     if not overwrite:
         for p in (path, pub):
-            if p.exists():
+            if p.exists() or p.is_symlink():
                 raise UsageError(f"{p} exists; it is not replaced (its key would be lost)", hint="choose another name")
-    with atomic_output(path, overwrite=overwrite) as tmp:  # mkstemp: created 0600
-        os.chmod(tmp, 0o600)
-        tmp.write_text(identity.to_json(passphrase), encoding="utf-8")
-    with atomic_output(pub, overwrite=overwrite) as tmp:
-        tmp.write_text(str(identity.recipient) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o644)
+    write_all([(path, identity.to_json(passphrase).encode(), PRIVATE),
+               (pub, (str(identity.recipient) + "\n").encode(), SHAREABLE)])
     return path, pub
 
 
