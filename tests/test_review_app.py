@@ -29,7 +29,7 @@ def review(tmp_path, photo):
     path = tmp_path / "in" / "a.png"
     path.parent.mkdir()
     save_png(path, photo)
-    face = {"box": [10, 20, 50, 60], "points": None, "detector": "dlib", "score": 0.9, "treatment": "swap",
+    face = {"box": [20, 10, 60, 50], "points": None, "detector": "dlib", "score": 0.9, "treatment": "swap",
             "identity": None, "review": False}
     photos = [Photo(index=0, path=path, out_dir=tmp_path / "out", width=photo.shape[1], height=photo.shape[0],
                     faces=[face])]

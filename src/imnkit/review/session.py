@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from ..batch import output_stem
 from ..errors import ImnkitError, UsageError
 from ..imageio import load_image
 
@@ -60,7 +59,9 @@ class Photo:
 
     @property
     def faces_path(self) -> Path:
-        return self.folder / f"{output_stem(self.path)}.faces.json"
+        from ..faces_file import faces_file_for
+
+        return faces_file_for(self.path, self.folder)
 
 
 def parse_edit(data: Any, photo: Photo) -> Edit:
@@ -219,7 +220,7 @@ class ReviewSession:
     # -- rows ------------------------------------------------------------------------------------
     def _row(self, photo: Photo) -> dict:
         faces = [{"box": page_box(f), "detector": f.get("detector"), "score": f.get("score"),
-                  "review": bool(f.get("review", False))} for f in photo.faces]
+                  "review": bool(f.get("review", False)), "masked": listed_masked(f)} for f in photo.faces]
         return {"index": photo.index, "name": photo.path.name, "width": photo.width, "height": photo.height,
                 "faces": faces, **self._status(photo)}
 
@@ -231,21 +232,29 @@ class ReviewSession:
 
 # -- the faces file's side (imnkit.faces_file) --------------------------------------------------
 def page_box(face: dict) -> list[int]:
-    """A faces-file face's box as the page draws it: [x0, y0, x1, y1]."""
-    y0, x0, y1, x1 = (int(v) for v in face["box"])
-    return [x0, y0, x1, y1]
+    """A faces-file face's box as the page draws it: [x0, y0, x1, y1] (the file's own order)."""
+    return [int(v) for v in face["box"]]
 
 
 def drawn_face(box: tuple[int, int, int, int]) -> dict:
-    """A face drawn by hand, as the faces file lists it: a box, no points (they are fitted when masked)."""
-    x0, y0, x1, y1 = box
-    return {"box": [y0, x0, y1, x1], "points": None, "detector": "manual", "score": None,
-            "treatment": None, "identity": None, "review": False}
+    """A face drawn by hand, as the faces file lists it: its box; landmarks are fitted when masked."""
+    return {"box": list(box), "detector": "user"}
+
+
+def listed_masked(face: dict) -> bool:
+    """Whether a listed face is masked as it stands: a doubtful one the default leaves bare is not."""
+    return face.get("treatment") != "none"
 
 
 def chosen_faces(photo: Photo, edit: Edit) -> list[dict]:
-    """The photo's listed faces that ``edit`` keeps, then the ones it draws."""
-    return [photo.faces[i] for i in edit.keep] + [drawn_face(b) for b in edit.add]
+    """The photo's listed faces that ``edit`` keeps, then the ones it draws.
+
+    A listed face the default leaves bare (treatment "none") that the page keeps is masked: its
+    treatment goes back to the recipe's choice. A face the page drops is left out of the list.
+    """
+    kept = [photo.faces[i] for i in edit.keep]
+    kept = [face if listed_masked(face) else {**face, "treatment": None} for face in kept]
+    return kept + [drawn_face(b) for b in edit.add]
 
 
 def faces_options(photo: Photo, faces: list[dict]) -> dict:

@@ -211,6 +211,10 @@ async function poll() {
   }
 }
 
+function initialDrops(row) {
+  return new Set(row.faces.map((f, i) => (f.masked ? -1 : i)).filter((i) => i >= 0));
+}
+
 async function main() {
   const data = await (await api("/api/photos")).json();
   const grid = document.getElementById("grid");
@@ -218,14 +222,15 @@ async function main() {
   document.title = `imnkit review (${data.photos.length} photo${data.photos.length === 1 ? "" : "s"}, recipe ${data.recipe})`;
   for (const row of data.photos) {
     const card = template.content.firstElementChild.cloneNode(true);
-    const photo = { ...row, status: "", card, dropped: new Set(), added: [] }; // status: set by the first poll
+    // status: set by the first poll; a doubtful face the default leaves bare starts dropped
+    const photo = { ...row, status: "", card, dropped: initialDrops(row), added: [] };
     card.id = `photo-${row.index}`;
     card.dataset.index = String(row.index);
     card.querySelector(".name").textContent = row.name;
     card.querySelector(".name").title = row.name;
     card.querySelector(".preview").addEventListener("click", () => togglePreview(photo));
     card.querySelector(".reset").addEventListener("click", () => {
-      photo.dropped.clear();
+      photo.dropped = initialDrops(row);
       photo.added = [];
       changed(photo);
     });
