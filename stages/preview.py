@@ -9,6 +9,10 @@ Contract:
 
 It recovers from the exact 8-bit masked pixels, as `imnkit extract` does from the saved PNG.
 The stage does nothing unless --preview (option ``preview``) or its ``enabled`` parameter is set.
+
+The sheet shows the original faces in the clear: the built-in recipes write it as
+``{stem}.PRIVATE-preview.png`` with ``private = true`` (mode 0600), never beside the masked photo
+under a name that could pass for the shareable one.
 """
 
 from __future__ import annotations

@@ -145,12 +145,14 @@ def test_full_disk_is_reported_and_cleaned(tmp_path, photo, monkeypatch):
 
 def test_unwritable_folder(tmp_path, photo, monkeypatch):
     # Tests run as root in CI, where chmod cannot make a folder unwritable: simulate the refusal.
-    import tempfile
+    real_open = os.open
 
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied")
+    def refuse(name, *a, **k):  # the temporary file's creation is refused; nothing else
+        if str(name).endswith(".tmp"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(name, *a, **k)
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(OutputError, match="cannot write here.*Permission denied"):
         save_png(tmp_path / "x.png", photo)
     assert list(tmp_path.iterdir()) == []

@@ -31,7 +31,7 @@ def masked_with_passphrase(tmp_path_factory):
     pp.write_text(SECRET + "\n")
     r = invoke("run", REPO / "recipes" / "mask.toml", EXAMPLE, "-o", out, "--passphrase-file", pp, "--json", "--preview")
     assert r.exit_code == 0, r.stderr
-    assert (out / "astronaut.preview.png").is_file()  # the contact sheet unseals with the run's passphrase
+    assert (out / "astronaut.PRIVATE-preview.png").is_file()  # the contact sheet unseals with the run's passphrase
     assert SECRET not in r.stdout + r.stderr
     return out, json.loads(r.stdout.splitlines()[-1])
 

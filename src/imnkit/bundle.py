@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .errors import BundleError
-from .imageio import atomic_output
+from .errors import BundleError, OutputError
+from .imageio import check_output_path
+from .safefile import PRIVATE, write_file
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: reading a keyed aux needs no torch
     import torch
@@ -136,11 +137,14 @@ class Bundle:
         return cls(tensors=dict(tensors), meta=meta, history=history, source=source)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
-        """Write the bundle atomically (temp file + rename)."""
+        """Write the bundle atomically, mode 0600 (it may hold the original photo or a key): see
+        :mod:`imnkit.safefile`."""
         data = self.to_bytes()
-        with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-            tmp.write_bytes(data)
-        return Path(path)
+        check_output_path(Path(path), overwrite=overwrite, inputs=inputs)
+        try:
+            return write_file(path, data, mode=PRIVATE)
+        except OSError as err:
+            raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
 
 
 _DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",

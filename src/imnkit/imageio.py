@@ -4,8 +4,10 @@ Reading: JPEG, PNG, WebP and TIFF (whatever Pillow decodes); the EXIF orientatio
 (alpha dropped), grayscale, 16-bit and CMYK are converted to 8-bit RGB explicitly; images above
 :data:`MAX_PIXELS` are refused before decoding.
 
-Writing: 8-bit RGB PNG, metadata stripped unless asked to keep it, written to a temporary file in
-the same folder and renamed into place, so a failed run never leaves a half-written file.
+Writing: 8-bit RGB PNG, metadata stripped unless asked to keep it, written through
+:mod:`imnkit.safefile` (a random temporary file created exclusively with the output's mode, then
+renamed into place), so a failed run never leaves a half-written file and nobody sharing the folder
+can make imnkit write into their file or widen a private file's mode.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, OutputError
+from .safefile import PRIVATE, output_path, refuse_symlink, write_file
 
 #: Largest image accepted, in pixels (a decompression-bomb guard; 100 MP covers every camera).
 MAX_PIXELS = 100_000_000
@@ -114,38 +116,29 @@ def load_image(path: str | os.PathLike, *, background: tuple[int, int, int] | No
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = (),
+                  mode: int = PRIVATE) -> Iterator[Path]:
+    """Yield a temporary path for ``path`` (:func:`imnkit.safefile.output_path`); on success it is
+    renamed onto ``path`` with mode ``mode`` (0600 unless told).
 
     The temporary file is removed if the body raises, so no partial output is ever left.
 
     Raises:
-        OutputError: ``path`` is one of ``inputs``, exists and ``overwrite`` is false, or its folder
-            cannot be written.
+        OutputError: ``path`` is one of ``inputs``, exists and ``overwrite`` is false, is a symbolic
+            link, or its folder cannot be written.
     """
     path = Path(path)
     check_output_path(path, overwrite=overwrite, inputs=inputs)
-    folder = path.parent if str(path.parent) else Path(".")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with output_path(path, mode=mode) as tmp:
+            yield tmp
     except OSError as err:
-        raise OutputError(f"{folder}: cannot write here ({err.strerror or err})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def check_output_path(path: Path, *, overwrite: bool, inputs: tuple = ()) -> None:
-    """Refuse to overwrite an input, or an existing output unless ``overwrite``."""
+    """Refuse to overwrite an input, an existing output unless ``overwrite``, or to write through a link."""
+    refuse_symlink(path)
     resolved = Path(path).resolve()
     for inp in inputs:
         if Path(inp).resolve() == resolved:
@@ -182,12 +175,19 @@ def save_png(
     inputs: tuple = (),
     metadata: dict[str, str] | None = None,
     exif: bytes | None = None,
+    mode: int = PRIVATE,
 ) -> Path:
-    """Write an (H, W, 3) uint8 RGB array as a PNG atomically; returns the path."""
+    """Write an (H, W, 3) uint8 RGB array as a PNG atomically with mode ``mode``; returns the path.
+
+    0600 unless told: a PNG written here is a recovered photo (the original faces); pass
+    :data:`imnkit.safefile.SHAREABLE` for a photo meant to be shared.
+    """
     data = encode_png(image, metadata=metadata, exif=exif)
-    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+    check_output_path(Path(path), overwrite=overwrite, inputs=inputs)
+    try:
+        return write_file(path, data, mode=mode)
+    except OSError as err:
+        raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
 
 
 BT601_WEIGHTS = (0.299, 0.587, 0.114)  # luma from RGB (the Y the measures and the sharpening use)

@@ -60,16 +60,18 @@ def create_temp(path: str | os.PathLike, mode: int = PRIVATE) -> tuple[int, Path
     The output's folder is made if missing.
 
     Raises:
-        OSError: the folder cannot be made or written.
+        OutputError: the folder cannot be made or written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     for _ in range(_TRIES):
         tmp = temp_name(path)
         try:
             fd = os.open(tmp, _CREATE, PRIVATE)  # the umask can only narrow this; fchmod sets it exactly
         except FileExistsError:
             continue
+        except OSError as err:
+            raise _cannot_write(path, err) from None
         try:
             os.fchmod(fd, mode)
         except BaseException:
@@ -77,7 +79,19 @@ def create_temp(path: str | os.PathLike, mode: int = PRIVATE) -> tuple[int, Path
             os.unlink(tmp)
             raise
         return fd, tmp
-    raise FileExistsError(f"no free temporary name beside {path.name} after {_TRIES} tries")
+    raise _cannot_write(path, FileExistsError(f"no free temporary name after {_TRIES} tries"))
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+
+
+def _cannot_write(path: Path, err: OSError) -> OutputError:
+    folder = path.parent if str(path.parent) else Path(".")
+    return OutputError(f"{folder}: cannot write here ({err.strerror or err}); nothing was kept")
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -106,7 +120,7 @@ def write_file(path: str | os.PathLike, data: bytes, *, mode: int = PRIVATE) -> 
     """Write ``data`` to ``path`` atomically with mode ``mode`` (see the module docstring).
 
     Raises:
-        OutputError: ``path`` is a symbolic link.
+        OutputError: ``path`` is a symbolic link, or its folder cannot be written.
         OSError: the write failed (no temporary file is left).
     """
     return write_all([(Path(path), data, mode)])[0]
@@ -118,7 +132,8 @@ def write_all(blobs: Sequence[tuple[str | os.PathLike, bytes, int]]) -> list[Pat
     On failure the temporary files and the outputs already renamed are removed.
 
     Raises:
-        OutputError: an output name is a symbolic link (checked before anything is written).
+        OutputError: an output name is a symbolic link (checked before anything is written), or a
+            folder cannot be written.
         OSError: a write failed (nothing is kept).
     """
     paths = [Path(p) for p, _, _ in blobs]
@@ -150,7 +165,7 @@ def open_output(path: str | os.PathLike, *, mode: int = PRIVATE) -> Iterator[Bin
     If the block raises, the temporary file is removed and ``path`` is untouched.
 
     Raises:
-        OutputError: ``path`` is a symbolic link.
+        OutputError: ``path`` is a symbolic link, or its folder cannot be written.
         OSError: the write failed.
     """
     path = Path(path)
@@ -178,12 +193,13 @@ def output_path(path: str | os.PathLike, *, mode: int = PRIVATE) -> Iterator[Pat
     onto ``path``; the folder is removed in every case.
 
     Raises:
-        OutputError: ``path`` is a symbolic link, or the block left no regular file at the path.
+        OutputError: ``path`` is a symbolic link, its folder cannot be written, or the block left no
+            regular file at the path.
         OSError: the write failed.
     """
     path = Path(path)
     refuse_symlink(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     for _ in range(_TRIES):
         folder = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmpdir")
         try:
@@ -191,8 +207,10 @@ def output_path(path: str | os.PathLike, *, mode: int = PRIVATE) -> Iterator[Pat
             break
         except FileExistsError:
             continue
+        except OSError as err:
+            raise _cannot_write(path, err) from None
     else:
-        raise FileExistsError(f"no free temporary name beside {path.name} after {_TRIES} tries")
+        raise _cannot_write(path, FileExistsError(f"no free temporary name after {_TRIES} tries"))
     try:
         os.chmod(folder, 0o700)  # mkdir's mode is narrowed by the umask only; make it exact
         inner = folder / path.name

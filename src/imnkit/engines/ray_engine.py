@@ -34,6 +34,7 @@ from typing import Any
 from ..batch import mirror_roots, parse_shard
 from ..errors import ExitCode, ImnkitError, OutputError, UsageError
 from ..recipe import Recipe, RunResult, output_paths
+from ..safefile import SHAREABLE, create_temp, publish, refuse_symlink
 from .remote import AnyPath, Existing, Url, mirror_target
 
 EXTRA = 'pip install "imnkit[ray]"'
@@ -313,14 +314,13 @@ def run_on_ray(
     manifest = folder / manifest_name(shard)
     if isinstance(folder, Url):  # streamed to a local file, uploaded whole at the end
         fd, tmp_name = tempfile.mkstemp(prefix=".imnkit-manifest.", suffix=".tmp")
-        os.close(fd)
         tmp = Path(tmp_name)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{manifest.name}.{os.getpid()}.tmp"
+    else:  # beside it: a random name, created exclusively (never through a link somebody made)
+        refuse_symlink(manifest)  # before the job, not after it
+        fd, tmp = create_temp(manifest, SHAREABLE)
     started = False
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
 
             def record(result: RunResult) -> None:
                 results[str(result.input)] = result
@@ -364,12 +364,15 @@ def _read_path(f: AnyPath) -> str:
 def _publish_manifest(tmp: Path, manifest: AnyPath) -> None:
     """Put the finished manifest in place: a rename locally, one whole upload to a URL."""
     if not isinstance(manifest, Url):
-        os.replace(tmp, manifest)
+        try:
+            publish(tmp, manifest)
+        finally:
+            tmp.unlink(missing_ok=True)
         return
     from .remote import write_blobs
 
     try:
-        write_blobs([(manifest, tmp.read_bytes(), 0o644)])
+        write_blobs([(manifest, tmp.read_bytes(), SHAREABLE)])
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -12,7 +12,9 @@ A file or folder on such a filesystem is a :class:`Url`: enough of ``Path``'s in
 
 Writes are atomic per object: on an object store (S3, GCS, Azure ...) an object appears whole when its
 single upload completes, so each output is one ``open_output_stream`` written in one call; on a
-filesystem that renames (local, HDFS, SFTP) a hidden temporary file is moved into place.
+filesystem that renames (HDFS, SFTP) a hidden temporary file is moved into place; on this machine's
+disk (``file://``) outputs go through :mod:`imnkit.safefile`, as local paths do: each temporary file
+is created under a random name, exclusively, with the output's mode (0600 for auxes and bundles).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import fnmatch
 import os
 import posixpath
 import re
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
@@ -33,6 +35,8 @@ _GLOB_CHARS = "*?["
 # Filesystems (pyarrow type names, fsspec protocols) whose rename is atomic: outputs go through a
 # temporary file there. On any other filesystem (object stores) one upload is the atomic unit.
 _RENAMING = {"local", "hdfs", "file", "sftp", "ssh"}
+# This machine's own disk (pyarrow's and fsspec's names): written through imnkit.safefile.
+_LOCAL = {"local", "file"}
 
 
 def is_url(text: str | os.PathLike | None) -> bool:
@@ -317,27 +321,35 @@ def exists(path: AnyPath) -> bool:
 def write_blobs(blobs: list[tuple[Url, bytes, int]], *, inputs: tuple = ()) -> list[Url]:
     """Write every ``(url, data, mode)`` whole, or none of them: see the module docstring.
 
-    On a renaming filesystem all temporary files are written first, then moved into place (``mode``
-    is applied on a local one: auxes and bundles are readable by their owner only); on an object
-    store each object is one upload. On failure what was written is removed.
+    On the local disk (``file://``) this is :func:`imnkit.safefile.write_all`: each file is created
+    with its ``mode`` (auxes and bundles 0600) under a random name, exclusively, then renamed. On
+    another renaming filesystem all temporary files are written first, then moved into place; on an
+    object store each object is one upload. On failure what was written is removed.
 
     Raises:
-        OutputError: an output is one of ``inputs``, or a write failed (nothing is kept).
+        OutputError: an output is one of ``inputs``, a local one is a symbolic link, or a write
+            failed (nothing is kept).
     """
     for url, _, _ in blobs:
         if any(str(url) == str(i) for i in inputs):
             raise OutputError(f"{url}: refusing to overwrite an input file", hint="choose another output location")
+    if blobs and all(filesystem_kind(url.fs) in _LOCAL for url, _, _ in blobs):
+        from ..safefile import write_all
+
+        try:
+            write_all([(Path(url.path), data, mode) for url, data, mode in blobs])
+        except OSError as err:
+            raise OutputError(f"writing the outputs failed ({_first_line(err)}); nothing was kept") from None
+        return [url for url, _, _ in blobs]
     written: list[Url] = []
     temps: list[tuple[Url, Url]] = []
     try:
-        for url, data, mode in blobs:
+        for url, data, _ in blobs:  # a mode means nothing on these filesystems
             if url.renames:
                 url.fs.create_dir(url.parent.path, recursive=True)
-                tmp = url.parent / f".{url.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+                tmp = url.parent / f".{url.name}.{secrets.token_hex(8)}.tmp"
                 temps.append((tmp, url))
                 _put(tmp, data)
-                if filesystem_kind(url.fs) == "local":
-                    os.chmod(tmp.path, mode)
             else:
                 _put(url, data)
                 written.append(url)
