@@ -269,6 +269,7 @@ def test_extract_gives_the_original_frames_back(masked_clip):
 
     masked, rec = decode(masked_clip["masked"]), decode(masked_clip["recovered"])
     assert len(rec) == 32 and frame_times(masked_clip["recovered"]) == frame_times(masked_clip["masked"])
+    assert masked_clip["recovered"].stat().st_mode & 0o777 == 0o600  # the faces: private, as a recovered photo
     records = load_bundle(masked_clip["aux"]).meta["aux.frames"]
     worst = np.inf
     for orig, m, r, record in zip(masked_clip["decoded"], masked, rec, records):
@@ -308,6 +309,23 @@ def test_wrong_passphrase_edited_frame_or_changed_aux_fail_authentication(masked
     r = invoke("extract", edited, "--aux", aux, "-o", out, "--passphrase-file", masked_clip["pp"])
     assert r.exit_code == 4 and AUTH_FAILED in r.output and not out.exists()
     assert not list(tmp_path.glob(".rec.mkv*"))  # no temporary file left
+
+    # The same frames and sound, every frame shown 1 ms later: the timestamps are authenticated too.
+    retimed = tmp_path / "retimed.mkv"
+    with av.open(str(masked)) as src, av.open(str(retimed), "w", format="matroska") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "video":
+                packet.pts, packet.dts = packet.pts + 1, packet.dts + 1
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    same, frames = decode(retimed), decode(masked)
+    assert len(same) == len(frames) == 32 and all(np.array_equal(a, b) for a, b in zip(same, frames))
+    r = invoke("extract", retimed, "--aux", aux, "-o", out, "--passphrase-file", masked_clip["pp"])
+    assert r.exit_code == 4 and AUTH_FAILED in r.output and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file or folder left
 
     # The aux with two frames' records swapped (each still authentic on its own): refused.
     from imnkit.bundle import load_bundle

@@ -5,32 +5,39 @@ Layout (a safetensors bundle, like a photo's aux):
 - meta ``aux.kind = "video"`` (the marker ``imnkit extract`` dispatches on), ``aux.method = "video"``
   (so the photo code never takes it for one of its own), ``aux.video`` (the clip header: format,
   method, clip id, frame count, frame size, rotation, key wrapping, manifest nonce) and ``aux.frames``
-  (per frame: the keyed header :func:`imnkit.protect.keyed.hide` wrote, with ``context = {clip, frame}``, and
-  the sha256 of the masked frame's pixels);
+  (per frame: the keyed header :func:`imnkit.protect.keyed.hide` wrote, with ``context = {clip, frame}``,
+  the sha256 of the masked frame's pixels, and ``pts``, its timestamp in the masked clip, in units of
+  the clip header's ``time_base``);
 - tensors: the content key, bare or wrapped (:func:`imnkit.protect.keys.lock_key`, once per clip), each frame's
   carrier map or ciphertext (``aux.f{index}.carrier_map`` / ``aux.f{index}.payload``), and
   ``aux.manifest``: AES-256-GCM over the sha256 of ``aux.frames`` with the clip header as associated data.
 
-So the clip header, the order and number of frames, every frame's header and every masked frame's
-pixels are authenticated under the one key: a wrong key, an edited, dropped, added or reordered frame,
-or any change to the aux fails with the one AUTH_FAILED message (exit 4). Each frame's payload is also
-sealed on its own (fresh nonce, its index in its authenticated header).
+So the clip header, the order and number of frames, every frame's header, every masked frame's pixels
+and its timestamp are authenticated under the one key: a wrong key, an edited, dropped, added,
+reordered or retimed frame, or any change to the aux fails with the one AUTH_FAILED message (exit 4).
+Each frame's payload is also sealed on its own (fresh nonce, its index in its authenticated header).
+
+The timestamps are read back from the masked clip once it is written (the muxer rounds them to its
+own time base and may shift the whole file so that no stream starts before 0), so they are what a
+reader of that clip decodes. Format 1 (imnkit before the timestamps were added) has no ``pts``: such
+an aux still opens, and :attr:`OpenedAux.timed` is False.
 """
 
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import numpy as np
 
 from imnkit import __version__
 from imnkit.protect import crypto
 from imnkit.bundle import Bundle
-from imnkit.errors import BundleError
+from imnkit.errors import BundleError, OutputError
 from imnkit.protect.keyed import associated_data
 from imnkit.protect.keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
-VIDEO_AUX_FORMAT = 1
+VIDEO_AUX_FORMAT = 2  # 2: each frame's timestamp authenticated (1: without)
 KIND = "video"
 _MANIFEST_KEY = "imnkit.video-manifest"
 _FRAME_TENSORS = ("carrier_map", "payload")
@@ -67,10 +74,18 @@ class AuxWriter:
         """Face regions hidden so far, over all frames."""
         return sum(len(f["header"]["regions"]) for f in self.frames.values())
 
-    def finish(self) -> Bundle:
-        """The aux bundle, with the manifest sealing the frame list under the clip header."""
+    def finish(self, timestamps: list[int], time_base: Fraction) -> Bundle:
+        """The aux bundle, with the manifest sealing the frame list under the clip header.
+
+        ``timestamps``: each frame's pts in the written masked clip, in units of ``time_base``.
+        """
         frames = [self.frames[i] for i in range(len(self.frames))]  # KeyError: a frame is missing
+        if len(timestamps) != len(frames) or any(t is None for t in timestamps):
+            raise OutputError(f"the masked clip reads back {len(timestamps)} timestamps for {len(frames)} frames")
+        for record, pts in zip(frames, timestamps):
+            record["pts"] = int(pts)
         self.header["frames"] = len(frames)
+        self.header["time_base"] = str(Fraction(time_base))
         digest = hashlib.sha256(associated_data({"frames": frames})).digest()
         nonce = crypto.new_nonce()
         self.header["manifest_nonce"] = nonce.hex()
@@ -89,9 +104,11 @@ class OpenedAux:
         header, frames = aux.meta.get("aux.video"), aux.meta.get("aux.frames")
         if not isinstance(header, dict) or not isinstance(frames, list):
             raise BundleError(f"{where}: the video aux is incomplete or corrupt")
-        if int(header.get("format", 0)) > VIDEO_AUX_FORMAT:
-            raise BundleError(f"{where}: video aux format {header.get('format')} is newer than this imnkit reads",
-                              hint="upgrade imnkit")
+        fmt = header.get("format")
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+            raise crypto.AuthenticationError()  # never written so: a changed header
+        if fmt > VIDEO_AUX_FORMAT:
+            raise BundleError(f"{where}: video aux format {fmt} is newer than this imnkit reads", hint="upgrade imnkit")
         if not isinstance(header.get("key"), dict):
             raise crypto.AuthenticationError()
         self.key = unlock_key(header["key"], aux.tensors, source)
@@ -104,6 +121,23 @@ class OpenedAux:
         if hashlib.sha256(associated_data({"frames": frames})).digest() != digest or header.get("frames") != len(frames):
             raise crypto.AuthenticationError()
         self.header, self.frames, self._tensors = header, frames, aux.tensors
+        self.timed = fmt >= 2  # format 1 has no timestamps
+        if self.timed:
+            try:
+                self._time_base = Fraction(header["time_base"])
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                raise crypto.AuthenticationError() from None
+
+    def time_matches(self, index: int, when: Fraction | None) -> bool:
+        """Whether frame ``index`` is shown at the time written there (``when``: seconds, as decoded).
+
+        An exact comparison of rational times, so a copy in another container with another time base
+        but the same times (a remux) still matches; an aux of format 1 has no times to compare: True.
+        """
+        if not self.timed:
+            return True
+        pts = self.frames[index].get("pts") if index < len(self.frames) else None
+        return isinstance(pts, int) and when is not None and pts * self._time_base == when
 
     def matches(self, index: int, masked_digest: str) -> bool:
         """Whether frame ``index`` is exactly the masked frame written there."""

@@ -1,4 +1,4 @@
-"""Probe, decode and encode clips with PyAV; the sound is copied packet for packet, never re-encoded.
+"""Probe, decode and encode clips with PyAV; the sound is copied packet for packet (never re-encoded) or left out.
 
 Convention:
     Frames are (H, W, 3) uint8 RGB numpy arrays *upright*: a clip with rotation metadata (a phone's
@@ -143,10 +143,13 @@ class Target:
     notes: tuple[str, ...] = ()
 
 
-def transcode(info: VideoInfo, targets: list[Target], process: Callable[[int, np.ndarray], np.ndarray],
-              on_frame: Callable[[int], None] | None = None, workers: int = 1) -> int:
-    """Decode the clip, ``process(index, upright RGB) -> upright RGB`` each frame, encode it into every
-    target with the input's timestamps, and copy the sound packets; returns the number of frames.
+def transcode(info: VideoInfo, targets: list[Target],
+              process: Callable[[int, np.ndarray, Fraction | None], np.ndarray],
+              on_frame: Callable[[int], None] | None = None, workers: int = 1, sound: bool = True) -> int:
+    """Decode the clip, ``process(index, upright RGB, time) -> upright RGB`` each frame, encode it into
+    every target with the input's timestamps, and copy the sound packets (``sound`` False: leave the
+    sound out); returns the number of frames. ``time`` is the frame's presentation time in seconds as
+    decoded (pts x time base, exact), None for a frame without a timestamp.
 
     Frames stream through a few at a time: with ``workers`` > 1, that many frames are processed at
     once in threads (the stages spend most of their time in numpy, OpenCV and codecs, which release
@@ -171,25 +174,27 @@ def transcode(info: VideoInfo, targets: list[Target], process: Callable[[int, np
     with _open(info.path) as src:
         vs = src.streams.video[0]
         vs.thread_type = "AUTO"
-        sound = list(src.streams.audio)
-        outs = [_Writer(av, t, info, sound) for t in targets]
+        sound_streams = list(src.streams.audio) if sound else []
+        outs = [_Writer(av, t, info, sound_streams) for t in targets]
         try:
             last_pts = None
-            for packet in src.demux(vs, *sound):
+            for packet in src.demux(vs, *sound_streams):
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
                         for w in outs:
-                            w.copy_sound(packet, sound.index(packet.stream))
+                            w.copy_sound(packet, sound_streams.index(packet.stream))
                     continue
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
                     raise InputError(f"{info.path}: the video is corrupt or truncated (after {count} frame(s))") from None
                 for frame in decoded:
+                    when = None if frame.pts is None else frame.pts * Fraction(frame.time_base or vs.time_base)
                     pts = frame.pts if frame.pts is not None else _next_pts(last_pts, info)
                     last_pts = pts
                     image = upright(frame.to_ndarray(format="rgb24"), info.rotation)
-                    pending.append((pool.submit(process, count, image) if pool else process(count, image), pts))
+                    job = pool.submit(process, count, image, when) if pool else process(count, image, when)
+                    pending.append((job, pts))
                     count += 1
                     while len(pending) > (workers if pool else 0):
                         emit()
@@ -297,6 +302,14 @@ def frame_times(path: str | Path) -> list[float]:
     with _open(Path(path)) as container:
         vs = container.streams.video[0]
         return [float(f.pts * f.time_base) for f in container.decode(vs)]
+
+
+def video_timestamps(path: str | Path) -> tuple[list[int], Fraction]:
+    """The video packets' presentation timestamps in file order, and the stream's time base, read without
+    decoding: what an intra-only clip (FFV1, as written here) decodes to, frame by frame."""
+    with _open(Path(path)) as container:
+        vs = container.streams.video[0]
+        return [p.pts for p in container.demux(vs) if p.size], Fraction(vs.time_base)
 
 
 def sound_packets(path: str | Path) -> list[bytes]:

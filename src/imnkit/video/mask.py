@@ -9,7 +9,9 @@ Two passes over the clip, each decoding one frame at a time:
    then FFV1 encoding (and the optional H.264 share copy) with the input's timestamps and sound.
 
 Outputs: ``{stem}.masked.mkv`` and ``{stem}.aux.safetensors`` (``--share-copy``: ``{stem}.masked.mp4``),
-written under temporary names beside their final ones and renamed only when all are complete.
+written in a private folder beside them (:mod:`imnkit.video.staging`: the aux 0600, the clips 0644) and
+renamed only when all are complete. The sound is copied, or left out with ``audio = "drop"``. Once the
+masked clip is written its frames' timestamps are read back and sealed into the aux with the frames.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep
 from imnkit.stage import StageContext, run_stage
 from imnkit.video import io
 from imnkit.video.aux import AuxWriter
+from imnkit.video.staging import PRIVATE, SHAREABLE, staged
 from imnkit.video.track import FaceTracker, faces_at
 
 _SKIPPED_STAGES = ("align", "preview")  # align: done by the tracker; preview: a photo's contact sheet
+AUDIO_CHOICES = ("copy", "drop")  # the sound streams: copied as they are, or left out
 
 
 def video_outputs(inp: Path, out_dir: Path | None, options: dict[str, Any]) -> list[Path]:
@@ -76,8 +80,16 @@ def _steps(runner: Runner) -> tuple[StageStep, list[StageStep]]:
     return by_name["align"], frame_steps
 
 
+def _audio(options: dict[str, Any]) -> str:
+    audio = options.get("audio") or "copy"
+    if audio not in AUDIO_CHOICES:
+        raise UsageError(f"--audio must be copy or drop, got '{audio}'")
+    return audio
+
+
 def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) -> tuple[dict, list[str]]:
     align, frame_steps = _steps(runner)
+    audio = _audio(runner.options)
     info = io.probe(inp)
     progress: Callable | None = runner.options.get("on_frames")
     options = {**runner.options, "allow_no_face": True}
@@ -101,7 +113,7 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     method = next(s.params["method"] for s in frame_steps if s.stage.name == "embed")
     writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"))
 
-    def process(index: int, image: np.ndarray) -> np.ndarray:  # runs in worker threads
+    def process(index: int, image: np.ndarray, _when) -> np.ndarray:  # runs in worker threads
         faces, names = faces_at(tracks, index, image.shape[:2])
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names,
@@ -113,28 +125,25 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         writer.add(index, bundle.subset("aux."), pixels_digest(masked))
         return masked
 
-    temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in planned]
     try:
-        planned[0].parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{planned[0].parent}: cannot write here ({err.strerror or type(err).__name__})") from None
-    targets = [io.Target(temps[0])] + ([io.Target(temps[2], share=True)] if len(planned) > 2 else [])
-    try:
-        count = io.transcode(info, targets, process,
-                             (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None,
-                             workers=int(runner.options.get("video_workers") or min(2, os.cpu_count() or 1)))
-        aux = writer.finish()
-        with open(os.open(temps[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-            fh.write(aux.to_bytes())  # holds the key (bare unless a passphrase or key file locks it)
-        _commit(temps, planned)
+        with staged(planned) as staging:
+            masked = staging.file(planned[0], SHAREABLE)
+            aux_tmp = staging.file(planned[1], PRIVATE)  # holds the key (bare unless locked)
+            targets = [io.Target(masked)]
+            if len(planned) > 2:
+                targets.append(io.Target(staging.file(planned[2], SHAREABLE), share=True))
+            count = io.transcode(info, targets, process,
+                                 (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None,
+                                 workers=int(runner.options.get("video_workers") or min(2, os.cpu_count() or 1)),
+                                 sound=audio == "copy")
+            aux = writer.finish(*io.video_timestamps(masked))  # the times a reader of the clip decodes
+            aux_tmp.write_bytes(aux.to_bytes())
+            staging.commit()
     except OSError as err:
         raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None
-    finally:
-        for tmp in temps:  # face pixels and keys: never left behind
-            tmp.unlink(missing_ok=True)
     t2 = time.perf_counter()
     stats = tracker.stats.to_dict()
-    report = {"frames": count, "source": info.describe(), "tracking": stats, "regions": writer.regions,
+    report = {"frames": count, "source": info.describe(), "audio": audio, "tracking": stats, "regions": writer.regions,
               "identities": [t.identity for t in tracks], "seconds": {"tracking": round(t1 - t0, 2),
                                                                        "masking": round(t2 - t1, 2)},
               "frames_per_s": round(count / max(t2 - t0, 1e-9), 2)}
@@ -142,22 +151,11 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     if stats["missed"]:
         notes.append(f"{stats['missed']} key frame(s) where detection missed a tracked face: masked with the "
                      "track's geometry")
+    if audio == "drop" and info.audio:
+        notes.append(f"sound left out (--audio drop): {len(info.audio)} stream(s)")
     for t in targets:
         notes += list(t.notes)
     return report, notes
-
-
-def _commit(temps: list[Path], planned: list[Path]) -> None:
-    """Rename every complete temporary file onto its output; on failure remove what was renamed."""
-    done: list[Path] = []
-    try:
-        for tmp, path in zip(temps, planned):
-            os.replace(tmp, path)
-            done.append(path)
-    except BaseException:
-        for path in done:
-            path.unlink(missing_ok=True)
-        raise
 
 
 def _context(runner: Runner, step: StageStep, options: dict) -> StageContext:

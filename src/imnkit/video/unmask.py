@@ -2,15 +2,16 @@
 
 The aux's manifest is opened first (wrong key, passphrase or key file, or a changed aux: exit 4 before
 any frame is read). Each decoded frame must be exactly the masked frame of that index (sha256 in the
-authenticated frame list); its faces are then recovered with :func:`imnkit.protect.keyed.recover` under the
-clip's key. With ``detached`` (the faces are in the aux), a re-encoded copy such as the H.264 share copy
-is accepted too, as a detached photo's JPEG copy is: the faces come back exactly, the rest is the copy's.
-Any failure removes the partial output: nothing is written.
+authenticated frame list) shown at its authenticated time; its faces are then recovered with
+:func:`imnkit.protect.keyed.recover` under the clip's key. With ``detached`` (the faces are in the aux),
+a re-encoded copy such as the H.264 share copy is accepted too, as a detached photo's JPEG copy is: the
+faces come back exactly, the rest (pixels and timing) is the copy's. Any failure or interruption
+removes the partial output: nothing is written (:mod:`imnkit.video.staging`; the recovered clip 0600).
 """
 
 from __future__ import annotations
 
-import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,7 @@ from imnkit.protect.keyed import recover
 from imnkit.protect.keys import KeySource
 from imnkit.video import io
 from imnkit.video.aux import OpenedAux, is_video_aux
+from imnkit.video.staging import PRIVATE, staged
 
 
 def default_recovered_path(masked: Path) -> Path:
@@ -55,26 +57,29 @@ def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: 
 
     copies: list[int] = []  # detached: frames of a re-encoded copy (the share copy), accepted as such
 
-    def process(index: int, image: np.ndarray) -> np.ndarray:
+    def process(index: int, image: np.ndarray, when: Fraction | None) -> np.ndarray:
         digest = pixels_digest(image)
         if header.get("method") == "detached" and not opened.matches(index, digest):
             copies.append(index)
             digest = None  # the faces are in the aux (authenticated); the rest is the copy's
+        elif not opened.time_matches(index, when):
+            raise crypto.AuthenticationError()  # the masked frame, shown at another time: a retimed clip
         recovered, _ = recover(image, opened.frame_aux(index, digest), key=opened.key)
         return recovered
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        count = io.transcode(info, [io.Target(tmp)], process,
-                             (lambda n: on_frame(n, len(opened.frames))) if on_frame else None)
-        if count != len(opened.frames):
-            raise crypto.AuthenticationError()  # frames dropped from the end
-        os.replace(tmp, out)
+        with staged([out]) as staging:
+            tmp = staging.file(out, PRIVATE)  # the faces, as the recovered photos
+            count = io.transcode(info, [io.Target(tmp)], process,
+                                 (lambda n: on_frame(n, len(opened.frames))) if on_frame else None)
+            if count != len(opened.frames):
+                raise crypto.AuthenticationError()  # frames dropped from the end
+            staging.commit()
     except OSError as err:
         raise OutputError(f"{out}: the write failed ({err.strerror or type(err).__name__}); nothing was written") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     notes = [f"{len(copies)} frame(s) differ from the masked clip (a re-encoded copy such as the share copy): "
-             "the faces are exact, the rest is the copy's"] if copies else []
+             "the faces are exact, the rest and its timing are the copy's"] if copies else []
+    if not opened.timed:
+        notes.append("this aux (video format 1) does not authenticate the frames' timestamps: they are the clip's "
+                     "as found")
     return out, opened.regions, notes
