@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("portrait_03.png", "portrait_05.png")
 
 
-def attacked_distances(tmp_path: Path, photo: Path, method: str) -> list[float]:
+def attacked_distances(tmp_path: Path, photo: Path, method: str, *extra: str) -> list[float]:
     out = tmp_path / method
     r = CliRunner().invoke(app, ["run", str(REPO / "recipes" / "mask.toml"), str(photo), "-o", str(out),
-                                 "--device", "cpu", "--set", f"embed.method={method}"])
+                                 "--device", "cpu", "--set", f"embed.method={method}", *extra])
     assert r.exit_code == 0, r.stderr
     original = load_image(photo)
     attacked = network_inverse(load_image(out / f"{photo.stem}.masked.png"))
@@ -45,3 +45,13 @@ def test_network_inverse_attack_recovers_the_face_from_inn(tmp_path, faces_dir, 
     """What the docs say of inn: anyone with imnkit takes this Mask off."""
     distances = attacked_distances(tmp_path, faces_dir / PHOTOS[0], "inn")
     assert distances and max(distances) < SAME_PERSON_THRESHOLD, distances
+
+
+@pytest.mark.slow
+def test_network_inverse_attack_recovers_nobody_from_a_photo_masked_for_a_recipient(tmp_path, faces_dir, one_thread):
+    """Recipients: the aux rides inside the PNG, sealed to a public key; the attacker has the whole file."""
+    from imnkit.protect.recipients import Identity
+
+    distances = attacked_distances(tmp_path, faces_dir / PHOTOS[0], "sealed", "--recipient",
+                                   str(Identity.generate().recipient))
+    assert distances and min(distances) >= SAME_PERSON_THRESHOLD, distances

@@ -104,6 +104,6 @@ def audit_verify_cmd(
     elif bad is None:
         err_console.print(f"[green]ok[/] {escape(str(file))}: {count} record(s), the chain is intact")
     else:
-        err_console.print(f"[red]broken[/] {escape(str(file))}: line {bad}: {escape(why)} ({count} record(s) before it are intact)")
+        err_console.print(f"[red]broken[/] {escape(str(file))}: line {bad}: {escape(why)} ({count} record(s) before it are intact)", soft_wrap=True)
     if bad is not None:
         raise typer.Exit(ExitCode.INTEGRITY)

@@ -52,14 +52,17 @@ def metrics_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    file: Annotated[Path, typer.Argument(help="A bundle or aux file (.safetensors).")],
+    file: Annotated[Path, typer.Argument(help="A bundle or aux file (.safetensors), or a masked PNG with its aux inside.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show a bundle's keys, shapes, dtypes, metadata and the history of the stages that made it."""
-    from ..bundle import describe
+    """Show a bundle's keys, shapes, dtypes, metadata and history; for an aux, its faces (index, box, treatment).
+
+    Never key values or pixels: key material and sealed keys are shown by size only.
+    """
+    from ..protect.inspect import describe_file
 
     with handle_errors():
-        info = describe(file)
+        info = describe_file(file)
     if json_out:
         print_json(info)
         return
@@ -76,6 +79,13 @@ def inspect_cmd(
         out_console.print("[bold]metadata[/]")
         for key, value in info["meta"].items():
             out_console.print(f"  {escape(key)}: {escape(str(value))}")
+    if info.get("faces"):
+        faces = Table(title="faces (take one off with imnkit extract --face N)")
+        for col in ("face", "box y0,x0,y1,x1", "treatment"):
+            faces.add_column(col)
+        for f in info["faces"]:
+            faces.add_row(str(f["face"]), ",".join(str(v) for v in f["box"]), escape(str(f["treatment"] or "-")))
+        out_console.print(faces)
     if info.get("history"):
         hist = Table(title="history")
         for col in ("#", "stage", "device", "seconds", "params", "weights"):

@@ -1,0 +1,70 @@
+"""What ``imnkit inspect`` shows of a bundle, an aux or a masked PNG with its aux inside.
+
+Tensor names, dtypes and shapes, metadata values and the stage history, and for a keyed aux the
+faces it hides (index, box, treatment) and who may open it (the way it is locked, recipients by
+fingerprint). Never a tensor's values, and sealed keys only by their size.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from ..bundle import describe
+from ..errors import InputError, UsageError
+from .container import aux_of
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """``inspect``'s description of ``path`` (a .safetensors bundle, or a PNG with an ``imAX`` chunk)."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        try:
+            raw = aux_of(path.read_bytes())
+        except OSError as err:
+            raise InputError(f"{path}: cannot read it ({err.strerror or type(err).__name__})") from None
+        if raw is None:
+            raise UsageError(f"{path} holds no aux", hint="inspect its .aux.safetensors file")
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # describe() reads a path; 0600, removed
+            tmp.write(raw)
+            tmp.flush()
+            info = describe(tmp.name)
+        info["path"] = str(path)
+        info["aux_inside"] = True
+    else:
+        info = describe(path)
+    return _with_faces(info)
+
+
+def _size(text: str) -> int:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        return 0
+
+
+def _with_faces(info: dict[str, Any]) -> dict[str, Any]:
+    meta = info.get("meta")
+    header = meta.get("aux.header") if isinstance(meta, dict) else None
+    if not isinstance(header, dict):
+        return info
+    from .keyed import faces_of
+
+    try:
+        info["faces"] = faces_of(header)
+    except (TypeError, ValueError, IndexError):
+        pass
+    key = header.get("key")
+    if isinstance(key, dict) and isinstance(key.get("recipients"), list):
+        shown = copy.deepcopy(header)
+        for entry in shown["key"]["recipients"]:
+            if isinstance(entry, dict) and isinstance(entry.get("sealed"), str):
+                entry["sealed"] = f"<sealed key, {_size(entry['sealed'])} bytes>"
+        info["meta"] = {**meta, "aux.header": shown}
+    return info
