@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imnkit import safefile
 from imnkit.bundle import Bundle, load_bundle
 from imnkit.errors import OutputError
 from imnkit.imageio import atomic_output, encode_png, save_png
@@ -56,8 +55,8 @@ def victim(tmp_path) -> Path:
 
 
 def outputs(folder: Path) -> list[tuple[Path, bytes, int]]:
-    return [(folder / "p.masked.png", png_bytes(), safefile.SHAREABLE),
-            (folder / "p.aux.safetensors", SECRET, safefile.PRIVATE)]
+    return [(folder / "p.masked.png", png_bytes(), 0o644),
+            (folder / "p.aux.safetensors", SECRET, 0o600)]
 
 
 def old_temp_name(path: Path) -> Path:
@@ -123,6 +122,8 @@ def test_every_writer_refuses_a_link_at_the_output_name(tmp_path, victim):
     with pytest.raises(OutputError, match="symbolic link"):
         with atomic_output(link, overwrite=True) as tmp:
             tmp.write_bytes(b"x")
+    from imnkit import safefile  # the helper itself (the writers above use it)
+
     with pytest.raises(OutputError, match="symbolic link"):
         with safefile.open_output(link) as fh:
             fh.write(b"x")
@@ -151,6 +152,8 @@ def test_temporaries_have_random_names_and_are_created_exclusively(tmp_path, mon
 
 def test_a_taken_random_name_is_never_written_through(tmp_path, victim, monkeypatch):
     """Even a guessed name (a link made at the very name drawn) gets a fresh try, not a write."""
+    from imnkit import safefile
+
     drawn = iter(["0" * 16, "1" * 16])
     monkeypatch.setattr(safefile.secrets, "token_hex", lambda n: next(drawn))
     aux = tmp_path / "p.aux.safetensors"
@@ -184,6 +187,8 @@ def test_a_failed_sync_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync_fails)
     with pytest.raises(OutputError, match="Input/output error"):
         write_files(outputs(tmp_path), overwrite=False)
+    from imnkit import safefile  # the helper itself (the writers above use it)
+
     with pytest.raises(OSError):
         with safefile.open_output(tmp_path / "streamed.bin") as fh:
             fh.write(b"x")
@@ -192,6 +197,8 @@ def test_a_failed_sync_leaves_nothing_behind(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["stream", "path"])
 def test_an_interrupted_writer_leaves_nothing_behind(tmp_path, how):
+    from imnkit import safefile
+
     with pytest.raises(KeyboardInterrupt):
         if how == "stream":
             with safefile.open_output(tmp_path / "clip.mp4") as fh:
@@ -206,7 +213,9 @@ def test_an_interrupted_writer_leaves_nothing_behind(tmp_path, how):
 
 def test_output_path_is_private_until_renamed(tmp_path, umask):
     """For libraries that write by name (PyAV): the path sits in a folder only its owner can enter."""
-    with safefile.output_path(tmp_path / "clip.mp4", mode=safefile.SHAREABLE) as path:
+    from imnkit import safefile
+
+    with safefile.output_path(tmp_path / "clip.mp4", mode=0o644) as path:
         assert path.name == "clip.mp4" and path.parent.parent == tmp_path  # the suffix PyAV reads
         assert mode_of(path.parent) == 0o700 and mode_of(path) == 0o644
         path.write_bytes(b"a clip")
@@ -219,14 +228,16 @@ def test_modes_do_not_depend_on_the_umask(tmp_path, umask):
     written = write_files(outputs(tmp_path), overwrite=False)
     assert [mode_of(p) for p in written] == [0o644, 0o600]
     assert mode_of(save_png(tmp_path / "r.recovered.png", np.zeros((4, 4, 3), np.uint8))) == 0o600
-    shared = save_png(tmp_path / "s.png", np.zeros((4, 4, 3), np.uint8), mode=safefile.SHAREABLE)
+    shared = save_png(tmp_path / "s.png", np.zeros((4, 4, 3), np.uint8), mode=0o644)
     assert mode_of(shared) == 0o644
     bundle = Bundle(tensors={"image.protected": np.zeros((4, 4, 3), np.uint8)})
     assert mode_of(bundle.save(tmp_path / "p.bundle.safetensors")) == 0o600
     with atomic_output(tmp_path / "k.key") as tmp:
         tmp.write_bytes(b"k" * 32)
     assert mode_of(tmp_path / "k.key") == 0o600
-    with safefile.open_output(tmp_path / "m.png", mode=safefile.SHAREABLE) as fh:
+    from imnkit import safefile  # the helper itself (the writers above use it)
+
+    with safefile.open_output(tmp_path / "m.png", mode=0o644) as fh:
         fh.write(b"x")
     assert mode_of(tmp_path / "m.png") == 0o644
 
@@ -309,7 +320,7 @@ def test_file_url_outputs_are_created_with_their_mode(tmp_path, file_url, monkey
 
     monkeypatch.setattr(os, "write", spy)
     aux, masked = file_url("p.aux.safetensors"), file_url("p.masked.png")
-    written = write_blobs([(aux, SECRET, safefile.PRIVATE), (masked, png_bytes(), safefile.SHAREABLE)])
+    written = write_blobs([(aux, SECRET, 0o600), (masked, png_bytes(), 0o644)])
     monkeypatch.undo()
     assert [str(u) for u in written] == [str(aux), str(masked)]
     assert (SECRET[:8], 0o600) in seen and (png_bytes()[:8], 0o644) in seen
@@ -326,6 +337,25 @@ def test_file_url_output_that_is_a_link_is_refused(tmp_path, file_url, victim):
     (tmp_path / "out").mkdir()
     Path(aux.path).symlink_to(victim)
     with pytest.raises(OutputError, match="symbolic link"):
-        write_blobs([(aux, SECRET, safefile.PRIVATE)])
+        write_blobs([(aux, SECRET, 0o600)])
     assert victim.read_bytes() == VICTIM_TEXT and Path(aux.path).is_symlink()
     assert leftovers(tmp_path / "out") == []
+
+
+def test_run_refuses_a_link_at_an_output_name_before_any_work(tmp_path, victim):
+    """What docs/errors.md promises: exit 1, one line, the link's target untouched, nothing written."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from imnkit.cli import app
+
+    photo = tmp_path / "face.png"
+    Image.new("RGB", (32, 32), (90, 60, 40)).save(photo)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face.aux.safetensors").symlink_to(victim)
+    r = CliRunner().invoke(app, ["run", str(REPO / "recipes" / "mask.toml"), str(photo), "-o", str(out),
+                                 "--overwrite", "--device", "cpu"])
+    assert r.exit_code == 1 and "is a symbolic link" in r.stderr, r.stderr
+    assert victim.read_bytes() == VICTIM_TEXT
+    assert sorted(p.name for p in out.iterdir()) == ["face.aux.safetensors"]
