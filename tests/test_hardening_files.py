@@ -359,3 +359,25 @@ def test_run_refuses_a_link_at_an_output_name_before_any_work(tmp_path, victim):
     assert r.exit_code == 1 and "is a symbolic link" in r.stderr, r.stderr
     assert victim.read_bytes() == VICTIM_TEXT
     assert sorted(p.name for p in out.iterdir()) == ["face.aux.safetensors"]
+
+
+def test_ray_manifest_is_never_written_through_a_link_at_the_old_temporary_name(tmp_path, victim):
+    """The driver's manifest went to ``.imnkit-manifest.jsonl.{pid}.tmp``, opened with open("w")."""
+    pytest.importorskip("ray")
+    from imnkit.engines.ray_engine import MANIFEST_NAME, run_on_ray
+
+    recipe = load_recipe(REPO / "recipes" / "mask.toml")
+    photo = tmp_path / "in" / "face.png"
+    photo.parent.mkdir()
+    photo.write_bytes(png_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("face.masked.png", "face.aux.safetensors"):  # done already: skipped, Ray never starts
+        (out / name).write_bytes(b"done")
+    old_temp_name(out / MANIFEST_NAME).symlink_to(victim)
+    options = {"save_mask": False, "preview": False, "keep_bundles": False}
+    results = run_on_ray(recipe, options, [photo], [str(photo.parent)], out, progress=False)
+    assert [r.status for r in results] == ["skipped"]
+    assert victim.read_bytes() == VICTIM_TEXT
+    assert (out / MANIFEST_NAME).is_file() and not (out / MANIFEST_NAME).is_symlink()
+    assert '"skipped"' in (out / MANIFEST_NAME).read_text()
