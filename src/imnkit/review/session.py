@@ -176,40 +176,42 @@ class ReviewSession:
 
     # -- on the worker ---------------------------------------------------------------------------
     def _preview(self, photo: Photo, edit: Edit) -> bytes:
-        from ..recipe import bundle_from_input
+        from ..faces_file import faces_document
+        from ..recipe import INPUT_IMAGE_KEY, bundle_from_input
 
-        faces = chosen_faces(photo, edit)
-        bundle = self.runner.process(photo.path, bundle=bundle_from_input(photo.path),
-                                     options=faces_options(photo, faces))
+        bundle = bundle_from_input(photo.path)
+        image = np.asarray(bundle.tensors[INPUT_IMAGE_KEY])
+        faces = faces_document(photo.path, image, chosen_faces(photo, edit))["faces"]  # checked, defaults filled
+        bundle = self.runner.process(photo.path, bundle=bundle, options=faces_options(photo, faces))
         return display_jpeg(np.asarray(bundle.tensors["image.masked"]))
 
     def _approve(self, photo: Photo, edit: Edit) -> None:
         self._set(photo, "running")
         try:
-            outputs = self._write(photo, chosen_faces(photo, edit))
+            outputs, notes = self._write(photo, chosen_faces(photo, edit))
         except ImnkitError as err:
             self._set(photo, "failed", err.message + (f" ({err.hint})" if err.hint else ""))
         except Exception as err:  # noqa: BLE001  an imnkit bug: the page says so, the server stays up
             self._set(photo, "failed", f"unexpected {type(err).__name__}")
         else:
-            self._set(photo, "done", outputs=outputs)
+            self._set(photo, "done", "; ".join(notes), outputs=outputs)
 
-    def _write(self, photo: Photo, faces: list[dict]) -> list[Path]:
-        """The faces file, then the recipe's outputs as `imnkit run --faces` writes them."""
+    def _write(self, photo: Photo, chosen: list[dict]) -> tuple[list[Path], list[str]]:
+        """The faces file, then the recipe's outputs as `imnkit run --faces` writes them: (paths, notes)."""
         from ..errors import OutputError
         from ..faces_file import faces_document, write_faces_file
 
         planned = [path for _, path in self.runner.planned_outputs(photo.path, photo.out_dir)]
         if not self.overwrite and any(p.exists() for p in planned):
             raise OutputError(f"{planned[0].parent}: the outputs exist", hint="start the review with --overwrite")
-        image = load_image(photo.path)
-        written = write_faces_file(photo.faces_path, faces_document(photo.path, image, faces), overwrite=True)
-        result = run_with_faces(self.runner, photo, faces, overwrite=self.overwrite)
+        doc = faces_document(photo.path, load_image(photo.path), chosen)
+        written = write_faces_file(photo.faces_path, doc, overwrite=True)  # this review's own record
+        result = run_with_faces(self.runner, photo, doc["faces"], overwrite=self.overwrite)
         if result.status != "ok":
             raise OutputError(result.message or f"the run {result.status}")
         with self._lock:
-            photo.faces = faces  # what the faces file now says
-        return [Path(written), *result.outputs]
+            photo.faces = doc["faces"]  # what the faces file now says
+        return [Path(written), *result.outputs], list(result.notes)
 
     def _set(self, photo: Photo, status: str, message: str = "", outputs: list[Path] | None = None) -> None:
         with self._lock:
@@ -258,7 +260,8 @@ def chosen_faces(photo: Photo, edit: Edit) -> list[dict]:
 
 
 def faces_options(photo: Photo, faces: list[dict]) -> dict:
-    """The Runner options that mask exactly ``faces`` on ``photo`` (as `imnkit run --faces`)."""
+    """The Runner options that mask exactly ``faces`` (checked entries) on ``photo``, as `imnkit run
+    --faces` sets them: the align stage looks its input's entries up by the bundle's source."""
     return {"faces": {str(photo.path): faces}}
 
 

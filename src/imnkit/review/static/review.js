@@ -180,11 +180,12 @@ function showStatus(photo, row) {
   card.classList.toggle("finished", busy || row.status === "done");
   for (const b of card.querySelectorAll("button")) b.disabled = busy || row.status === "done";
   const status = card.querySelector(".status");
-  if (row.status === "done") status.textContent = `done: wrote ${row.outputs.join(", ")}`;
+  if (row.status === "done") status.textContent = `done: wrote ${row.outputs.join(", ")}${row.message ? ` (${row.message})` : ""}`;
   else if (row.status === "failed") status.textContent = `failed: ${row.message}`;
   else if (STATUS_TEXT[row.status] || before !== row.status) status.textContent = STATUS_TEXT[row.status] || "";
   if (row.status === "done" && before !== "done") {
     card.classList.remove("previewing");
+    card.querySelector(".preview").textContent = "Preview mask";
     imageInto(card.querySelector(".photo"), `/api/photos/${photo.index}/result`).catch(showError);
   }
 }
