@@ -214,28 +214,40 @@ def test_an_interrupted_extract_or_run_leaves_no_file(clip, masked, tmp_path):
 _KILL_ITSELF = """
 import os, signal, sys
 from pathlib import Path
-from imnkit.video.unmask import extract_video
 
-def on_frame(done, total):
+def kill(done):
     if done == 3:
         os.kill(os.getpid(), signal.SIGTERM)
 
-extract_video(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), on_frame=on_frame)
+if sys.argv[1] == "extract":
+    from imnkit.video.unmask import extract_video
+
+    extract_video(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) / "clip.recovered.mkv",
+                  on_frame=lambda done, total: kill(done))
+else:
+    from imnkit.recipe import Runner, load_recipe, resolve_recipe_path
+    from imnkit.video.mask import mask_video
+
+    runner = Runner(load_recipe(resolve_recipe_path("mask")), options={"allow_no_face": True})
+    runner.options["on_frames"] = lambda phase, done, total: kill(done) if phase == "masking" else None
+    mask_video(runner, Path(sys.argv[2]), Path(sys.argv[4]))
 """
 
 
-def test_an_extract_killed_with_sigterm_leaves_no_file(masked, tmp_path):
+@pytest.mark.parametrize("command", ["extract", "run"])
+def test_an_extract_or_run_killed_with_sigterm_leaves_no_file(command, clip, masked, tmp_path):
     """SIGTERM ends a process without running `finally` unless it is turned into an exception: the
-    old extract left its temporary (the faces, in the clear) behind."""
+    old extract left its temporary (the faces, in the clear) behind, the old run its clip and aux."""
     masked_clip, aux = masked
-    rec_dir = tmp_path / "rec"
-    rec_dir.mkdir()
+    out = tmp_path / "killed"
+    out.mkdir()
+    source = masked_clip if command == "extract" else clip
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, "-c", _KILL_ITSELF, masked_clip, aux, rec_dir / "clip.recovered.mkv"],
+    done = subprocess.run([sys.executable, "-c", _KILL_ITSELF, command, source, aux, out], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
-    assert listing(rec_dir) == []
+    assert listing(out) == []
 
 
 # -- item 9: timing and sound -------------------------------------------------------------------------

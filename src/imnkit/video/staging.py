@@ -103,46 +103,68 @@ def staged(outputs: list[Path]) -> Iterator[Staging]:
 
     Raises:
         OutputError: an output path is a symlink, or the folder cannot be made or written.
+        Terminated: SIGTERM or SIGHUP arrived (after the folder was removed).
     """
     for output in outputs:
         refuse_symlink(output)
     parent = outputs[0].parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f".{outputs[0].name}.", suffix=".tmp", dir=parent))
-    except OSError as err:
-        raise OutputError(f"{parent}: cannot write here ({err.strerror or type(err).__name__})") from None
-    try:
-        with _signals_raise():
+    with _signals_raise() as signals:  # before the folder exists: a signal now still removes it
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=f".{outputs[0].name}.", suffix=".tmp", dir=parent))
+        except OSError as err:
+            raise OutputError(f"{parent}: cannot write here ({err.strerror or type(err).__name__})") from None
+        try:
             yield Staging(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # face pixels and keys: never left behind
+        finally:
+            with signals.held():  # a second signal must not cut the removal short
+                shutil.rmtree(folder, ignore_errors=True)  # face pixels and keys: never left behind
 
 
 class Terminated(SystemExit):
     """Raised in the main thread when SIGTERM or SIGHUP arrives while a clip is staged (exit 128 + signal)."""
 
 
-def _raise_terminated(signum: int, _frame) -> None:
-    raise Terminated(128 + signum)
+class _Signals:
+    """The handler of the caught signals: raises :class:`Terminated`, or, while :meth:`held`, notes the
+    signal and raises once the block is done."""
+
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending: int | None = None
+
+    def handle(self, signum: int, _frame) -> None:
+        if self._holding:
+            self._pending = signum
+            return
+        raise Terminated(128 + signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending is not None:
+            raise Terminated(128 + self._pending)
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
+def _signals_raise() -> Iterator[_Signals]:
     """While inside, SIGTERM and SIGHUP raise :class:`Terminated` instead of ending the process at once.
 
     Only from the main thread (Python runs handlers there) and only for signals still at their default:
     a handler the application installed is left alone.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    signals = _Signals()
     previous = {}
-    for sig in _CAUGHT_SIGNALS:
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, _raise_terminated)
+    if threading.current_thread() is threading.main_thread():
+        for sig in _CAUGHT_SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, signals.handle)
     try:
-        yield
+        yield signals
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
