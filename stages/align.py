@@ -9,8 +9,20 @@ Contract:
               faces.affine        float32 (N, 2, 3) photo pixel (x, y) -> 112 px ArcFace template pixel
               meta faces.skipped  [{"box": [...], "reason": "..."}] detections left out, and why
               meta faces.treatment  per face: "swap" (dlib's 68 landmarks) or "fallback" (landmarks fitted
-                                  from CenterFace's 5 points; the swap stage picks the best Mask that works)
-              meta faces.source   per face: the detector that found it ("dlib" or "centerface")
+                                  from CenterFace's 5 points; the swap stage picks the best Mask that works);
+                                  a faces file may also ask for "warp5" or "obfuscate"
+              meta faces.source   per face: the detector that found it ("dlib", "centerface", or "user": a box
+                                  of the faces file that no detection matched)
+              meta faces.listed   the photo's faces as faces-file entries (imnkit.faces_file): every face
+                                  found, doubtful ones with "review": true; with a faces file, its entries
+              meta faces.identity per face: the pool identity the faces file names for it, or null
+              meta report.faces   per listed face: box [x0, y0, x1, y1], detector, score, review, masked (--json)
+
+Faces file: with the run option ``faces`` = {input path: checked entries} (``imnkit run --faces``, the
+review page) the faces are exactly the entries listed for this input (imnkit.faces_file.listed_faces):
+a listed box a detection matches is that detection, any other gets landmarks fitted in it; a face not
+listed is left as it is. Doubtful detections (imnkit.face.detect.REVIEW_BELOW) are masked or left as
+they are by ``doubtful``.
 
 Convention: ``faces.affine`` maps a source pixel (x, y, 1) to template pixels, as cv2.warpAffine's M.
 A photo with no face is a NoFaceError (exit code 3) unless ``allow_no_face`` (or --allow-no-face),
@@ -56,6 +68,8 @@ class AlignStage(Stage):
         Param("detector", str, "union", "union (dlib HOG + CenterFace, shipped) or dlib (HOG alone)", choices=("union", "dlib")),
         Param("centerface_threshold", float, 0.5, "CenterFace score a face needs (lower finds more faces)", min=0.05, max=0.99),
         Param("allow_no_face", bool, False, "let a photo with no face pass through unchanged instead of failing"),
+        Param("doubtful", str, "confirm", "detections under the review score (docs/review.md, flagged \"review\"): confirm "
+              "(mask those a second look confirms, leave the others as they are), mask, or leave", choices=("confirm", "mask", "leave")),
     )
 
     def uses_torch(self, params, options):
@@ -66,7 +80,8 @@ class AlignStage(Stage):
         from imnkit.face.records import store_faces
 
         image = tensor_to_image(bundle.require("image.protected", stage=self.name), "image.protected")
-        if min(image.shape[:2]) < max(8, params["min_size"]):
+        listed = (ctx.options.get("faces") or {}).get(bundle.source)  # the faces file's entries for this input
+        if listed is None and min(image.shape[:2]) < max(8, params["min_size"]):
             self._no_face(bundle, params, ctx, f" (the image is {image.shape[1]}x{image.shape[0]}, too small to hold a face)")
             store_faces(bundle, [])
             return
@@ -74,15 +89,47 @@ class AlignStage(Stage):
                            min_size=params["min_size"], faces=parse_faces(params["faces"]),
                            max_side=params["max_side"], try_rotations=params["try_rotations"],
                            detector=params["detector"], centerface_threshold=params["centerface_threshold"])
-        faces = det.faces
+        pairs, entries = self._choose(image, det.faces, listed, params["doubtful"])
+        faces = [f for f, _ in pairs]
         bundle.meta["faces.skipped"] = [{"box": list(s.box), "reason": s.reason} for s in det.skipped]
         bundle.meta["faces.rotation"] = det.rotation
         bundle.meta["faces.treatment"] = [f.treatment for f in faces]
         bundle.meta["faces.source"] = [f.source for f in faces]
-        if not faces:
+        bundle.meta["faces.listed"] = entries
+        if any(e["identity"] for _, e in pairs):
+            bundle.meta["faces.identity"] = [e["identity"] for _, e in pairs]
+        masked = {id(e) for _, e in pairs}
+        bundle.meta.setdefault("report", {})["faces"] = [
+            {"box": e["box"], "detector": e["detector"], "score": e["score"], "review": e["review"],
+             "masked": id(e) in masked} for e in entries]
+        left = [e for e in entries if e["review"] and id(e) not in masked]
+        if left:
+            bundle.meta.setdefault("notes", []).append(
+                f"{len(left)} doubtful detection(s) left as they are: check them (imnkit faces, docs/review.md)")
+        if listed is not None and not faces:
+            bundle.meta.setdefault("notes", []).append("the faces file lists no face to mask: passed through unchanged")
+        elif not faces:
             reasons = sorted({s.reason for s in det.skipped})
-            self._no_face(bundle, params, ctx, f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else "")
+            why = f" ({len(det.skipped)} detection(s) skipped: {', '.join(reasons)})" if reasons else ""
+            if left:
+                why = f" ({len(left)} doubtful detection(s) left as they are: list them with imnkit faces){why}"
+            self._no_face(bundle, params, ctx, why)
         store_faces(bundle, faces)
+
+    @staticmethod
+    def _choose(image, detected, listed, doubtful: str):
+        """``((Face, entry) pairs to mask, every entry listed)``: from the faces file when there is one."""
+        from imnkit.face.detect import confirmed, is_doubtful
+        from imnkit.faces_file import face_entry, listed_faces
+
+        if listed is not None:
+            return listed_faces(image, listed, detected), list(listed)
+
+        def leave(f) -> bool:  # a doubtful detection left as it is (listed with treatment none)
+            return is_doubtful(f) and (doubtful == "leave" or (doubtful == "confirm" and not confirmed(image, f)))
+
+        entries = [face_entry(f, treatment="none" if leave(f) else None) for f in detected]
+        return [(f, e) for f, e in zip(detected, entries) if e["treatment"] != "none"], entries
 
     @staticmethod
     def _no_face(bundle: Bundle, params: dict[str, Any], ctx: StageContext, why: str) -> None:

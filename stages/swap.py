@@ -80,23 +80,26 @@ class SwapStage(Stage):
         nat_faces = [faces[i] for i in natural]
         # meta swap.pinned: one identity per face chosen by the caller (a video keeps one per tracked person)
         pinned = bundle.meta.get("swap.pinned")
-        if pinned:
-            replace = [get_identity(pinned[i]).name for i in natural] if natural else replace
+        # meta faces.identity: the identity a faces file names for a face (None: dealt as usual)
+        chosen = bundle.meta.get("faces.identity") or [None] * len(faces)
+        per_face = [get_identity(pinned[i] if pinned else chosen[i]).name if (pinned or chosen[i]) else replace
+                    for i in range(len(faces))]
+        if pinned or any(chosen):
+            replace = [per_face[i] for i in natural] if natural else replace
         if not nat_faces:
             mask_image, boxes, names = image.copy(), [], []
         elif params["backend"] == "classical":
-            result = swap_faces(image, nat_faces, seed=params["seed"], replace=replace,
-                                params=SwapParams(geometry=params["geometry"], blend=params["blend"],
-                                                  expression_passes=params["expression_passes"]),
-                                min_distance=params["min_distance"] or None, assign=params["assign"])
-            mask_image, boxes, names = result.image, result.face_regions, result.identities
-            if result.distances:
-                bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in result.distances]
+            sp = SwapParams(geometry=params["geometry"], blend=params["blend"], expression_passes=params["expression_passes"])
+            mask_image, boxes, names, distances = _classical(image, nat_faces, replace, sp, params)
+            if any(d is not None for d in distances):
+                bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in distances]
         else:
             names = (list(replace) if isinstance(replace, list) else [replace] * len(nat_faces)) if replace else assign_identities(len(nat_faces), params["seed"], identity_names())
+            dealt = assign_identities(len(nat_faces), params["seed"], identity_names())
+            names = [n or d for n, d in zip(names, dealt)]
             mask_image, boxes = _simswap(image, nat_faces, names, params, ctx)
         mask_image, boxes, names, treatments = _fallbacks(image, mask_image, faces, natural, list(boxes), list(names), params,
-                                                          pinned or replace)
+                                                          per_face)
         if params["occlusion"]:
             from imnkit.face.occlusion import keep_occluders
 
@@ -120,8 +123,33 @@ class SwapStage(Stage):
         bundle.meta["swap.identities"] = names
 
 
+def _classical(image, faces, replace, sp, params):
+    """The classical swap of ``faces``; ``replace``: one name, None (dealt), or one per face where a
+    None is dealt (a faces file names identities for some faces only). -> image, boxes, names, distances."""
+    from imnkit.face.swap import swap_faces
+
+    n = len(faces)
+    fixed = list(range(n)) if isinstance(replace, str) else [j for j in range(n) if isinstance(replace, list) and replace[j]]
+    free = [j for j in range(n) if j not in fixed]
+    out, boxes, names, distances = image, [None] * n, [None] * n, [None] * n
+    for group, names_of in ((free, None), (fixed, replace)):
+        if not group:
+            continue
+        want = names_of if isinstance(names_of, str) or names_of is None else [names_of[j] for j in group]
+        result = swap_faces(out, [faces[j] for j in group], seed=params["seed"], replace=want, params=sp,
+                            min_distance=params["min_distance"] or None, assign=params["assign"])
+        out = result.image
+        for k, j in enumerate(group):
+            boxes[j], names[j] = result.face_regions[k], result.identities[k]
+            distances[j] = result.distances[k] if result.distances else None
+    return out, boxes, names, distances
+
+
 def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace):
-    """Give every face the natural swap did not change the best Mask that works; per-face lists out."""
+    """Give every face the natural swap did not change the best Mask that works; per-face lists out.
+
+    A face whose treatment (from a faces file) is ``obfuscate`` is obfuscated, one marked ``warp5`` gets
+    the pool face warped from its 5 points wherever it changes pixels (obfuscated otherwise)."""
     from imnkit.face.fallback import mask_fallback_face, obfuscate_face
     from imnkit.face.identities import assign_identities, get_identity, identity_names
     from imnkit.face.swap import SwapParams
@@ -137,10 +165,15 @@ def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace)
             mask_image, out_boxes[i] = obfuscate_face(mask_image, face)
             treatments[i] = "obfuscate"
             continue
+        if face.treatment == "obfuscate":
+            mask_image, out_boxes[i] = obfuscate_face(mask_image, face)
+            treatments[i] = "obfuscate"
+            continue
         name = (replace[i] if isinstance(replace, list) else replace) or dealt[i]
         mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
             mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"],
-                                                  expression_passes=params["expression_passes"]))
+                                                  expression_passes=params["expression_passes"]),
+            min_cover=0.0 if face.treatment == "warp5" else 0.6)
         out_names[i] = name if treatments[i] == "warp5" else None
     return mask_image, out_boxes, out_names, treatments
 

@@ -173,6 +173,56 @@ def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
     return [check_face(f, i, (h, w), str(path)) for i, f in enumerate(faces)]
 
 
+def face_entry(face, *, treatment: str | None = None) -> dict:
+    """A detected :class:`~imnkit.face.detect.Face` as a faces-file entry (identity null: dealt when masked)."""
+    from .face.detect import is_doubtful
+
+    return {"box": file_box(face.box), "points": [[round(float(x), 1), round(float(y), 1)] for x, y in face.points5],
+            "detector": face.source, "score": round(float(face.score), 4),
+            "treatment": treatment or face.treatment, "identity": None, "review": is_doubtful(face)}
+
+
+def listed_faces(image: np.ndarray, listed: Sequence[dict], detected: Sequence) -> list[tuple[Any, dict]]:
+    """The faces to mask for checked ``listed`` entries: ``(Face, entry)`` pairs, in the file's order.
+
+    An entry whose box overlaps a ``detected`` face (IoU >= 0.5) is that face as detected (its
+    landmarks; so an unedited file masks what a plain run masks); any other is fitted in its box
+    (:func:`imnkit.face.detect.face_in_box`). Treatment ``"none"`` entries are left out; an
+    entry's treatment other than null replaces the face's (``"swap"`` only where 68 landmarks fit).
+    """
+    from dataclasses import replace
+
+    from .face.detect import TREATMENT_FALLBACK, face_in_box
+
+    out = []
+    taken: set[int] = set()
+    for entry in listed:
+        if entry["treatment"] == "none":
+            continue
+        box = record_box(entry["box"])
+        ious = [0.0 if j in taken else _iou(box, f.box) for j, f in enumerate(detected)]
+        if ious and max(ious) >= 0.5:
+            j = int(np.argmax(ious))
+            taken.add(j)
+            face = detected[j]
+        else:
+            pts = None if entry["points"] is None else np.asarray(entry["points"], np.float32)
+            face = face_in_box(image, box, pts)
+        want = entry["treatment"]
+        if want is not None and not (want == "swap" and face.treatment == TREATMENT_FALLBACK):
+            face = replace(face, treatment=want)
+        out.append((face, entry))
+    return out
+
+
+def _iou(a: Sequence[int], b: Sequence[int]) -> float:
+    iy = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ix = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 

@@ -22,6 +22,7 @@ app = typer.Typer(
 def _register() -> None:
     from . import custody_cmd, keys_cmd, pipeline, tools, weights_cmd, train_cmd  # noqa: F401  (each adds its commands to `app`)
     from . import review_cmd  # noqa: F401
+    from . import faces_cmd  # noqa: F401
 
 
 _register()

@@ -33,6 +33,7 @@ def run_cmd(
     share_copy: Annotated[bool, typer.Option("--share-copy", help="Videos: also write {stem}.masked.mp4 (H.264, small, for viewing; not recoverable except with embed.method=detached: docs/video.md).")] = False,
     audio: Annotated[str, typer.Option("--audio", help="Videos: copy the sound as it is (default) or drop it. The sound is neither masked nor authenticated, and a voice identifies people (docs/security.md).")] = "copy",
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit\\[ray]: docs/scale-out.md).")] = "local",
+    faces: Annotated[Optional[str], typer.Option("--faces", help="Mask exactly the faces listed in this faces file (one photo) or in FOLDER/{stem}.faces.json (imnkit faces; docs/review.md).")] = None,
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
@@ -94,6 +95,8 @@ def run_cmd(
         options["sidecar"] = sidecar
         if sidecar and not options["aux_in_png"]:
             raise UsageError("--sidecar goes with --recipient (the aux file is always written otherwise)")
+        if faces is not None:  # read and checked for every photo before any runs: a bad file writes nothing
+            options["faces"] = _faces_files(files, faces, engine)
         # The Ray engine builds its Runners in its actors, on the devices Ray gives them.
         runner = Runner(recipe_obj, options=options) if engine == "local" or dry_run else None
         if urls:
@@ -145,6 +148,34 @@ def _url_inputs(inputs: list[str], out_dir: str | None):
     else:
         files, roots = expand_inputs(inputs), input_roots(inputs)
     return files, roots, as_place(out_dir)
+
+
+def _faces_files(files: list[Path], where: str, engine: str) -> dict[str, list[dict]]:
+    """--faces: each photo's checked faces-file entries, keyed as the align stage looks them up."""
+    from ..errors import UsageError
+    from ..faces_file import faces_file_for, load_faces_file
+    from ..imageio import load_image
+    from ..video import is_video_path
+
+    if engine != "local":
+        raise UsageError("--faces runs on the local engine", hint="drop --engine ray")
+    src = Path(where)
+    if src.is_dir():
+        pairs = [(f, faces_file_for(f, src)) for f in files]
+    elif src.is_file() and len(files) == 1:
+        pairs = [(files[0], src)]
+    elif src.is_file():
+        raise UsageError("--faces FILE goes with one photo", hint="for several, give the folder of their {stem}.faces.json files")
+    else:
+        raise UsageError(f"--faces {where}: no such file or folder")
+    out = {}
+    for f, path in pairs:
+        if is_video_path(f) or f.suffix.lower() == ".safetensors":
+            raise UsageError(f"{f}: --faces takes photos (faces files for clips and bundles are not supported)")
+        if not path.is_file():
+            raise UsageError(f"{f}: its faces file {path} does not exist", hint="write it with imnkit faces")
+        out[str(f)] = load_faces_file(path, load_image(f))
+    return out
 
 
 def _print_plan(recipe_obj, runner, targets) -> None:

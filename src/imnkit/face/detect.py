@@ -324,6 +324,100 @@ def predictor_box(face: Face) -> Box:
     return face.box if face.source == "dlib" else hog_like_box(face.points5)
 
 
+def face_in_box(image: np.ndarray, box: Box, points5: np.ndarray | None = None, *,
+                max_alignment_error: float = 12.0, max_point_disagreement: float = 0.25) -> Face:
+    """A face where a person says there is one (a box of a faces file): never None, never skipped.
+
+    dlib's 68 landmarks are fitted in ``box`` (and in a tighter square inside it, since a box drawn
+    by hand is usually a head box, larger than the HOG box the predictor expects; and in the HOG-like
+    box of ``points5`` when given); the fit whose 5 points best agree with ``points5`` (without
+    them: the smallest alignment error with its 5 points inside ``box``) gives a natural face. When
+    no fit is plausible the face is a ``"fallback"`` one: the mean face fitted to ``points5``, or
+    to the ArcFace template's 5 points stretched over ``box`` (``source="user"``).
+    """
+    image = check_image(image)
+    y0, x0, y1, x1 = box
+    side = min(y1 - y0, x1 - x0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    inner = 0.8 * side  # a head box's face: a little lower than its centre
+    tries = [fit_landmarks(image, box),
+             _landmarks(image, cx - inner / 2, cy - 0.4 * inner, cx + inner / 2 - 1, cy + 0.6 * inner - 1)]
+    if points5 is not None:
+        tries.append(fit_landmarks(image, hog_like_box(points5)))
+    shape = image.shape[:2]
+
+    def error(lm: np.ndarray) -> float:
+        p5 = five_points(lm)
+        if points5 is not None:
+            p = np.asarray(points5, np.float64)
+            scale = max(float(np.linalg.norm(p[[3, 4]].mean(0) - p[[0, 1]].mean(0))), 1.0)
+            return float(np.sqrt(((p5 - p) ** 2).sum(axis=1).mean())) / scale
+        inside = bool(((p5[:, 0] >= x0) & (p5[:, 0] < x1) & (p5[:, 1] >= y0) & (p5[:, 1] < y1)).all())
+        return alignment_error(p5, template_affine(p5)) if inside else float("inf")
+
+    errors = [error(t) for t in tries]
+    best = tries[int(np.argmin(errors))]
+    limit = max_point_disagreement if points5 is not None else max_alignment_error
+    face = make_face(best, box, 0.0, source="user")
+    if min(errors) <= limit and alignment_error(face.points5, face.affine) <= max_alignment_error \
+            and not _touches_border(best, shape, 0.0, 5, brows_may_leave=True):
+        return face
+    if points5 is None:  # the template's face fills the 112 px crop much as a drawn face box does
+        points5 = ARCFACE_TEMPLATE / 112.0 * np.array([x1 - x0, y1 - y0], np.float32) + np.array([x0, y0], np.float32)
+    return make_face(landmarks_from_points5(points5), box, 0.0, treatment=TREATMENT_FALLBACK, source="user")
+
+
+#: Detections scoring under these are doubtful (``"review": true`` in the faces file and ``--json``).
+#: dlib's HOG score and CenterFace's heatmap score are on different scales. Measured (docs/review.md):
+#: the 108 reference faces score >= 0.256 (dlib) and >= 0.564 (CenterFace; two faces of a photo
+#: taken in low light under 0.6), the false faces of the no-face set (motorcycle headlights) 0.567-0.578
+#: (CenterFace); dlib's boxes under 0.5 are already confirmed by its CNN detector (``verify_below``).
+REVIEW_BELOW = {"dlib": 0.0, "centerface": 0.6}
+
+#: The second look at a doubtful CenterFace face: a crop ``context`` box sides wide resampled to
+#: ``size`` px (the face ~43 px, a size CenterFace scores well) and contrast-stretched (1st to 99th
+#: percentile: faces in low light score higher), turned as the photo was for detection. Measured:
+#: real doubtful faces 0.66 / 0.82, headlights 0.13 / 0.13, so ``confirm`` sits between.
+SECOND_LOOK = {"context": 3.0, "size": 128, "confirm": 0.35}
+
+
+def is_doubtful(face: Face) -> bool:
+    """True for a detection scoring under :data:`REVIEW_BELOW` for its detector (a user's box never is)."""
+    limit = REVIEW_BELOW.get(face.source)
+    return limit is not None and face.score < limit
+
+
+def second_look(image: np.ndarray, face: Face) -> float:
+    """CenterFace's best score for a face centred on ``face``'s box in a crop around it (:data:`SECOND_LOOK`)."""
+    from imnkit.face.centerface import detect_centerface
+
+    k, out = SECOND_LOOK["context"], int(SECOND_LOOK["size"])
+    y0, x0, y1, x1 = face.box
+    side = max(y1 - y0, x1 - x0, 1)
+    z = out / (k * side)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    m = np.array([[z, 0, out / 2 - cx * z], [0, z, out / 2 - cy * z]], np.float32)
+    crop = cv2.warpAffine(check_image(image), m, (out, out), flags=cv2.INTER_AREA if z < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    lo, hi = np.percentile(crop, (1, 99))
+    crop = np.clip((crop.astype(np.float32) - lo) * (255.0 / max(float(hi - lo), 1.0)), 0, 255).astype(np.uint8)
+    crop = np.ascontiguousarray(np.rot90(crop, face.rotation // 90)) if face.rotation else crop
+    best = 0.0
+    for hit in detect_centerface(crop, threshold=0.05, max_side=out):
+        c = (hit.box[:2] + hit.box[2:]) / 2
+        if abs(c[0] - out / 2) < out / (2 * k) and abs(c[1] - out / 2) < out / (2 * k):
+            best = max(best, hit.score)
+    return best
+
+
+def confirmed(image: np.ndarray, face: Face) -> bool:
+    """A face to mask without asking: not doubtful, a doubtful dlib face (its CNN detector confirmed it
+    already), or a doubtful CenterFace face its second look confirms."""
+    if not is_doubtful(face) or face.source != "centerface":
+        return True
+    return second_look(image, face) >= SECOND_LOOK["confirm"]
+
+
 def _add_centerface(
     img: np.ndarray,
     k: int,
