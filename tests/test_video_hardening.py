@@ -245,9 +245,9 @@ def test_an_extract_or_run_killed_with_sigterm_leaves_no_file(command, clip, mas
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run([sys.executable, "-c", _KILL_ITSELF, command, source, aux, out], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
+    assert listing(out) == []
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
-    assert listing(out) == []
 
 
 # -- item 9: timing and sound -------------------------------------------------------------------------
