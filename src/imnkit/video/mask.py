@@ -113,7 +113,9 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     method = next(s.params["method"] for s in frame_steps if s.stage.name == "embed")
     writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"))
 
-    def process(index: int, image: np.ndarray, _when) -> np.ndarray:  # runs in worker threads
+    # Runs in worker threads. The frame's time (third argument) is sealed once the clip is written:
+    # the muxer may still round and shift it.
+    def process(index: int, image: np.ndarray, _when: object) -> np.ndarray:
         faces, names = faces_at(tracks, index, image.shape[:2])
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names,
