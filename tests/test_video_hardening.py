@@ -217,7 +217,7 @@ from pathlib import Path
 
 def kill(done):
     if done == 3:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), int(sys.argv[5]))
 
 if sys.argv[1] == "extract":
     from imnkit.video.unmask import extract_video
@@ -234,19 +234,21 @@ else:
 """
 
 
-@pytest.mark.parametrize("command", ["extract", "run"])
-def test_an_extract_or_run_killed_with_sigterm_leaves_no_file(command, clip, masked, tmp_path):
-    """SIGTERM ends a process without running `finally` unless it is turned into an exception: the
-    old extract left its temporary (the faces, in the clear) behind, the old run its clip and aux."""
+@pytest.mark.parametrize("command, sig", [("extract", signal.SIGTERM), ("run", signal.SIGTERM),
+                                         ("extract", signal.SIGHUP)])
+def test_an_extract_or_run_killed_with_sigterm_leaves_no_file(command, sig, clip, masked, tmp_path):
+    """SIGTERM (or SIGHUP, a closed terminal) ends a process without running `finally` unless it is
+    turned into an exception: the old extract left its temporary (the faces, in the clear) behind, the
+    old run its clip and aux."""
     masked_clip, aux = masked
     out = tmp_path / "killed"
     out.mkdir()
     source = masked_clip if command == "extract" else clip
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, "-c", _KILL_ITSELF, command, source, aux, out], cwd=REPO,
+    done = subprocess.run([sys.executable, "-c", _KILL_ITSELF, command, source, aux, out, str(int(sig))], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert listing(out) == []
-    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert done.returncode == 128 + sig, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
 
 
