@@ -12,12 +12,19 @@ would (``--allow-no-face``), and the bundle is compared with ``benchmarks/data/f
   output differs from the input in any pixel;
 * faces per treatment (``swap.treatments``: swap / warp5 / obfuscate), and seconds per photo.
 
+Then the no-face set (``benchmarks/data/no_faces.tsv``: photos with no person that ship inside
+installed packages, e.g. a motorcycle's headlights, a cat, a clock; each also scaled x2): every
+detection there is a false face; reported are the false faces listed, those flagged ``review``, those
+masked, and the no-face photos whose output differs from the input. Doubtful detections are flagged
+``review`` on both sets (``faces.listed``). ``--set align.doubtful=mask`` gives the numbers before
+doubtful detections were left to review.
+
 ``--sheet PATH`` writes a contact sheet (photo | Mask) of the photos with occluders, to look at
 what was kept in front of the Mask.
 
 Usage:
     PYTHONPATH=src python benchmarks/face_recall.py [--recipe mask] [--faces DIR] [--json out.json]
-        [--stages align,swap] [--sheet sheet.png] [--only NAME ...]
+        [--stages align,swap] [--sheet sheet.png] [--only NAME ...] [--no-faces TSV | --no-faces '']
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from imnkit.bundle import tensor_to_image  # noqa: E402
 from imnkit.recipe import Runner, load_recipe  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "face_boxes.json"
+NO_FACES = Path(__file__).resolve().parent / "data" / "no_faces.tsv"
 OCCLUDED = ("hard_05_mask.png", "hard_06_occlusion.png", "hard_07_glasses_mic.png",
             "hard_08_glasses.jpg", "hard_09_glasses.png")
 
@@ -67,6 +75,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the per-photo results here")
     ap.add_argument("--sheet", type=Path, help="write a contact sheet of the occluded photos here (PNG)")
     ap.add_argument("--only", nargs="*", help="only these photo names")
+    ap.add_argument("--no-faces", default=str(NO_FACES), help="the no-face set's TSV ('' to skip it)")
     args = ap.parse_args()
     if not args.faces.is_dir():
         raise SystemExit(f"no photos at {args.faces}; set IMNKIT_SHARED or pass --faces")
@@ -83,7 +92,7 @@ def main() -> None:
 
     names = sorted(args.only or ref)
     rows, sheet = [], []
-    tot_ref = tot_hit = fp_faces = fp_photos = 0
+    tot_ref = tot_hit = fp_faces = fp_photos = flagged = 0
     treatments: dict[str, int] = {}
     seconds = []
     for name in names:
@@ -110,6 +119,7 @@ def main() -> None:
         if not refs and changed:
             fp_photos += 1
         missed = [r for r, h in zip(refs, hits) if not h]
+        flagged += sum(1 for e in bundle.meta.get("faces.listed", []) if e["review"])
         row = {"photo": name, "reference": len(refs), "replaced": int(sum(hits)), "detected": len(boxes),
                "unmatched_detections": len(extra), "changed": changed, "treatments": treat,
                "occluded": bundle.meta.get("swap.occluded", []), "rotation": bundle.meta.get("faces.rotation", 0),
@@ -127,7 +137,10 @@ def main() -> None:
         "recall": round(tot_hit / tot_ref, 4) if tot_ref else None,
         "unmatched_detections": fp_faces, "noface_photos_changed": fp_photos,
         "treatments": treatments, "seconds_per_photo": round(float(np.mean(seconds)), 2),
+        "reference_set_flagged_review": flagged,
     }
+    if args.no_faces:
+        summary.update(_no_face_set(runner, Path(args.no_faces), rows))
     print(json.dumps(summary))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "photos": rows}, indent=1))
@@ -135,6 +148,41 @@ def main() -> None:
         width = max(s.shape[1] for s in sheet)
         sheet = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheet]
         cv2.imwrite(str(args.sheet), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR))
+
+
+def _no_face_set(runner: Runner, tsv: Path, rows: list) -> dict:
+    """Run the no-face photos (read from their packages); every detection is a false face."""
+    import csv
+    from importlib import resources
+
+    from imnkit.bundle import Bundle
+    from imnkit.imageio import load_image
+    from imnkit.recipe import INPUT_IMAGE_KEY
+
+    lines = [ln for ln in tsv.read_text().splitlines() if ln and not ln.startswith("#")]
+    listed = masked = review = changed = photos = 0
+    for row in csv.DictReader(lines, delimiter="\t"):
+        image = load_image(Path(str(resources.files(row["package"]).joinpath(row["resource"]))))
+        if row["transform"] == "x2":
+            image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        name = f"{row['package']}:{row['resource']}" + ("" if row["transform"] == "none" else f" {row['transform']}")
+        bundle = runner.process(Path(row["resource"]), bundle=Bundle(tensors={INPUT_IMAGE_KEY: image}, meta={"source.name": name}))
+        key = "image.masked" if "image.masked" in bundle.tensors else "mask.image"
+        after = tensor_to_image(bundle.require(key), key)
+        entries = bundle.meta.get("faces.listed", [])
+        n_masked = int(bundle.require("faces.boxes").shape[0])
+        diff = bool(np.any(after != image))
+        photos += 1
+        listed += len(entries)
+        review += sum(1 for e in entries if e["review"])
+        masked += n_masked
+        changed += diff
+        rows.append({"photo": name, "no_face": True, "false_faces": len(entries), "masked": n_masked,
+                     "review": [e["review"] for e in entries], "scores": [e["score"] for e in entries], "changed": diff})
+        print(f"{name:40s} false faces {len(entries)} (review {sum(1 for e in entries if e['review'])}) "
+              f"masked {n_masked} {'changed' if diff else 'same'}", flush=True)
+    return {"no_face_photos": photos, "false_faces": listed, "false_faces_flagged_review": review,
+            "false_faces_masked": masked, "no_face_set_photos_changed": changed}
 
 
 if __name__ == "__main__":
