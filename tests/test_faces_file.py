@@ -123,3 +123,35 @@ def test_a_faces_folder_needs_a_file_for_every_photo(tmp_path):
     r = invoke("run", "mask", EXAMPLE, "-o", tmp_path / "out", "--faces", tmp_path)
     assert r.exit_code == 2 and "does not exist" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_treatment_and_identity_per_face_are_honoured(tmp_path, found):
+    from imnkit.face.identities import identity_names
+
+    image = load_image(EXAMPLE)
+    name = identity_names()[-1]
+    for case, face in (("obfuscate", {**found[0], "treatment": "obfuscate"}), ("named", {**found[0], "identity": name})):
+        path = write_faces_file(tmp_path / f"{case}.faces.json", faces_document(EXAMPLE, image, [face]))
+        out = tmp_path / case
+        r = invoke("run", "mask", EXAMPLE, "-o", out, "--faces", path, "--keep-bundles")
+        assert r.exit_code == 0, r.stderr
+        meta = load_bundle(out / "astronaut.bundle.safetensors").meta
+        if case == "obfuscate":
+            assert meta["swap.treatments"] == ["obfuscate"]
+        else:
+            assert meta["swap.treatments"] == ["swap"] and meta["swap.identities"] == [name]
+
+
+def test_a_doubtful_headlight_is_flagged_and_left_as_it_is(tmp_path):
+    from importlib import resources
+
+    pytest.importorskip("skimage")
+    moto = Path(str(resources.files("skimage.data").joinpath("motorcycle_left.png")))  # nobody in it
+    r = invoke("faces", moto, "-o", tmp_path, "--json")
+    assert r.exit_code == 0, r.stderr
+    faces = json.loads(r.stdout)["faces"]
+    assert [(f["review"], f["treatment"]) for f in faces] == [(True, "none")]  # a headlight, flagged
+    r = invoke("run", "mask", moto, "-o", tmp_path / "out")
+    assert r.exit_code == 3 and "doubtful" in r.stderr and not (tmp_path / "out").exists()
+    r = invoke("run", "mask", moto, "-o", tmp_path / "out", "--set", "align.doubtful=mask", "--save-mask", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["report"]["faces"][0]["masked"]  # as before the flag
