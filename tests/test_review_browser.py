@@ -1,18 +1,20 @@
 """`imnkit review` in a real browser: Debian's Chromium, headless, driven by Selenium.
 
-One review of two photos (`imnkit review` started as a user starts it, in its own process):
+One review of two photos, `imnkit review` started as a user starts it, in its own process:
 
-- ``astronaut.jpg`` (NASA, public domain): the Mask is previewed (nothing may be written), then the
-  photo is approved with "Approve all"; the screenshots for docs/review.md come from this card.
-- ``multi_01.jpg`` (two faces, ../shared/data/faces): its faces file, written before the review,
-  lists the left face and a false face on the background (the right face is missed). On the page
-  the false face is dropped and a box is drawn around the missed face, then the photo is approved.
-  On disk: both faces replaced, the drawn one recovered by `imnkit extract`, the dropped box's
-  pixels equal to the photo's.
+- ``astronaut.jpg`` (NASA, public domain). Its faces file, written before the review, lists a false
+  face on the flag and misses the real one. On the page the false face is dropped, a box is drawn
+  around the missed face, the Mask is previewed (nothing may be written), and the photo is approved.
+  On disk: the drawn face replaced and recovered by `imnkit extract`, the dropped box's pixels equal
+  to the photo's.
+- a synthetic photo with no face, approved with "Approve all": passed through unchanged.
+
+Then: what was written is exactly what `imnkit run --faces` plans, and the running server refuses a
+request without the token, another Host, and paths outside its inputs. The screenshots for
+docs/review.md come from this test (only the public-domain photo is in them).
 
 Needs: chromium and chromium-driver (Debian packages), imnkit[review] and selenium; skips without.
-IMNKIT_REVIEW_SCREENSHOTS=docs/img also saves the screenshots there (palette PNGs, small): the
-page (the other photo hidden: only the public-domain one is shown), a preview, an approved photo.
+IMNKIT_REVIEW_SCREENSHOTS=docs/img also saves the screenshots there (palette PNGs, small).
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ pytest.importorskip("starlette", reason='the review page needs imnkit[review] (p
 pytest.importorskip("uvicorn", reason='the review page needs imnkit[review] (pip install -e ".[test,review]")')
 pytest.importorskip("selenium", reason='the browser test needs selenium (pip install -e ".[test,review]")')
 
-from imnkit.imageio import load_image  # noqa: E402
+from imnkit.imageio import load_image, save_png  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT = REPO / "examples" / "astronaut.jpg"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                                 reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
 
-FALSE_FACE = [10, 40, 150, 180]  # x0, y0, x1, y1 (the faces file's order): the chandelier at the top left of multi_01
+FALSE_FACE = [10, 20, 90, 100]  # x0, y0, x1, y1 (the faces file's order): on the flag, no face there
 TIMEOUT = 180  # seconds for a preview or an approval on a busy two-core machine
+IMNKIT = [sys.executable, "-c", "from imnkit.cli import main; main()"]
 
 
 @pytest.fixture
@@ -61,29 +65,30 @@ def browser():
 
 
 @pytest.fixture
-def review_server(tmp_path, faces_dir):
-    """`imnkit review astronaut.jpg multi_01.jpg -o OUT --no-browser` with multi_01's prepared faces file."""
+def review_server(tmp_path):
+    """`imnkit review astronaut.jpg plain.png -o OUT --no-browser`, the astronaut's faces file prepared."""
     from imnkit.faces_file import detect_faces, faces_document, write_faces_file
 
     out = tmp_path / "out"
     out.mkdir()
-    multi = faces_dir / "multi_01.jpg"
-    image = load_image(multi)
+    image = load_image(ASTRONAUT)
     detected = detect_faces(image)["faces"]
-    assert len(detected) == 2
-    left, right = sorted(detected, key=lambda f: f["box"][0])
+    assert len(detected) == 1
     false_face = {"box": FALSE_FACE, "detector": "centerface", "score": 0.6}  # as a detector's false face
-    write_faces_file(out / "multi_01.faces.json", faces_document(multi, image, [left, false_face]))
+    write_faces_file(out / "astronaut.faces.json", faces_document(ASTRONAUT, image, [false_face]))
+    wall = np.full((240, 320, 3), (196, 202, 210), np.uint8)  # a wall with a door: no face
+    wall[60:240, 200:280] = (120, 84, 60)
+    plain = tmp_path / "plain.png"
+    save_png(plain, wall)
 
-    proc = subprocess.Popen([sys.executable, "-c", "from imnkit.cli import main; main()", "review",
-                             str(REPO / "examples" / "astronaut.jpg"), str(multi), "-o", str(out), "--no-browser"],
+    proc = subprocess.Popen([*IMNKIT, "review", str(ASTRONAUT), str(plain), "-o", str(out), "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         url = proc.stdout.readline().strip()  # blocks until the faces are listed and the port is bound
         if not url.startswith("http://127.0.0.1:"):
             proc.kill()
             pytest.fail(f"imnkit review printed {url!r}; stderr: {proc.stderr.read()[-2000:]}")
-        yield url, out, {"multi": multi, "left": left, "right": right, "image": image, "proc": proc}
+        yield url, out, {"image": image, "face": detected[0], "plain": plain, "proc": proc}
     finally:
         proc.terminate()
         try:
@@ -94,100 +99,93 @@ def review_server(tmp_path, faces_dir):
 
 @pytest.mark.slow  # ~15-40 s on two busy cores: a server, a browser, a preview and two approvals
 def test_review_drop_add_preview_approve(browser, review_server, tmp_path):
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, out, multi = review_server
+    url, out, given = review_server
     shots = tmp_path / "shots"
     shots.mkdir()
     start = time.perf_counter()
 
-    # -- the server refuses what it must (checked on the live server, raw paths) ----------------
-    port = int(re.match(r"http://127\.0\.0\.1:(\d+)/\?token=(.+)$", url).group(1))
-    token = url.split("token=", 1)[1]
+    # -- the live server refuses what it must (raw paths: nothing normalised on the way) ---------
+    port, token = re.match(r"http://127\.0\.0\.1:(\d+)/\?token=(.+)$", url).groups()
+    port = int(port)
     assert _get(port, "/api/photos") == 403
     assert _get(port, f"/api/photos?token={token}x") == 403
     assert _get(port, f"/api/photos?token={token}", host="localhost") == 403
     assert _get(port, f"/api/photos?token={token}") == 200
-    for path in ("/static/../../pyproject.toml", "/static/..%2F..%2Fpyproject.toml", f"/{multi['multi']}",
-                 "/api/photos/2/image", "/api/photos/0/../../../../etc/passwd"):
+    for path in ("/static/../../pyproject.toml", "/static/..%2F..%2Fpyproject.toml", f"/{ASTRONAUT}",
+                 "/api/photos/2/image", "/api/photos/0/../../../../etc/passwd", f"/static/{ASTRONAUT}"):
         assert _get(port, f"{path}?token={token}") == 404, path
 
     browser.get(url)
     wait = WebDriverWait(browser, TIMEOUT)
     wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
-    astro, card = browser.find_element(By.ID, "photo-0"), browser.find_element(By.ID, "photo-1")
-    assert len(astro.find_elements(By.CSS_SELECTOR, ".box")) == 1
-    assert len(card.find_elements(By.CSS_SELECTOR, ".box")) == 2
+    astro, plain = browser.find_element(By.ID, "photo-0"), browser.find_element(By.ID, "photo-1")
+    assert len(astro.find_elements(By.CSS_SELECTOR, ".box")) == 1  # the false face; the real one missed
+    assert not plain.find_elements(By.CSS_SELECTOR, ".box")
 
-    # -- the astronaut: how the boxes look (screenshot), then a preview that writes nothing -------
-    astro.find_element(By.CSS_SELECTOR, '.box[data-face="0"]').click()  # dropped ...
-    _drag(browser, astro, [175, 76, 266, 167], (512, 512))  # ... and drawn again by hand
+    # -- drop the false face, draw the missed one -------------------------------------------------
+    astro.find_element(By.CSS_SELECTOR, '.box[data-face="0"]').click()
+    _drag(browser, astro, given["face"]["box"], (512, 512))
     assert "dropped" in astro.find_element(By.CSS_SELECTOR, '.box[data-face="0"]').get_attribute("class")
     assert len(astro.find_elements(By.CSS_SELECTOR, ".box.added")) == 1
-    browser.execute_script("arguments[0].hidden = true", card)  # the page's screenshot shows the NASA photo only
+    assert astro.find_element(By.CSS_SELECTOR, ".counts").text.startswith("1 to mask · 1 dropped · 1 added")
     browser.save_screenshot(str(shots / "review-page.png"))
-    browser.execute_script("arguments[0].hidden = false", card)
-    astro.find_element(By.CSS_SELECTOR, ".reset").click()
-    assert not astro.find_elements(By.CSS_SELECTOR, ".box.added, .box.dropped")
+
+    # -- preview: the masked photo in the page, nothing on disk -----------------------------------
     astro.find_element(By.CSS_SELECTOR, ".preview").click()
     wait.until(lambda d: "previewing" in astro.get_attribute("class") or d.find_element(By.ID, "error").is_displayed())
     assert browser.find_element(By.ID, "error").text == ""
     assert browser.execute_script("return arguments[0].querySelector('.photo').naturalWidth", astro) == 512
     astro.screenshot(str(shots / "review-preview.png"))
-    assert sorted(p.name for p in out.iterdir()) == ["multi_01.faces.json"]  # the preview wrote nothing
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.faces.json"]  # as prepared: the preview wrote nothing
 
-    # -- multi_01: drop the false face, draw the missed one, approve this photo ------------------
-    card.find_element(By.CSS_SELECTOR, '.box[data-face="1"]').click()
-    _drag(browser, card, multi["right"]["box"], (1126, 661))
-    assert "dropped" in card.find_element(By.CSS_SELECTOR, '.box[data-face="1"]').get_attribute("class")
-    assert card.find_element(By.CSS_SELECTOR, ".counts").text.startswith("2 to mask · 1 dropped · 1 added")
-    card.find_element(By.CSS_SELECTOR, ".approve").click()
-    browser.find_element(By.ID, "approve-all").click()  # the astronaut: the one left to approve
-    wait.until(lambda d: all({"done", "failed"} & set(c.get_attribute("class").split()) for c in (astro, card)))
-    assert "done" in card.get_attribute("class"), card.find_element(By.CSS_SELECTOR, ".status").text
-    assert "done" in astro.get_attribute("class"), astro.find_element(By.CSS_SELECTOR, ".status").text
+    # -- approve this photo, then all (the plain one is left) -------------------------------------
+    astro.find_element(By.CSS_SELECTOR, ".approve").click()
+    browser.find_element(By.ID, "approve-all").click()
+    wait.until(lambda d: all({"done", "failed"} & set(c.get_attribute("class").split()) for c in (astro, plain)))
+    for card in (astro, plain):
+        assert "done" in card.get_attribute("class").split(), card.find_element(By.CSS_SELECTOR, ".status").text
     assert browser.find_element(By.ID, "progress-text").text.startswith("2 of 2 approved")
     wait.until(lambda d: d.execute_script("return arguments[0].querySelector('.photo').src.startsWith('blob:')", astro))
     astro.screenshot(str(shots / "review-done.png"))
     seconds = time.perf_counter() - start
 
-    # -- on disk: what `imnkit run --faces` writes, nothing else ---------------------------------
-    assert sorted(p.name for p in out.iterdir()) == [
-        "astronaut.aux.safetensors", "astronaut.faces.json", "astronaut.masked.png",
-        "multi_01.aux.safetensors", "multi_01.faces.json", "multi_01.masked.png"]
-    _check_multi(out, multi, tmp_path)
+    # -- on disk: the faces files and what `imnkit run --faces` plans, nothing else ----------------
+    from imnkit.recipe import Runner, load_recipe, resolve_recipe_path
+
+    runner = Runner(load_recipe(resolve_recipe_path("mask")))
+    planned = {p.name for f in (ASTRONAUT, given["plain"]) for _, p in runner.planned_outputs(f, out)}
+    assert sorted(p.name for p in out.iterdir()) == sorted(planned | {"astronaut.faces.json", "plain.faces.json"})
+    _check_astronaut(out, given, tmp_path)
+    assert np.array_equal(load_image(out / "plain.masked.png"), load_image(given["plain"]))  # no face listed
     _save_screenshots(shots)
-    proc = multi["proc"]
+    proc = given["proc"]
     proc.terminate()
     rest, log = proc.communicate(timeout=30)
     assert token not in rest + log  # no access log: the URL holds the token
     print(f"browser part: {seconds:.1f} s")
 
 
-def _check_multi(out: Path, multi: dict, tmp_path: Path) -> None:
+def _check_astronaut(out: Path, given: dict, tmp_path: Path) -> None:
     from imnkit.faces_file import load_faces_file
 
-    image = multi["image"]
-    faces = load_faces_file(out / "multi_01.faces.json", image)
-    assert len(faces) == 2  # the left face kept, the drawn one; the false face gone
-    drawn = [f for f in faces if f["detector"] == "user"]
-    assert len(drawn) == 1 and _overlap(drawn[0]["box"], multi["right"]["box"]) > 0.8
-    masked = load_image(out / "multi_01.masked.png")
+    image = given["image"]
+    faces = load_faces_file(out / "astronaut.faces.json", image)
+    assert len(faces) == 1 and faces[0]["detector"] == "user"  # the drawn face; the false one gone
+    assert _overlap(faces[0]["box"], given["face"]["box"]) > 0.8
+    masked = load_image(out / "astronaut.masked.png")
     x0, y0, x1, y1 = FALSE_FACE
     assert np.array_equal(masked[y0:y1, x0:x1], image[y0:y1, x0:x1])  # the dropped box: untouched
-    for face in (multi["left"], multi["right"]):  # both faces replaced by the Mask
-        x0, y0, x1, y1 = face["box"]
-        diff = np.abs(masked[y0:y1, x0:x1].astype(np.int16) - image[y0:y1, x0:x1]).mean()
-        assert diff > 8, diff
-    recovered = tmp_path / "multi_01.recovered.png"
-    subprocess.run([sys.executable, "-c", "from imnkit.cli import main; main()", "extract",
-                    str(out / "multi_01.masked.png"), "--aux", str(out / "multi_01.aux.safetensors"),
+    x0, y0, x1, y1 = given["face"]["box"]
+    diff = np.abs(masked[y0:y1, x0:x1].astype(np.int16) - image[y0:y1, x0:x1]).mean()
+    assert diff > 8, diff  # the drawn face: replaced by the Mask
+    recovered = tmp_path / "astronaut.recovered.png"
+    subprocess.run([*IMNKIT, "extract", str(out / "astronaut.masked.png"), "--aux", str(out / "astronaut.aux.safetensors"),
                     "-o", str(recovered)], check=True, capture_output=True, timeout=300)
     back = load_image(recovered)
-    x0, y0, x1, y1 = multi["right"]["box"]  # the face drawn by hand comes back
-    assert _psnr(back[y0:y1, x0:x1], image[y0:y1, x0:x1]) > 40
+    assert _psnr(back[y0:y1, x0:x1], image[y0:y1, x0:x1]) > 40  # and it comes back
 
 
 def _drag(driver, card, box, size) -> None:
