@@ -146,3 +146,81 @@ def _non_loopback_address() -> str | None:
     finally:
         probe.close()
     return None if address.startswith("127.") else address
+
+
+class _RecordingRunner:
+    """Stands in for imnkit.recipe.Runner: plans one output per photo, records the faces option."""
+
+    def __init__(self):
+        self.options: dict = {}
+        self.faces_seen: list[dict] = []
+
+    def planned_outputs(self, inp, out_dir):
+        return [(None, out_dir / f"{inp.stem}.masked.png")]
+
+    def run_one(self, inp, out_dir, *, overwrite=False):
+        from imnkit.recipe import RunResult
+
+        self.faces_seen.append(self.options["faces"])
+        path = out_dir / f"{inp.stem}.masked.png"
+        path.write_bytes(b"masked")
+        return RunResult(inp, "ok", outputs=[path])
+
+
+def _session(tmp_path, photo, faces, runner):
+    path = tmp_path / "a.png"
+    save_png(path, photo)
+    out = tmp_path / "out"
+    out.mkdir()
+    photos = [Photo(index=0, path=path, out_dir=out, width=photo.shape[1], height=photo.shape[0], faces=faces)]
+    return ReviewSession(photos, runner, recipe="mask"), path, out
+
+
+def test_an_approval_writes_the_faces_file_and_runs_with_exactly_those_faces(tmp_path, photo):
+    from imnkit.faces_file import load_faces_file
+    from imnkit.review.session import Edit
+
+    found = {"box": [10, 10, 40, 40], "points": None, "detector": "dlib", "score": 1.2, "treatment": None,
+             "identity": None, "review": False}
+    doubtful = {**found, "box": [60, 20, 90, 50], "detector": "centerface", "score": 0.57, "treatment": "none",
+                "review": True}
+    runner = _RecordingRunner()
+    session, path, out = _session(tmp_path, photo, [found, doubtful], runner)
+    assert [f["masked"] for f in session.listing()["photos"][0]["faces"]] == [True, False]
+    session.approve({0: Edit(keep=(1,), add=((100, 50, 128, 90),))})  # drop the found one, keep the doubtful
+    session.close()  # waits for the worker
+    row = session.progress()["photos"][0]
+    assert row["status"] == "done", row
+    assert row["outputs"] == ["a.faces.json", "a.masked.png"]
+    listed = load_faces_file(out / "a.faces.json", photo)
+    assert [(f["box"], f["detector"], f["treatment"]) for f in listed] == [
+        ([60, 20, 90, 50], "centerface", None),  # kept: masked as the recipe decides, no longer "none"
+        ([100, 50, 128, 90], "user", None)]  # drawn by hand
+    assert runner.faces_seen == [{str(path): listed}]  # what `imnkit run --faces` passes the align stage
+    assert runner.options["faces"] is None  # the runner is left as it was
+
+
+def test_an_approval_over_existing_outputs_fails_and_writes_nothing(tmp_path, photo):
+    from imnkit.review.session import Edit
+
+    runner = _RecordingRunner()
+    session, _, out = _session(tmp_path, photo, [], runner)
+    (out / "a.masked.png").write_bytes(b"an earlier run")
+    session.approve({0: Edit()})
+    session.close()
+    row = session.progress()["photos"][0]
+    assert row["status"] == "failed" and "exist" in row["message"] and "--overwrite" in row["message"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.masked.png"] and not runner.faces_seen
+    assert (out / "a.masked.png").read_bytes() == b"an earlier run"
+
+
+def test_without_the_review_extra_the_command_says_what_to_install(monkeypatch):
+    import sys
+
+    from imnkit.errors import UsageError
+    from imnkit.review.server import require_review_extra
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    with pytest.raises(UsageError) as err:
+        require_review_extra()
+    assert err.value.hint == 'pip install "imnkit[review]"'
