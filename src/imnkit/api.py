@@ -291,8 +291,8 @@ def extract_file(masked: str | Path, aux: str | Path | None = None, output: str 
         raw, where = _aux_inside(data, str(masked)), f"{masked} (its aux)"
         image = lambda: load_image(masked, data=data)  # noqa: E731
     else:
-        read_header(aux)  # a missing or unreadable file fails here, with its own message (exit 1)
-        raw, where, image = aux.read_bytes(), str(aux), (lambda: load_image(masked))
+        # a missing or unreadable file fails here with its own message; bytes that are no aux, as one failure
+        raw, where, image = _read(aux), str(aux), (lambda: load_image(masked))
     if face_at is not None:
         faces = sorted(set(faces or []) | {_face_at(raw, where, face_at)})
     recovered, notes, regions = _unmask_aux(image, raw, where, keys, force=force, device=device, weights=weights,

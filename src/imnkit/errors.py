@@ -66,12 +66,22 @@ class OutputError(ImnkitError):
     """An output that exists (without --overwrite), would overwrite an input, or cannot be written."""
 
 
+#: The one line every failure to take a Mask off prints (exit 4): a wrong key, passphrase, key file or
+#: identity, a changed or malformed aux, changed pixels, another photo's aux (imnkit.protect.crypto).
+OPEN_FAILED = "wrong key or passphrase, or the image/aux was changed"
+
+
 def refuse_unless_forced(problems: list[str], force: bool) -> list[str]:
     """The one rule for ``--force``: consistency problems (an aux that looks like another image's) are
-    refused with IntegrityError unless forced; forced, they become notes. Never used for authentication."""
+    refused with IntegrityError unless forced; forced, they become notes. Never used for authentication.
+
+    The error is the one failure line (:data:`OPEN_FAILED`); its hint says which public fact differs
+    (size, pixel digest, weights), so a user with a JPEG copy or the wrong file knows what to fix.
+    """
     if problems and not force:
         raise IntegrityError(
-            "the aux does not belong to this masked image: " + "; ".join(problems),
-            hint="use the masked PNG exactly as written, with its own aux; --force tries anyway",
+            OPEN_FAILED,
+            hint="the aux does not belong to this masked image: " + "; ".join(problems)
+            + "; use the masked PNG exactly as written, with its own aux (--force tries anyway)",
         )
     return ["forced despite: " + "; ".join(problems)] if problems else []

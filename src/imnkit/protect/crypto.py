@@ -23,21 +23,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import IntegrityError
+from ..errors import OPEN_FAILED, IntegrityError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12  # AES-GCM's standard nonce; random per seal (2^-32 collision bound is far off)
 TAG_BYTES = 16
 SALT_BYTES = 16
 
-AUTH_FAILED = "wrong key or passphrase, or the image/aux was changed"
+AUTH_FAILED = OPEN_FAILED  # one line for every failure to open (imnkit.errors)
 
 
 class AuthenticationError(IntegrityError):
     """A sealed payload or a wrapped key did not authenticate (exit code 4, never bypassed)."""
 
     def __init__(self) -> None:
-        super().__init__(AUTH_FAILED, hint="use the masked image exactly as written, its own aux, and the right passphrase or key file")
+        super().__init__(AUTH_FAILED, hint="use the masked image exactly as written, its own aux, and the right passphrase, key file or identity")
 
 
 def new_key() -> bytes:

@@ -489,5 +489,11 @@ def check_aux_bytes(raw: bytes, aux: Bundle) -> None:
     if written != (header.get("written_by"), str(header.get("bundle_format"))) or \
             set(strings) != {META_FORMAT, META_VERSION, META_VALUES, META_HISTORY} or \
             set(aux.meta) != _AUX_META or aux.meta["aux.format"] != header["format"] or \
-            serialize(aux.tensors, strings) != raw:
+            not _is_digest(aux.meta["aux.masked_sha256"]) or serialize(aux.tensors, strings) != raw:
         raise crypto.AuthenticationError()
+
+
+def _is_digest(value) -> bool:
+    """A SHA-256 in hex. ``aux.masked_sha256`` is a consistency check, not authenticated (the carrier
+    pixels are, by the cipher; ``detached`` does not use it): a malformed one still fails as a change."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
