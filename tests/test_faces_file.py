@@ -155,3 +155,19 @@ def test_a_doubtful_headlight_is_flagged_and_left_as_it_is(tmp_path):
     assert r.exit_code == 3 and "doubtful" in r.stderr and not (tmp_path / "out").exists()
     r = invoke("run", "mask", moto, "-o", tmp_path / "out", "--set", "align.doubtful=mask", "--save-mask", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["report"]["faces"][0]["masked"]  # as before the flag
+
+
+def test_an_unedited_faces_file_masks_what_a_plain_run_masks(found):
+    from imnkit.bundle import Bundle
+    from imnkit.recipe import load_recipe, resolve_recipe_path
+    from imnkit.stage import StageContext, run_stage
+
+    step = next(s for s in load_recipe(resolve_recipe_path("mask")).steps if s.stage.name == "align")
+    runs = []
+    for options in ({}, {"faces": {"photo": found}}):
+        bundle = Bundle(tensors={"image.protected": load_image(EXAMPLE)}, meta={}, source="photo")
+        run_stage(step.stage, bundle, step.params, StageContext(options=options))
+        runs.append(bundle)
+    for key in ("faces.boxes", "faces.landmarks", "faces.affine"):
+        assert np.array_equal(np.asarray(runs[0].tensors[key]), np.asarray(runs[1].tensors[key])), key
+    assert runs[0].meta["faces.source"] == runs[1].meta["faces.source"] == ["dlib"]

@@ -145,7 +145,8 @@ def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()[: _MAX_BYTES + 1]
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_BYTES + 1)
     except OSError as err:
         raise UsageError(f"{path}: cannot read the faces file ({err.strerror or type(err).__name__})") from None
     if len(raw) > _MAX_BYTES:
