@@ -151,6 +151,7 @@ def test_review_drop_add_preview_approve(browser, review_server, tmp_path):
     wait.until(lambda d: d.execute_script("return arguments[0].querySelector('.photo').src.startsWith('blob:')", astro))
     astro.screenshot(str(shots / "review-done.png"))
     seconds = time.perf_counter() - start
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # no script error, no refusal
 
     # -- on disk: the faces files and what `imnkit run --faces` plans, nothing else ----------------
     from imnkit.recipe import Runner, load_recipe, resolve_recipe_path

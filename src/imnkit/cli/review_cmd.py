@@ -29,7 +29,7 @@ def review_cmd(
     """Review the faces on a local page (127.0.0.1, one-time token): drop false ones, draw missed ones,
     preview the Mask, approve. Approving writes {stem}.faces.json and what `imnkit run --faces` writes.
 
-    Needs imnkit[review]. A {stem}.faces.json already in the output folder is the starting point.
+    Needs imnkit\\[review]. A {stem}.faces.json already in the output folder is the starting point.
     """
     from ..batch import mirror_out_dirs
     from ..errors import UsageError

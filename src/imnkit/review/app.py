@@ -42,7 +42,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"content-security-policy",
-     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
      b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
 ]
 MAX_BODY = 1 << 20  # an edit is a few hundred bytes
