@@ -156,7 +156,9 @@ class _RecordingRunner:
         self.faces_seen: list[dict] = []
 
     def planned_outputs(self, inp, out_dir):
-        return [(None, out_dir / f"{inp.stem}.masked.png")]
+        from imnkit.recipe import OutputSpec
+
+        return [(OutputSpec(path="{stem}.masked.png", image="image.masked"), out_dir / f"{inp.stem}.masked.png")]
 
     def run_one(self, inp, out_dir, *, overwrite=False):
         from imnkit.recipe import RunResult

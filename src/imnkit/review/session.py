@@ -52,6 +52,7 @@ class Photo:
     status: str = "to review"  # to review | queued | running | done | failed
     message: str = ""
     outputs: list[Path] = field(default_factory=list)
+    result: Path | None = None  # the masked photo among the outputs (the recipe's image.masked output)
 
     @property
     def folder(self) -> Path:
@@ -148,10 +149,8 @@ class ReviewSession:
         """The masked photo this review wrote for ``index`` (downscaled), or None before it is done."""
         photo = self.photo(index)
         with self._lock:
-            masked = next((p for p in photo.outputs if p.name.endswith(".masked.png")), None)
-            if photo.status != "done" or masked is None:
-                return None
-        return display_jpeg(load_image(masked))
+            masked = photo.result if photo.status == "done" else None
+        return None if masked is None else display_jpeg(load_image(masked))
 
     # -- what the page asks for ------------------------------------------------------------------
     def preview(self, index: int, edit: Edit) -> Future:
@@ -201,7 +200,8 @@ class ReviewSession:
         from ..errors import OutputError
         from ..faces_file import faces_document, write_faces_file
 
-        planned = [path for _, path in self.runner.planned_outputs(photo.path, photo.out_dir)]
+        plan = self.runner.planned_outputs(photo.path, photo.out_dir)
+        planned = [path for _, path in plan]
         if not self.overwrite and any(p.exists() for p in planned):
             raise OutputError(f"{planned[0].parent}: the outputs exist", hint="start the review with --overwrite")
         doc = faces_document(photo.path, load_image(photo.path), chosen)
@@ -211,6 +211,7 @@ class ReviewSession:
             raise OutputError(result.message or f"the run {result.status}")
         with self._lock:
             photo.faces = doc["faces"]  # what the faces file now says
+            photo.result = next((p for spec, p in plan if getattr(spec, "image", None) == "image.masked"), None)
         return [Path(written), *result.outputs], list(result.notes)
 
     def _set(self, photo: Photo, status: str, message: str = "", outputs: list[Path] | None = None) -> None:

@@ -186,7 +186,8 @@ function showStatus(photo, row) {
   if (row.status === "done" && before !== "done") {
     card.classList.remove("previewing");
     card.querySelector(".preview").textContent = "Preview mask";
-    imageInto(card.querySelector(".photo"), `/api/photos/${photo.index}/result`).catch(showError);
+    // the masked photo as written (a recipe without an image.masked output has none: the photo stays)
+    imageInto(card.querySelector(".photo"), `/api/photos/${photo.index}/result`).catch(() => {});
   }
 }
 
