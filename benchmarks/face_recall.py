@@ -140,6 +140,7 @@ def main() -> None:
         "reference_set_flagged_review": flagged,
     }
     if args.no_faces:
+        print(json.dumps(summary), flush=True)  # the reference set's, before the no-face set runs
         summary.update(_no_face_set(runner, Path(args.no_faces), rows))
     print(json.dumps(summary))
     if args.json:
@@ -163,8 +164,11 @@ def _no_face_set(runner: Runner, tsv: Path, rows: list) -> dict:
     listed = masked = review = changed = photos = 0
     for row in csv.DictReader(lines, delimiter="\t"):
         image = load_image(Path(str(resources.files(row["package"]).joinpath(row["resource"]))))
-        if row["transform"] == "x2":
-            image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        for step in row["transform"].split("+"):  # none, x2 (scaled twice up), flip (mirrored), or e.g. flip+x2
+            if step == "x2":
+                image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+            elif step == "flip":
+                image = np.ascontiguousarray(image[:, ::-1])
         name = f"{row['package']}:{row['resource']}" + ("" if row["transform"] == "none" else f" {row['transform']}")
         bundle = runner.process(Path(row["resource"]), bundle=Bundle(tensors={INPUT_IMAGE_KEY: image}, meta={"source.name": name}))
         key = "image.masked" if "image.masked" in bundle.tensors else "mask.image"
