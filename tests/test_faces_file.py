@@ -52,6 +52,10 @@ def test_imnkit_faces_lists_the_face_without_masking(tmp_path, found):
     assert faces == found and len(faces) == 1
     assert faces[0]["detector"] == "dlib" and faces[0]["review"] is False and len(faces[0]["points"]) == 5
     assert invoke("faces", EXAMPLE, "-o", tmp_path).exit_code == 1  # exists: refused without --overwrite
+    r = invoke("run", "mask", EXAMPLE, "-o", tmp_path / "out", "--faces", tmp_path, "--json")  # a folder of them
+    assert r.exit_code == 0, r.stderr
+    listed = json.loads(r.stdout)["report"]["faces"]
+    assert [(f["box"], f["masked"], f["review"]) for f in listed] == [(found[0]["box"], True, False)]
 
 
 def test_a_face_added_by_hand_is_masked_and_comes_back(tmp_path, found):
