@@ -305,3 +305,25 @@ def test_recipients_never_need_a_secret_to_mask(people):
     with pytest.raises(UsageError):
         KeySource(recipients=[recipient_of(people["alice"])], passphrase="also a passphrase here")
     assert crypto.KEY_BYTES == 32
+
+
+# -- clips ------------------------------------------------------------------------------------------------
+def test_a_clip_masked_for_a_recipient_comes_back_with_the_identity(people, tmp_path):
+    pytest.importorskip("av", reason="PyAV (imnkit[video]) is not installed")
+    from test_video import decode, make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, load_image(EXAMPLE), frames=8, size=(160, 160), sound=None, codec="ffv1")
+    out = tmp_path / "out"
+    r = invoke("run", "mask", clip, "-o", out, "--recipient", str(recipient_of(people["bob"])))
+    assert r.exit_code == 0, r.stderr
+    aux = out / "clip.aux.safetensors"
+    header = Bundle.from_bytes(aux.read_bytes(), framework="numpy").meta["aux.video"]
+    assert header["key"]["wrap"] == "recipients" and "aux.key" not in Bundle.from_bytes(aux.read_bytes()).tensors
+    stranger = tmp_path / "eve.key"
+    write_identity(stranger, Identity.generate())
+    r = invoke("extract", out / "clip.masked.mkv", "--aux", aux, "--identity", stranger)
+    assert r.exit_code == 4 and AUTH_FAILED in r.stderr and not (out / "clip.recovered.mkv").exists()
+    r = invoke("extract", out / "clip.masked.mkv", "--aux", aux, "--identity", people["bob"])
+    assert r.exit_code == 0, r.stderr
+    assert all(np.array_equal(a, b) for a, b in zip(decode(out / "clip.recovered.mkv"), decode(clip)))

@@ -53,7 +53,7 @@ from .errors import ExitCode, ImnkitError, OutputError, UsageError
 from .imageio import IMAGE_SUFFIXES, check_output_path, encode_png, is_image_path, load_image, read_exif
 from .safefile import PRIVATE, SHAREABLE, write_all
 from .stage import Stage, StageContext, get_stage, run_stage
-from .video import VIDEO_SUFFIXES, is_video_path
+from .media import VIDEO_SUFFIXES
 
 INPUT_IMAGE_KEY = "image.protected"
 _KNOWN_PLACEHOLDERS = ("stem", "name", "ext", "recipe")
@@ -311,19 +311,15 @@ class Runner:
         self.devices = {step.id: plan_device(step.device) for step in recipe.steps}
 
     def planned_outputs(self, inp: Path, out_dir: Path | None) -> list[tuple[OutputSpec, Path]]:
-        if is_video_path(inp):  # a clip's outputs are fixed (imnkit.video.mask), not the recipe's images
-            from .video.mask import video_outputs
-
-            return [(OutputSpec(path=p.name, bundle=""), p) for p in video_outputs(inp, out_dir, self.options)]
+        """The recipe's outputs for photo ``inp`` (a clip's: :func:`imnkit.jobs.planned_outputs`)."""
         return output_paths(self.recipe, inp, out_dir, self.options)
 
     def run_one(self, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False,
                 bundle: Bundle | None = None) -> RunResult:
-        """Run the stages on ``inp`` (or on ``bundle``, already read from it) and write the outputs."""
-        if bundle is None and is_video_path(inp):  # a clip: frame by frame, faces tracked (imnkit.video)
-            from .video.mask import mask_video
+        """Run the stages on photo ``inp`` (or on ``bundle``, already read from it) and write the outputs.
 
-            return mask_video(self, inp, out_dir, overwrite=overwrite)
+        A clip goes through :func:`imnkit.jobs.run_input` instead.
+        """
         start = time.perf_counter()
         planned = self.planned_outputs(inp, out_dir)
         if planned and not overwrite and all(path.exists() for _, path in planned):

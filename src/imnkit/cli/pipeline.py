@@ -179,17 +179,20 @@ def _faces_files(files: list[Path], where: str, engine: str) -> dict[str, list[d
 
 
 def _print_plan(recipe_obj, runner, targets) -> None:
+    from ..jobs import planned_outputs
+
     err_console.print(f"recipe [bold]{escape(recipe_obj.name)}[/] ({escape(recipe_obj.source)})")
     for step in recipe_obj.steps:
         params = ", ".join(f"{k}={v!r}" for k, v in step.params.items())
         err_console.print(f"  {escape(step.id)} on {runner.devices[step.id]}: {escape(params)}")
     for inp, folder in targets:
-        outs = ", ".join(str(p) for _, p in runner.planned_outputs(inp, folder))
+        outs = ", ".join(str(p) for _, p in planned_outputs(runner, inp, folder))
         err_console.print(f"  {escape(str(inp))} -> {escape(outs)}")
     err_console.print(f"dry run: {len(targets)} input(s) validated, nothing written")
 
 
 def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, quiet: bool):
+    from ..jobs import run_input
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     results = []
@@ -208,7 +211,7 @@ def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, qu
         runner.options["on_frames"] = on_frames
         for inp, folder in targets:
             progress.update(task, description=f"{inp.name[:40]}")
-            result = runner.run_one(inp, folder, overwrite=overwrite)
+            result = run_input(runner, inp, folder, overwrite=overwrite)
             for phase in list(frames):
                 progress.remove_task(frames.pop(phase))
             results.append(result)

@@ -40,7 +40,8 @@ from .keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
 AUX_FORMAT = 3  # 3: each region under its own face key, key wrapping outside the sealed header (2: one key, one atlas)
 READ_FORMATS = (2, 3)
-_SMALL_FACE_DB, _SMALL_FACE_AREA = 6.0, 160 * 160
+FACE_FLOOR_DB = 46.0  # Y: a sealed face that would come back worse travels (lossless, encrypted) in the aux
+_CHECKED_PIXELS = 200 * 200  # carrier pixels: larger faces come back at 47-58 dB (benchmarks/roundtrip.py)
 METHODS = ("sealed", "detached")
 INN_NOTICE = "method inn has no key: anyone with imnkit can take this Mask off (the default method, sealed, is keyed)"
 _PAYLOAD_KEY, _ORDER_KEY = "imnkit.payload", "imnkit.stego-order"
@@ -72,9 +73,8 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
 
     Each region ``i`` is sealed under the face key ``HKDF(content key, "imnkit.face/i")``, so one face
     can be taken off alone. ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over each
-    region) the embedding may cost; a small region may spend more (see :func:`region_psnr`) so that
-    its face comes back as well as a large one. A region whose payload does not fit its carrier
-    travels, encrypted, in the aux. ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed;
+    region) the embedding may cost. A region whose payload does not fit its carrier, or would come
+    back under :data:`FACE_FLOOR_DB` (small faces), travels encrypted and lossless in the aux. ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed;
     lossless: detached), ``lossless`` or ``avif``.
     """
     if method not in METHODS:
@@ -97,6 +97,9 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
                  "bytes": len(coded.data), "nonce": crypto.new_nonce().hex()}
         if carried is not None:
             entry["layout"] = stego.plan(len(carried), stego.trits_for(len(coded.data) + crypto.TAG_BYTES)).to_list()
+        elif method == "sealed":  # binds the face to this photo as its embedding would: the masked pixels there
+            y0, x0, y1, x1 = box
+            entry["masked_sha256"] = hashlib.sha256(np.ascontiguousarray(mask[y0:y1, x0:x1]).tobytes()).hexdigest()
         entries.append(entry)
         plaintexts.append(coded.data)
         samples.append(carried)
@@ -139,28 +142,37 @@ def header_digest(header: dict) -> bytes:
     return hashlib.sha256(associated_data(_authenticated(header))).digest()
 
 
-def region_psnr(masked_psnr: float, box: tuple[int, int, int, int]) -> float:
-    """The masked-vs-Mask PSNR a region may cost: ``masked_psnr``, less for a small face.
-
-    A small face's payload pays the codec's fixed overhead (~0.3-0.5 kB of AVIF header) out of a small
-    budget: it came back at 42-46 dB Y in a group photo. Below 160^2 pixels the target drops with the
-    log of the area, by up to 6 dB at 40^2, buying the small face up to 4x the bytes.
-    """
-    area = max((box[2] - box[0]) * (box[3] - box[1]), 1)
-    return masked_psnr - min(_SMALL_FACE_DB, max(0.0, _SMALL_FACE_DB * math.log(_SMALL_FACE_AREA / area) / math.log(16)))
-
-
 def _encode_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality):
-    """(coded payload, carrier samples or None when it travels in the aux) for one region."""
+    """(coded payload, carrier samples or None when it travels in the aux) for one region.
+
+    A sealed region whose embedded payload would bring its face back under :data:`FACE_FLOOR_DB`
+    (Y, over the region) goes, encrypted and lossless, in the aux instead: a small face has too
+    few carrier pixels for a good encoding (36-px faces of a group came back at 32-42 dB), and its
+    lossless payload is a few kB. The aux of a photo masked for recipients rides inside the PNG anyway.
+    """
     if method == "sealed" and keep.any():
         carried = carrier.samples(mask, [box], [keep])
         try:
-            return _fit_sealed(carrier.smooth_outside(crop, keep), [keep], region_psnr(masked_psnr, box), codec,
-                               max_quality), carried
-        except UsageError:  # too small a carrier even at the lowest quality: this face goes in the aux
+            coded = _fit_sealed(carrier.smooth_outside(crop, keep), [keep], masked_psnr, codec, max_quality)
+        except UsageError:  # too small a carrier even at the lowest quality
             if codec == "lossless":
                 raise
+        else:
+            if codec != "auto" or keep.sum() > _CHECKED_PIXELS or _recovered_y(coded, crop, keep) >= FACE_FLOOR_DB:
+                return coded, carried
+        return payload.encode(crop, "webp-lossless"), None
     return _encode_detached(crop, codec, max_quality), None
+
+
+def _recovered_y(coded: payload.Coded, crop: np.ndarray, keep: np.ndarray) -> float:
+    """PSNR (dB, BT.601 Y) of the region as it will be recovered: the decoded payload on the ``keep``
+    pixels, the others exact (the measure benchmarks/roundtrip.py reports per face)."""
+    if coded.codec != "avif":
+        return float("inf")
+    decoded = payload.decode(coded.data, coded.codec, crop.shape[:2]).astype(np.float64)
+    diff = (decoded[keep] - crop[keep].astype(np.float64)) @ np.array([0.299, 0.587, 0.114])
+    mse = float(np.sum(diff**2)) / keep.size
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _report(entries: list[dict], boxes) -> dict:
@@ -311,6 +323,9 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None,
             except (KeyError, TypeError, ValueError, IndexError):
                 raise crypto.AuthenticationError() from None
         else:
+            if "masked_sha256" in entry and entry["masked_sha256"] != hashlib.sha256(
+                    np.ascontiguousarray(masked[y0:y1, x0:x1]).tobytes()).hexdigest():
+                raise crypto.AuthenticationError()  # a sealed photo's face, pasted onto other pixels
             ciphertext = in_aux[i]
         plaintext = crypto.open_sealed(crypto.subkey(fkey, _PAYLOAD_KEY), _nonce(entry), ciphertext, ad)
         region = payload.decode(plaintext, entry["codec"], (y1 - y0, x1 - x0))

@@ -230,12 +230,11 @@ def key_file_is_private(path: str | os.PathLike) -> bool:
 
 def write_key_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write 32 fresh random bytes to ``path`` with mode 0600, atomically; never over a file unless asked."""
-    from ..imageio import atomic_output
+    from ..imageio import check_output_path
+    from ..safefile import PRIVATE, write_file
 
-    with atomic_output(path, overwrite=overwrite) as tmp:  # mkstemp: created 0600
-        os.chmod(tmp, 0o600)
-        tmp.write_bytes(crypto.new_key())
-    return Path(path)
+    check_output_path(Path(path), overwrite=overwrite)
+    return write_file(path, crypto.new_key(), mode=PRIVATE)
 
 
 def read_passphrase_file(path: str | os.PathLike) -> str:

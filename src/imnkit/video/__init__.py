@@ -14,20 +14,12 @@ This module itself imports nothing heavy: the CLI asks it whether a path is a vi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from imnkit.errors import UsageError
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+from imnkit.media import VIDEO_SUFFIXES, is_video_path  # noqa: F401  (re-exported: where callers look)
+
 EXTRA_HINT = "pip install 'imnkit[video]'"
-
-
-def is_video_path(path: str | os.PathLike) -> bool:
-    """True when the file's suffix is one of :data:`VIDEO_SUFFIXES` (case-insensitive).
-
-    ``path``: a path, or anything whose ``str`` ends with the file name (the Ray engine's URLs).
-    """
-    return Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
 
 
 def is_video_aux_file(path: str | os.PathLike) -> bool:
