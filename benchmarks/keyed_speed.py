@@ -10,6 +10,10 @@ for each photo given (the in-process figures for the first), after one untimed r
 bytecode caching on, as an installed imnkit runs. The Argon2id time is measured again at the end
 (``argon2id_after_s``): this machine's speed drifts by up to ~1.7x from hour to hour.
 
+``--recipients`` also times masking for public-key recipients: in process, ``keyed.hide`` with a
+bare key against the same with one X25519 recipient (and one post-quantum), interleaved; whole
+process, ``imnkit run --recipient R`` (the aux inside the PNG) and ``imnkit extract --identity FILE``.
+
 ``--baseline-src DIR`` also times the CLI with another checkout's ``src`` (e.g.
 ``git worktree add /tmp/old COMMIT``, then ``--baseline-src /tmp/old/src``), its runs interleaved
 with this one's: the fair way to compare two versions on a machine whose speed drifts. The stages
@@ -98,6 +102,54 @@ def whole_process(photo: Path, repeats: int, baseline: Path | None = None) -> di
     return out["this"] if baseline is None else out
 
 
+def recipients(photo: Path, repeats: int) -> dict:
+    """What sealing to recipients costs: in process (interleaved with a bare key), and the CLI."""
+    import numpy as np
+
+    from imnkit.boxes import even_box, merge_boxes
+    from imnkit.protect import keyed
+    from imnkit.protect.keys import KeySource
+    from imnkit.protect.recipients import Identity, write_identity
+    from imnkit.recipe import Runner, load_recipe
+
+    recipe = load_recipe(REPO / "recipes" / "mask.toml", device="cpu")
+    recipe.steps = [s for s in recipe.steps if s.id in ("align", "swap", "enhance")]
+    bundle = Runner(recipe).process(photo)
+    protected, mask = np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"])
+    h, w = protected.shape[:2]
+    boxes = merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
+    made, pq = Identity.generate(), Identity.generate(pq=True)
+    sources = {"bare": KeySource(), "x25519": KeySource(recipients=[made.recipient]),
+               "mlkem768-x25519": KeySource(recipients=[pq.recipient])}
+    times: dict[str, list[float]] = {name: [] for name in sources}
+    for _ in range(max(repeats, 5)):
+        for name, source in sources.items():
+            t0 = time.perf_counter()
+            keyed.hide(protected, mask, boxes, method="sealed", source=source)
+            times[name].append(time.perf_counter() - t0)
+    seal = {name: round(statistics.median(t), 4) for name, t in times.items()}
+    out = {"seal_s": seal, "added_ms": {k: round(1000 * (v - seal["bare"]), 1) for k, v in seal.items() if k != "bare"}}
+    imnkit = str(Path(sys.executable).with_name("imnkit"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    runs, extracts = [], []
+    with tempfile.TemporaryDirectory() as d:
+        write_identity(Path(d) / "id.key", made)
+        for i in range(-1, repeats):
+            target = Path(d) / f"r{i}"
+            t0 = time.perf_counter()
+            subprocess.run([imnkit, "run", "mask", str(photo), "-o", str(target), "-q", "--recipient", str(made.recipient)],
+                           check=True, capture_output=True, env=env)
+            t1 = time.perf_counter()
+            subprocess.run([imnkit, "extract", str(target / f"{photo.stem}.masked.png"), "--identity",
+                            str(Path(d) / "id.key"), "-q"], check=True, capture_output=True, env=env)
+            if i >= 0:
+                runs.append(t1 - t0)
+                extracts.append(time.perf_counter() - t1)
+    out["cli"] = {"run_median_s": round(statistics.median(runs), 2), "extract_identity_median_s":
+                  round(statistics.median(extracts), 2), "extract_identity_s": [round(t, 2) for t in extracts]}
+    return out
+
+
 def kdf_seconds(repeats: int) -> float:
     """Median seconds of one Argon2id derivation with the default parameters (the machine's speed now)."""
     from imnkit.protect import crypto
@@ -110,12 +162,15 @@ def main() -> int:
     parser.add_argument("--photo", type=Path, nargs="+", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--recipients", action="store_true", help="also time masking for recipients (first photo)")
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="also time the CLI with this src folder first on PYTHONPATH (another checkout), interleaved")
     args = parser.parse_args()
     result = {"in_process": in_process(args.photo[0], args.repeats),
               "cli": {p.name: whole_process(p, args.repeats, args.baseline_src) for p in args.photo},
               "argon2id_after_s": kdf_seconds(args.repeats)}
+    if args.recipients:
+        result["recipients"] = recipients(args.photo[0], args.repeats)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
