@@ -11,7 +11,12 @@ the Mask inside each face's box, then reports:
   descriptor (re-measured here, not the swap's own figure);
 * distinct Masks: the largest set of photos whose Masks are pairwise >= 0.5 apart by dlib
   (greedy), as a % of the photos (one face per photo: the largest);
-* identities used and the pool size; seconds per photo for the swap.
+* identities used and the pool size; seconds per photo for the swap;
+* look agreement: over the faces hand-labelled in ``benchmarks/data/looks.tsv`` (apparent gender
+  presentation f/m, age band child/young/adult/senior; each detected face matched to the labelled
+  box around its centre), % whose Mask's identity has the same gender presentation, % with the
+  same age band or the next one, % with the same band, and how many children got an older person's
+  identity or older people a child's (targets, issue 27: >= 95 % and >= 90 %, no child/grown-up swaps).
 
 ``--sheet PATH`` writes a contact sheet (protected | Mask, one row per face, the identity's name
 written under it) for looking at. It holds faces from DIR: keep it out of the repository.
@@ -35,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from imnkit.face.detect import detect_faces, fit_landmarks, make_face, predictor_box  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
-from imnkit.face.identities import identity_names  # noqa: E402
+from imnkit.face.identities import AGES, identity_names, load_pool  # noqa: E402
 from imnkit.face.descriptors import descriptor_distance, face_descriptor  # noqa: E402
 from imnkit.face.swap import swap_faces  # noqa: E402
 from imnkit.stage import get_stage  # noqa: E402
@@ -43,6 +48,7 @@ from imnkit.stage import get_stage  # noqa: E402
 ALIGN_UPSAMPLE = get_stage("align").resolve_params({})["upsample"]
 from imnkit.imageio import load_image  # noqa: E402
 
+LOOKS_TSV = Path(__file__).resolve().parent / "data" / "looks.tsv"
 HIDDEN = 0.6
 DISTINCT = 0.5
 THUMB = 160
@@ -64,6 +70,45 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([tile, bar])
 
 
+def read_looks(path: Path) -> dict[str, list[tuple[tuple[int, int, int, int], str, str]]]:
+    """Hand labels by photo: [(box y0 x0 y1 x1, gender, age band)]; '?' labels are left out."""
+    out: dict[str, list] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#") or line.startswith("photo\t"):
+            continue
+        photo, box, gender, age = line.split("\t")[:4]
+        if gender in ("f", "m") and age in AGES:
+            out.setdefault(photo, []).append((tuple(int(v) for v in box.split()), gender, age))
+    return out
+
+
+def label_of(labels: list, box) -> tuple[str, str] | None:
+    """The label whose box holds the centre of ``box`` (y0, x0, y1, x1), nearest centre first."""
+    cy, cx = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    inside = [(abs((b[0] + b[2]) / 2 - cy) + abs((b[1] + b[3]) / 2 - cx), g, a)
+              for b, g, a in labels if b[0] <= cy < b[2] and b[1] <= cx < b[3]]
+    return min(inside)[1:] if inside else None
+
+
+def look_agreement(pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> dict:
+    """Figures over (person's label, identity's look) pairs, each (gender, age band)."""
+    n = len(pairs)
+
+    def pct(k: int) -> float:
+        return round(100.0 * k / max(n, 1), 1)
+
+    band = [(AGES.index(p[1]), AGES.index(i[1])) for p, i in pairs]
+    return {
+        "labelled_faces": n,
+        "same_gender_pct": pct(sum(p[0] == i[0] for p, i in pairs)),
+        "age_band_or_next_pct": pct(sum(abs(a - b) <= 1 for a, b in band)),
+        "same_age_band_pct": pct(sum(a == b for a, b in band)),
+        # a child's face given any older identity (a young adult's included), and the reverse
+        "child_given_older": sum(a == 0 and b > 0 for a, b in band),
+        "older_given_child": sum(a > 0 and b == 0 for a, b in band),
+    }
+
+
 def _greedy_distinct(descs: list[np.ndarray]) -> int:
     """Size of a greedy set of descriptors pairwise >= DISTINCT apart."""
     kept: list[np.ndarray] = []
@@ -80,7 +125,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheet", type=Path, help="write the contact sheet here (PNG/JPEG)")
     ap.add_argument("--json", type=Path, help="write the per-face figures here")
+    ap.add_argument("--looks", type=Path, default=LOOKS_TSV, help="hand labels of the faces' looks")
     args = ap.parse_args()
+    labels = read_looks(args.looks) if args.looks.is_file() else {}
+    pool_look = {i.name: (i.gender, i.age) for i in load_pool()}
 
     photos = sorted(p for p in args.faces.glob(args.glob) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not photos:
@@ -106,6 +154,9 @@ def main() -> None:
                 "smile_width": [round(e_p.smile_width, 4), round(e_m.smile_width, 4)],
                 "eye_open": [round(e_p.eye_open, 4), round(e_m.eye_open, 4)],
             }
+            label = label_of(labels.get(path.name, []), face.box)
+            if label is not None and pool_look.get(name, ("", ""))[1] in AGES:
+                row["look"], row["identity_look"] = list(label), list(pool_look[name])
             rows.append(row)
             used.append(name)
             if k == 0:
@@ -129,12 +180,14 @@ def main() -> None:
         "identities_used": len(set(used)),
         "pool_size": len(identity_names()),
         "swap_seconds_mean": round(float(np.mean(secs)), 2) if secs else None,
+        "look": look_agreement([(tuple(r["look"]), tuple(r["identity_look"])) for r in rows if "look" in r]),
     }
     for r in rows:
         print(f"{r['photo']:28s} {r['face']} {r['identity']:18s} d={r['distance']:.2f}  "
               f"mouth {r['mouth_open'][0]:.3f}->{r['mouth_open'][1]:.3f}  "
               f"smile {r['smile_width'][0]:.3f}->{r['smile_width'][1]:.3f}  "
-              f"eye {r['eye_open'][0]:.3f}->{r['eye_open'][1]:.3f}")
+              f"eye {r['eye_open'][0]:.3f}->{r['eye_open'][1]:.3f}"
+              + (f"  look {'/'.join(r['look'])} -> {'/'.join(r['identity_look'])}" if "look" in r else ""))
     print(json.dumps(summary, indent=1))
     if args.sheet and tiles:
         cols = 3
