@@ -50,6 +50,7 @@ class SwapStage(Stage):
         Param("assign", str, "look", "classical: look (an identity of the face's apparent gender presentation, age band and skin tone), seeded (a seeded deal of the pool) or similar (the identity nearest by dlib, still a different person)", choices=("look", "seeded", "similar")),
         Param("expression_passes", int, 2, "classical: re-read the Mask's landmarks and correct its expression this many times (each costs one more rendering; 0 is ~3x faster, e.g. for video)", min=0, max=4),
         Param("blend", str, "feather", "classical: feathered alpha or Poisson (seamless) blending", choices=("feather", "poisson")),
+        Param("mouth", str, "synthetic", "classical: an open mouth's inside is drawn (synthetic), copied from the original face (original: its teeth identify the person; warns) or the replacement's own (identity)", choices=("synthetic", "original", "identity")),
         Param("generator", str, "simswap.224", "simswap: generator weights"),
         Param("arcface", str, "arcface.simswap", "simswap: identity encoder weights"),
         Param("occlusion", bool, True, "keep occluders found in front of a face (glasses frames, masks, mics) over the Mask"),
@@ -89,7 +90,8 @@ class SwapStage(Stage):
         if not nat_faces:
             mask_image, boxes, names = image.copy(), [], []
         elif params["backend"] == "classical":
-            sp = SwapParams(geometry=params["geometry"], blend=params["blend"], expression_passes=params["expression_passes"])
+            sp = SwapParams(geometry=params["geometry"], blend=params["blend"], expression_passes=params["expression_passes"],
+                            mouth=params["mouth"])
             mask_image, boxes, names, distances = _classical(image, nat_faces, replace, sp, params)
             if any(d is not None for d in distances):
                 bundle.meta["swap.distances"] = [None if d is None else round(float(d), 4) for d in distances]
@@ -112,6 +114,9 @@ class SwapStage(Stage):
                                                    hands=params["occlusion_hands"])
             bundle.meta["swap.occluded"] = fractions
         bundle.meta["swap.treatments"] = treatments
+        if params["mouth"] == "original" and params["backend"] == "classical" and "swap" in treatments:
+            bundle.meta.setdefault("notes", []).append(
+                "swap: mouth=original copies each open mouth's inside (teeth) of the original into the Mask")
         bundle.meta.setdefault("report", {})["swap"] = {"treatments": treatments}  # per face, in --json
         counts = {t: treatments.count(t) for t in ("swap", "warp5", "obfuscate") if t in treatments}
         if set(counts) != {"swap"}:
@@ -172,7 +177,8 @@ def _fallbacks(image, mask_image, faces, natural, boxes, names, params, replace)
         name = (replace[i] if isinstance(replace, list) else replace) or dealt[i]
         mask_image, out_boxes[i], treatments[i] = mask_fallback_face(
             mask_image, face, get_identity(name), SwapParams(geometry=params["geometry"], blend=params["blend"],
-                                                  expression_passes=params["expression_passes"]),
+                                                  expression_passes=params["expression_passes"],
+                                                  mouth=params["mouth"]),
             min_cover=0.0 if face.treatment == "warp5" else 0.6)
         out_names[i] = name if treatments[i] == "warp5" else None
     return mask_image, out_boxes, out_names, treatments

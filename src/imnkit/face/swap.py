@@ -18,8 +18,10 @@ For each protected face:
    protected lips' mean colour and the eyes (with lids and lashes) their tint
    (``feature_colour``). A grey photo stays grey.
 4. Blend. A feathered mask over the jaw line and (slightly lifted) brows, or Poisson cloning
-   (``blend="poisson"``). The protected mouth's inside (teeth, tongue; for a closed mouth its
-   lip line) is warped onto the target inner lips.
+   (``blend="poisson"``). The mouth's inside (teeth, tongue; for a closed mouth its lip line)
+   is synthesised on the target inner lips, shaded from the Mask's own skin and lips
+   (:mod:`imnkit.face.mouth`): no pixel of the protected mouth is used. ``mouth="original"``
+   (opt-in, logged as a warning) warps the protected mouth's inside there instead, as before.
 5. Expression correction (``expression_passes``). The Mask is re-landmarked and the target's
    mouth opening, mouth width and eye opening corrected by what dlib reads off it, then
    rendered again; the rendering that reads closest is kept.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -51,6 +54,7 @@ from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor
 from imnkit.face.looks import descriptor_salt, estimate_look, look_groups
+from imnkit.face.mouth import MouthColours, interior
 from imnkit.face.warp import delaunay, piecewise_affine
 
 
@@ -64,7 +68,10 @@ class SwapParams:
     light_sigma: float = 0.3  # sigma of the low-frequency shading taken from the protected face
     color_std: bool = True  # also match the spread of each Lab channel, not only the mean
     geometry: float = 1.0  # 0: protected feature layout; 1: replacement's (expression kept)
-    keep_mouth: bool = True  # keep the protected face's open-mouth inside
+    #: the open mouth's inside: "synthetic" (drawn teeth, tongue and cavity, shaded from the Mask),
+    #: "original" (the protected face's own, warped: its teeth identify it; opt-in, logged as a
+    #: warning) or "identity" (the replacement's own mouth stretched open: composites' mouths are closed)
+    mouth: Literal["synthetic", "original", "identity"] = "synthetic"
     expression_passes: int = 2  # re-landmark the Mask and correct its expression this many times
     grain: bool = True  # match the photo's sharpness and grain (blur or add noise to the replacement)
     feature_colour: bool = True  # lips take the protected lips' colour, eyes the protected eyes' tint
@@ -81,6 +88,8 @@ class SwapResult:
     identities: list[str] = field(default_factory=list)  # pool identity used for each face
     distances: list[float | None] = field(default_factory=list)  # dlib protected-vs-Mask, if checked
 
+
+log = logging.getLogger(__name__)
 
 _RING_SCALE = 1.6
 #: with ``min_distance``, an identity is also passed over while the Mask's expression reads
@@ -321,6 +330,45 @@ def _mouth_inside(image: np.ndarray, prot: np.ndarray, target: np.ndarray, box: 
     return inside, m
 
 
+def _synthetic_mouth(w_rgb: np.ndarray, target: np.ndarray, box: Box, size: float, grey: bool,
+                     skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn mouth inside (:func:`imnkit.face.mouth.interior`) on the target inner lips, and its
+    soft mask (box-sized), shaded from the Mask's own skin and lips in ``w_rgb`` (box-sized)."""
+    y0, x0, y1, x1 = box
+    local = target - [x0, y0]
+    inside = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    m = np.zeros((y1 - y0, x1 - x0), np.float32)
+    # Only the mouth's own box is drawn (the face box is several times larger).
+    lo = np.floor(local[48:68].min(axis=0)).astype(int) - 2
+    hi = np.ceil(local[48:68].max(axis=0)).astype(int) + 3
+    mx0, my0 = max(0, lo[0]), max(0, lo[1])
+    mx1, my1 = min(x1 - x0, hi[0]), min(y1 - y0, hi[1])
+    if mx1 - mx0 < 2 or my1 - my0 < 2:
+        return inside, m
+    mouth_rgb = np.ascontiguousarray(w_rgb[my0:my1, mx0:mx1])
+    lips = _ring_mask(mouth_rgb.shape[:2], local[48:60] - [mx0, my0], local[60:68] - [mx0, my0])
+    if cv2.countNonZero(lips) < 8 or cv2.countNonZero(skin) < 8:
+        return inside, m
+    # The skin's mean colour in Lab (of its mean RGB: converting the whole face box costs more).
+    skin_rgb = np.array([[cv2.mean(w_rgb, mask=skin)[:3]]], np.float32) / 255.0
+    skin_lab = cv2.cvtColor(skin_rgb, cv2.COLOR_RGB2LAB)[0, 0] * [255.0 / 100.0, 1.0, 1.0] + [0.0, 128.0, 128.0]
+    lab = cv2.cvtColor(mouth_rgb, cv2.COLOR_RGB2LAB)
+    lip_lab = cv2.mean(lab, mask=lips)[:3]
+    # The light across the mouth: the lips' lightness fitted linearly along the corner line.
+    ys, xs = np.nonzero(lips)
+    axis = local[64] - local[60]
+    u = ((np.c_[xs + mx0, ys + my0] - local[60]) @ axis) / max(float(axis @ axis), 1e-6)
+    l_vals = lab[ys, xs, 0].astype(np.float64)
+    slope = float(np.polyfit(u, l_vals, 1)[0] / max(l_vals.mean(), 1.0)) if np.ptp(u) > 0.2 else 0.0
+    colours = MouthColours(skin_l=float(skin_lab[0]), lips=lip_lab, skin_ab=(float(skin_lab[1]), float(skin_lab[2])),
+                           light_slope=slope, grain=0.8 * _detail(mouth_rgb, lips), grey=grey)
+    part, alpha = interior(target[60:68], (y0 + my0, x0 + mx0, y0 + my1, x0 + mx1), size, colours,
+                           seed=x0 * 7919 + y0)
+    inside[my0:my1, mx0:mx1] = part
+    m[my0:my1, mx0:mx1] = alpha
+    return inside, m
+
+
 def swap_face(
     image: np.ndarray,
     face: Face,
@@ -442,11 +490,14 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     if params.feature_colour and not grey:
         w_rgb = _match_features(roi, w_rgb, prot - [x0, y0], target - [x0, y0], size)
     out_roi, alpha = _blend(image, w_rgb, inner, covered, box, params, size)
-    if params.keep_mouth:
-        inside, m_alpha = _mouth_inside(image, prot, target, box, size)
-        # An open mouth shows the protected face's own inside (teeth, tongue, dark throat),
-        # moved onto the Mask's inner lips; a closed one its lip line, rather than the
-        # replacement's teeth squeezed into it.
+    if params.mouth != "identity":
+        # An open mouth shows teeth, tongue and a dark throat on the Mask's inner lips, a closed one
+        # its lip line, rather than the replacement's closed lips stretched open. Drawn by default:
+        # the protected mouth's own inside (mouth="original") shows its teeth, which identify people.
+        if params.mouth == "original":
+            inside, m_alpha = _mouth_inside(image, prot, target, box, size)
+        else:
+            inside, m_alpha = _synthetic_mouth(w_rgb, target, box, size, grey, skin)
         out_roi = out_roi.astype(np.float32)
         out_roi += m_alpha[..., None] * (inside.astype(np.float32) - out_roi)
         alpha = np.maximum(alpha, m_alpha * covered)
@@ -689,6 +740,11 @@ def swap_faces(
     faces = list(faces)
     if assign not in ("look", "seeded", "similar"):
         raise UsageError(f"assign must be 'look', 'seeded' or 'similar', got {assign!r}")
+    if params.mouth not in ("synthetic", "original", "identity"):
+        raise UsageError(f"mouth must be 'synthetic', 'original' or 'identity', got {params.mouth!r}")
+    if params.mouth == "original" and faces:
+        log.warning("swap: mouth='original' copies each protected face's open-mouth inside (its teeth) "
+                    "into the Mask; teeth can identify a person")
     names = _first_identities(len(faces), seed, replace, pool)
     pool_names = identity_names(pool)
     order = assign_identities(len(pool_names), seed, pool_names)  # the seeded permutation
