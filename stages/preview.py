@@ -46,8 +46,11 @@ def contact_sheet(protected, mask, masked, recovered, boxes) -> np.ndarray:
         cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
         h, w = protected.shape[:2]
         sq = (max(0, cy - side // 2), max(0, cx - side // 2), min(h, cy + side // 2), min(w, cx + side // 2))
-        panels = [_panel(protected, sq), _panel(mask, sq), _panel(masked, sq), _diff(_panel(mask, sq), _panel(masked, sq)),
-                  _panel(recovered, sq), _diff(_panel(protected, sq), _panel(recovered, sq))]
+        panels = [_panel(protected, sq), _panel(mask, sq), _panel(masked, sq), _diff(_panel(mask, sq), _panel(masked, sq))]
+        if recovered is None:  # nothing here can take it off (sealed to recipients): grey panels, not a guess
+            panels += [np.full((PANEL, PANEL, 3), 128, np.uint8)] * 2
+        else:
+            panels += [_panel(recovered, sq), _diff(_panel(protected, sq), _panel(recovered, sq))]
         gap = np.full((PANEL, 4, 3), 255, np.uint8)
         row = [panels[0]]
         for p in panels[1:]:
@@ -80,14 +83,22 @@ class PreviewStage(Stage):
         mask = tensor_to_image(bundle.require("mask.image"), "mask.image")
         masked = tensor_to_image(bundle.require("image.masked"), "image.masked")
         recovered = _recovered(bundle, masked, ctx)
+        if recovered is None:
+            bundle.meta.setdefault("notes", []).append(
+                "preview: sealed to recipients, so nothing on this machine takes the Mask off: the recovered "
+                "panels are grey (check them with imnkit extract --identity)")
         boxes = [tuple(b) for b in bundle.require("faces.boxes").tolist()]
         bundle.add("preview.image", contact_sheet(protected, mask, masked, recovered, boxes))
 
 
-def _recovered(bundle: Bundle, masked: np.ndarray, ctx: StageContext) -> np.ndarray:
-    """What extraction will give back, by the aux's method (keyed: with the run's passphrase or key file)."""
+def _recovered(bundle: Bundle, masked: np.ndarray, ctx: StageContext) -> np.ndarray | None:
+    """What extraction will give back, by the aux's method (keyed: with the run's passphrase or key file);
+    None when the keys are sealed to recipients and this run holds no identity."""
     from imnkit.protect.keyed import is_keyed, recover
 
+    keys = ctx.options.get("keys")
+    if is_keyed(bundle) and keys is not None and keys.wrap == "recipients" and not keys.identities:
+        return None
     if is_keyed(bundle):
         return recover(masked, bundle, ctx.options.get("keys"))[0]
     from imnkit.embedding import load_network, put_off_regions, read_aux

@@ -327,3 +327,12 @@ def test_a_clip_masked_for_a_recipient_comes_back_with_the_identity(people, tmp_
     r = invoke("extract", out / "clip.masked.mkv", "--aux", aux, "--identity", people["bob"])
     assert r.exit_code == 0, r.stderr
     assert all(np.array_equal(a, b) for a, b in zip(decode(out / "clip.recovered.mkv"), decode(clip)))
+
+
+def test_preview_with_recipients_needs_no_identity_and_says_so(people, tmp_path):
+    r = invoke("run", "mask", EXAMPLE, "-o", tmp_path, "--recipient", str(recipient_of(people["alice"])), "--preview")
+    assert r.exit_code == 0, r.stderr
+    sheet = load_image(tmp_path / "astronaut.PRIVATE-preview.png")
+    assert (tmp_path / "astronaut.PRIVATE-preview.png").stat().st_mode & 0o777 == 0o600
+    assert "recovered panels are grey" in " ".join(r.stderr.split())
+    assert np.all(sheet[:, -192:] == 128)  # the last panel: no recovery pretended
