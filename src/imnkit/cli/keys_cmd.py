@@ -144,10 +144,14 @@ def keygen_cmd(
             write_key_file(file, overwrite=overwrite)
             err_console.print(f"wrote {escape(str(file))} (keep it safe: without it, auxes locked with it cannot be opened)")
             return
-        from ..protect.keys import read_passphrase_file
+        from ..protect.keys import KeySource, read_passphrase_file
         from ..protect.recipients import Identity, write_identity
 
+        if passphrase and not sys.stdin.isatty():
+            raise UsageError("--passphrase asks on a terminal, and stdin is not one", hint="use --passphrase-file FILE")
         secret = read_passphrase_file(passphrase_file) if passphrase_file else (_prompt(True) if passphrase else None)
+        if secret is not None:
+            _checked(KeySource(passphrase=secret), confirm=True)
         made = Identity.generate(pq=pq)
         path, pub = write_identity(identity, made, passphrase=secret, overwrite=overwrite)
     print(str(made.recipient))
