@@ -315,9 +315,9 @@ def test_a_clip_masked_for_a_recipient_comes_back_with_the_identity(people, tmp_
     clip = tmp_path / "clip.mp4"
     make_clip(clip, load_image(EXAMPLE), frames=8, size=(160, 160), sound=None, codec="ffv1")
     out = tmp_path / "out"
-    r = invoke("run", "mask", clip, "-o", out, "--recipient", str(recipient_of(people["bob"])))
+    r = invoke("run", "mask", clip, "-o", out, "--recipient", str(recipient_of(people["bob"])), "--sidecar")
     assert r.exit_code == 0, r.stderr
-    aux = out / "clip.aux.safetensors"
+    aux = out / "clip.aux.safetensors"  # --sidecar: also beside the clip (it rides inside: test_video_recipients)
     header = Bundle.from_bytes(aux.read_bytes(), framework="numpy").meta["aux.video"]
     assert header["key"]["wrap"] == "recipients" and "aux.key" not in Bundle.from_bytes(aux.read_bytes()).tensors
     stranger = tmp_path / "eve.key"

@@ -273,9 +273,7 @@ def extract_file(masked: str | Path, aux: str | Path | None = None, output: str 
     masked = Path(masked)
     aux = Path(aux) if aux is not None else None
     if is_video_path(masked) or (aux is not None and is_video_aux_file(aux)):  # a clip: imnkit.video
-        if aux is None:
-            raise UsageError("a masked clip needs its aux file", hint="pass --aux FILE")
-        if faces is not None or face_at is not None:
+        if faces is not None or face_at is not None:  # aux None: the aux attached to the clip (recipients)
             raise UsageError("clips come off whole (--face is for photos)")
         from .video.unmask import extract_video
 

@@ -39,14 +39,15 @@ def run_cmd(
     key_file: KeyFile = None,
     recipient: RecipientOpt = [],
     recipients_file: RecipientsFile = None,
-    sidecar: Annotated[bool, typer.Option("--sidecar", help="With --recipient: also write the aux file (it rides inside the masked PNG).")] = False,
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="With --recipient: also write the aux file (it rides inside the masked PNG, or a clip's masked .mkv).")] = False,
 ) -> None:
     """Run a recipe on photos: by default writes {stem}.masked.png and {stem}.aux.safetensors.
 
     With --recipient the keys are sealed to public keys and the aux rides inside {stem}.masked.png:
     one self-contained file, and no secret on the machine that masks.
 
-    A video gives {stem}.masked.mkv (lossless, sound copied) and one {stem}.aux.safetensors (docs/video.md).
+    A video gives {stem}.masked.mkv (lossless, sound copied) and one {stem}.aux.safetensors (docs/video.md);
+    with --recipient its aux rides inside the .mkv.
 
     The aux holds the key that takes the Mask off; with a passphrase or key file it is locked by it.
     """
@@ -294,7 +295,7 @@ def stage_cmd(
 @app.command("extract")
 def extract_cmd(
     masked: Annotated[Path, typer.Argument(help="The masked PNG (or masked .mkv clip), exactly as `imnkit run` wrote it.")],
-    aux: Annotated[Optional[Path], typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors); omit it when the aux rides inside the PNG (--recipient).")] = None,
+    aux: Annotated[Optional[Path], typer.Option("--aux", help="Its aux file ({stem}.aux.safetensors); omit it when the aux rides inside the PNG or .mkv (--recipient).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Recovered PNG (default: {stem}.recovered.png beside the input).")] = None,
     weights: Annotated[str, typer.Option("--weights", help="IMN weights (default: those named in the aux).")] = "",
     force: Annotated[bool, typer.Option("--force", help="Try even if the image does not look like the one masked; the result may be wrong (never skips authentication).")] = False,

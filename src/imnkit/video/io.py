@@ -84,13 +84,28 @@ def probe(path: str | Path) -> VideoInfo:
         rate = vs.average_rate or vs.guessed_rate
         frames = int(vs.frames or 0)
         estimate = frames
-        if not estimate and rate and container.duration:  # container.duration: microseconds
-            estimate = int(math.ceil(container.duration / 1e6 * float(rate)))
+        seconds = _video_seconds(vs) or (container.duration / 1e6 if container.duration else None)
+        if not estimate and rate and seconds:  # container.duration: microseconds
+            estimate = int(math.ceil(seconds * float(rate)))
         return VideoInfo(path=path, width=int(vs.width), height=int(vs.height), frames=frames,
                          rate=Fraction(rate) if rate else None, time_base=Fraction(vs.time_base or Fraction(1, 1000)),
                          rotation=rotation if rotation % 90 == 0 else 0,
                          audio=tuple(a.codec_context.name for a in container.streams.audio), codec=vs.codec_context.name,
                          estimate=estimate)
+
+
+def _video_seconds(vs) -> float | None:
+    """How long the video stream itself lasts, from Matroska's ``DURATION`` tag (written in the file's
+    header, so a truncated copy keeps it) less its first timestamp; None when there is no such tag.
+
+    Better than the file's duration, which is the longest stream's: a sound stream that ends a little
+    later (or a remux that gives its last packet a default duration) would make a short clip look truncated.
+    """
+    end = tag_seconds(vs.metadata.get("DURATION"))
+    if end is None:
+        return None
+    start = vs.start_time * Fraction(vs.time_base) if vs.start_time is not None and vs.time_base else 0
+    return float(end - start) if end > start else None
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -295,6 +310,15 @@ class _Writer:
             except Exception:  # noqa: BLE001 - already failing; the caller removes the file
                 pass
             self._closed = True
+
+
+def tag_seconds(value: str | None) -> Fraction | None:
+    """A Matroska ``DURATION`` tag (``HH:MM:SS.fffffffff``) in seconds, exactly; None if absent or malformed."""
+    try:
+        hours, minutes, seconds = (value or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + Fraction(seconds)
+    except ValueError:
+        return None
 
 
 def frame_times(path: str | Path) -> list[float]:

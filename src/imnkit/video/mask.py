@@ -12,6 +12,10 @@ Outputs: ``{stem}.masked.mkv`` and ``{stem}.aux.safetensors`` (``--share-copy``:
 written in a private folder beside them (:mod:`imnkit.video.staging`: the aux 0600, the clips 0644) and
 renamed only when all are complete. The sound is copied, or left out with ``audio = "drop"``. Once the
 masked clip is written its frames' timestamps are read back and sealed into the aux with the frames.
+
+With keys sealed to recipients the aux holds no secret: it rides inside ``{stem}.masked.mkv`` as a
+Matroska attachment (:mod:`imnkit.video.attachment`), and the aux file is written only with the
+option ``sidecar``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from imnkit.imageio import check_output_path, pixels_digest
 from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep
 from imnkit.stage import StageContext, run_stage
 from imnkit.video import io
+from imnkit.video.attachment import attach
 from imnkit.video.aux import AuxWriter
 from imnkit.video.staging import PRIVATE, SHAREABLE, staged
 from imnkit.video.track import FaceTracker, faces_at
@@ -44,10 +49,19 @@ def video_outputs(inp: Path, out_dir: Path | None, options: dict[str, Any]) -> l
     """The files a run on clip ``inp`` writes: masked clip, aux, and the share copy when asked."""
     folder = out_dir if out_dir is not None else inp.parent
     stem = output_stem(inp)
-    paths = [folder / f"{stem}.masked.mkv", folder / f"{stem}.aux.safetensors"]
+    paths = [folder / f"{stem}.masked.mkv"]
+    if not aux_inside(options) or options.get("sidecar"):
+        paths.append(folder / f"{stem}.aux.safetensors")
     if options.get("share_copy"):
         paths.append(folder / f"{stem}.masked.mp4")
     return paths
+
+
+def aux_inside(options: dict[str, Any]) -> bool:
+    """Whether the aux rides inside the masked clip: only when its key is sealed to recipients (then
+    it holds no secret; a bare or passphrase-locked aux never travels with the clip)."""
+    keys = options.get("keys")
+    return keys is not None and keys.wrap == "recipients"
 
 
 def mask_video(runner: Runner, inp: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> RunResult:
@@ -130,16 +144,23 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     try:
         with staged(planned) as staging:
             masked = staging.file(planned[0], SHAREABLE)
-            aux_tmp = staging.file(planned[1], PRIVATE)  # holds the key (bare unless locked)
-            targets = [io.Target(masked)]
-            if len(planned) > 2:
-                targets.append(io.Target(staging.file(planned[2], SHAREABLE), share=True))
+            inside = aux_inside(runner.options)
+            sidecar = next((p for p in planned if p.name.endswith(".aux.safetensors")), None)
+            aux_tmp = staging.file(sidecar, PRIVATE) if sidecar else None  # holds the key (bare unless locked)
+            encoded = staging.scratch(".mkv") if inside else masked  # the aux is attached in a second pass
+            targets = [io.Target(encoded)]
+            if planned[-1].suffix == ".mp4":
+                targets.append(io.Target(staging.file(planned[-1], SHAREABLE), share=True))
             count = io.transcode(info, targets, process,
                                  (lambda n: progress("masking", n, tracker.stats.frames)) if progress else None,
                                  workers=int(runner.options.get("video_workers") or min(2, os.cpu_count() or 1)),
                                  sound=audio == "copy")
-            aux = writer.finish(*io.video_timestamps(masked))  # the times a reader of the clip decodes
-            aux_tmp.write_bytes(aux.to_bytes())
+            timestamps, time_base = io.video_timestamps(encoded)  # the times a reader of the clip decodes
+            aux = writer.finish(timestamps, time_base).to_bytes()
+            if inside:
+                attach(encoded, masked, aux, timestamps)
+            if aux_tmp is not None:
+                aux_tmp.write_bytes(aux)
             staging.commit()
     except OSError as err:
         raise OutputError(f"writing the outputs failed ({err.strerror or type(err).__name__}); nothing was kept") from None

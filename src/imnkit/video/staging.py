@@ -47,6 +47,7 @@ class Staging:
     def __init__(self, folder: Path):
         self.folder = folder
         self._files: list[tuple[Path, Path, int]] = []  # (temporary, output, mode)
+        self._scratches = 0
 
     def file(self, output: Path, mode: int) -> Path:
         """A new empty file in the private folder for ``output``, created exclusively with ``mode``."""
@@ -60,6 +61,17 @@ class Staging:
         except OSError as err:
             raise OutputError(f"{output.parent}: cannot write here ({err.strerror or type(err).__name__})") from None
         self._files.append((tmp, output, mode))
+        return tmp
+
+    def scratch(self, suffix: str) -> Path:
+        """A new empty file in the private folder (mode 0600) that is never published: an intermediate
+        step (the masked clip before its aux is attached), removed with the folder."""
+        self._scratches += 1
+        tmp = self.folder / f"scratch{self._scratches}{suffix}"
+        try:
+            os.close(os.open(tmp, _CREATE, PRIVATE))
+        except OSError as err:
+            raise OutputError(f"{self.folder.parent}: cannot write here ({err.strerror or type(err).__name__})") from None
         return tmp
 
     def commit(self) -> None:

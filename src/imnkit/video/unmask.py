@@ -20,11 +20,12 @@ import numpy as np
 from imnkit.protect import crypto
 from imnkit.batch import output_stem
 from imnkit.bundle import Bundle, read_header
-from imnkit.errors import BundleError, OutputError
+from imnkit.errors import BundleError, InputError, OutputError, UsageError
 from imnkit.imageio import check_output_path, pixels_digest
 from imnkit.protect.keyed import recover
 from imnkit.protect.keys import KeySource
 from imnkit.video import io
+from imnkit.video.attachment import attached_aux
 from imnkit.video.aux import OpenedAux, is_video_aux
 from imnkit.video.staging import PRIVATE, staged
 
@@ -34,20 +35,18 @@ def default_recovered_path(masked: Path) -> Path:
     return masked.with_name(f"{output_stem(masked)}.recovered.mkv")
 
 
-def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: KeySource | None = None,
+def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *, keys: KeySource | None = None,
                   overwrite: bool = False,
                   on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int, list[str]]:
     """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions, notes).
 
+    ``aux`` None: the aux attached to the masked clip (masked for recipients; UsageError when it has none).
     ``detached``: a re-encoded copy of the masked clip (the H.264 share copy) also gives the faces back
     exactly (they are in the aux); the rest of each frame is the copy's, and a note says so.
     """
     out = Path(output) if output else default_recovered_path(masked)
-    check_output_path(out, overwrite=overwrite, inputs=(masked, aux))
-    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
-    bundle = Bundle.from_bytes(Path(aux).read_bytes(), source=str(aux), framework="numpy")
-    if not is_video_aux(bundle):
-        raise BundleError(f"{aux}: not the aux of a masked video", hint="use the .aux.safetensors written with the clip")
+    check_output_path(out, overwrite=overwrite, inputs=(masked,) if aux is None else (masked, aux))
+    bundle = load_video_aux(masked, aux)
     opened = OpenedAux(bundle, keys)  # authenticates before any frame is decoded
     info = io.probe(masked)
     header = opened.header
@@ -83,3 +82,26 @@ def extract_video(masked: Path, aux: Path, output: Path | None = None, *, keys: 
         notes.append("this aux (video format 1) does not authenticate the frames' timestamps: they are the clip's "
                      "as found")
     return out, opened.regions, notes
+
+
+def load_video_aux(masked: Path, aux: Path | None) -> Bundle:
+    """The aux of clip ``masked``: the file ``aux``, or (None) the one attached to the clip."""
+    if aux is None:
+        if not Path(masked).is_file():
+            raise InputError(f"{masked}: no such file")
+        raw = attached_aux(Path(masked))
+        if raw is None:
+            raise UsageError(f"{masked} carries no aux, and none was given",
+                             hint="pass --aux FILE (the aux rides inside the clip only when masked for --recipient)")
+        try:  # bytes that are no video aux inside the clip: an edited attachment, one failure (exit 4)
+            bundle = Bundle.from_bytes(raw, source=f"{masked} (its aux)", framework="numpy")
+        except Exception:  # noqa: BLE001
+            raise crypto.AuthenticationError() from None
+        if not is_video_aux(bundle):
+            raise crypto.AuthenticationError()
+        return bundle
+    read_header(aux)  # a missing, truncated or non-bundle file fails here, with its own message
+    bundle = Bundle.from_bytes(Path(aux).read_bytes(), source=str(aux), framework="numpy")
+    if not is_video_aux(bundle):
+        raise BundleError(f"{aux}: not the aux of a masked video", hint="use the .aux.safetensors written with the clip")
+    return bundle
