@@ -44,10 +44,10 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def in_process(photo: Path, repeats: int) -> dict:
+def mask_pair(photo: Path):
+    """(protected, Mask photo, hidden boxes) of ``photo``: align -> swap -> enhance, as the recipe runs them."""
     import numpy as np
 
-    from imnkit.protect import crypto, keyed
     from imnkit.boxes import even_box, merge_boxes
     from imnkit.recipe import Runner, load_recipe
 
@@ -56,8 +56,14 @@ def in_process(photo: Path, repeats: int) -> dict:
     bundle = Runner(recipe).process(photo)
     protected, mask = np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"])
     h, w = protected.shape[:2]
-    boxes = merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
-    out = {"size": [h, w], "regions": boxes}
+    return protected, mask, merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
+
+
+def in_process(photo: Path, repeats: int) -> dict:
+    from imnkit.protect import crypto, keyed
+
+    protected, mask, boxes = mask_pair(photo)
+    out = {"size": list(protected.shape[:2]), "regions": boxes}
     for method in ("sealed", "detached"):
         seal_s, result = timed(lambda: keyed.hide(protected, mask, boxes, method=method), repeats)
         unseal_s, _ = timed(lambda: keyed.recover(result.masked, result.aux), repeats)
@@ -104,20 +110,11 @@ def whole_process(photo: Path, repeats: int, baseline: Path | None = None) -> di
 
 def recipients(photo: Path, repeats: int) -> dict:
     """What sealing to recipients costs: in process (interleaved with a bare key), and the CLI."""
-    import numpy as np
-
-    from imnkit.boxes import even_box, merge_boxes
     from imnkit.protect import keyed
     from imnkit.protect.keys import KeySource
     from imnkit.protect.recipients import Identity, write_identity
-    from imnkit.recipe import Runner, load_recipe
 
-    recipe = load_recipe(REPO / "recipes" / "mask.toml", device="cpu")
-    recipe.steps = [s for s in recipe.steps if s.id in ("align", "swap", "enhance")]
-    bundle = Runner(recipe).process(photo)
-    protected, mask = np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"])
-    h, w = protected.shape[:2]
-    boxes = merge_boxes([even_box(tuple(b), h, w, 8) for b in bundle.tensors["swap.regions"].tolist()])
+    protected, mask, boxes = mask_pair(photo)
     made, pq = Identity.generate(), Identity.generate(pq=True)
     sources = {"bare": KeySource(), "x25519": KeySource(recipients=[made.recipient]),
                "mlkem768-x25519": KeySource(recipients=[pq.recipient])}

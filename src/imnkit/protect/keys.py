@@ -237,16 +237,20 @@ def write_key_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return write_file(path, crypto.new_key(), mode=PRIVATE)
 
 
-def read_passphrase_file(path: str | os.PathLike) -> str:
-    """The passphrase in a file: its first line, without the line ending."""
+def read_text_file(path: str | os.PathLike, what: str) -> list[str]:
+    """The lines of a small UTF-8 file the user named (``what``: "passphrase file", ...); InputError if unreadable."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such passphrase file") from None
+        raise InputError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError):
-        raise InputError(f"{path}: cannot read the passphrase file as UTF-8 text") from None
-    lines = text.splitlines()
+        raise InputError(f"{path}: cannot read the {what} as UTF-8 text") from None
+
+
+def read_passphrase_file(path: str | os.PathLike) -> str:
+    """The passphrase in a file: its first line, without the line ending."""
+    lines = read_text_file(path, "passphrase file")
     if not lines or not lines[0]:
         raise InputError(f"{path}: the passphrase file is empty")
     return lines[0]

@@ -108,13 +108,9 @@ def parse_recipient(text: str) -> Recipient:
 
 def read_recipients_file(path: str | os.PathLike) -> list[Recipient]:
     """Recipients in a file, one per line; blank lines and ``#`` comments are skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such recipients file") from None
-    except (OSError, UnicodeDecodeError):
-        raise InputError(f"{path}: cannot read the recipients file as UTF-8 text") from None
+    from .keys import read_text_file
+
+    lines = read_text_file(path, "recipients file")
     found = [parse_recipient(line.split("#", 1)[0]) for line in lines if line.split("#", 1)[0].strip()]
     if not found:
         raise UsageError(f"{path}: the recipients file lists no recipient")
