@@ -143,3 +143,19 @@ def test_the_swap_stage_passes_the_mouth_mode_and_notes_the_opt_in(caplog):
     lm = _face("portrait_02.png").landmarks
     inside = _inner_mouth(masks["original"].shape[:2], lm)
     assert np.abs(masks["original"][inside].astype(int) - masks["synthetic"][inside].astype(int)).mean() > 10
+
+
+@pytest.mark.parametrize("name", ["portrait_01.jpg", "portrait_03.png", "portrait_10.png"])
+def test_the_occluder_search_puts_no_tooth_back(name):
+    # Occluders found in front of a face are put back over the Mask (the original's pixels); white
+    # teeth are not skin-coloured, but an open smile is not taken for an occluder.
+    from imnkit.face.occlusion import occluder_mask
+
+    img, face = _photo(name), _face(name)
+    inside = _inner_mouth(img.shape[:2], face.landmarks)
+    kept = np.zeros(img.shape[:2], np.float32)
+    found = occluder_mask(img, face)
+    if found is not None:
+        alpha, (y0, x0, y1, x1) = found
+        kept[y0:y1, x0:x1] = alpha
+    assert inside.sum() > 500 and not (kept[inside] > 0.0).any()
