@@ -5,6 +5,8 @@ Needs PyAV (imnkit[video]); skips without it. Small lossless clips (8 frames, 16
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -180,3 +182,132 @@ def test_only_an_aux_sealed_to_recipients_rides_inside(people, tmp_path):
     assert names(KeySource(recipients=[recipient])) == ["c.masked.mkv"]
     assert names(KeySource(recipients=[recipient]), sidecar=True, share_copy=True) == \
         ["c.masked.mkv", "c.aux.safetensors", "c.masked.mp4"]
+
+
+# -- one tracked person at a time -------------------------------------------------------------------
+def two_people_clip(path: Path, frames: int = 8, side: int = 144) -> list[np.ndarray]:
+    """Two portraits side by side, drifting a pixel per frame: two tracked people. Returns the frames."""
+    import av
+    from PIL import Image
+
+    from _photos import photo
+    from imnkit.face.detect import detect_faces
+
+    halves = []
+    for name in ("portrait_01.jpg", "portrait_08.jpg"):
+        img = photo(name)
+        y0, x0, y1, x1 = detect_faces(img, detector="dlib", try_rotations=False).faces[0].box
+        cy, cx, s = (y0 + y1) // 2, (x0 + x1) // 2, int(1.6 * max(y1 - y0, x1 - x0))
+        crop = img[max(0, cy - s // 2):cy + s // 2, max(0, cx - s // 2):cx + s // 2]
+        halves.append(np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS)))
+    base = np.concatenate(halves, axis=1)
+    written = []
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("ffv1", rate=24)
+        v.width, v.height, v.pix_fmt = 2 * side, side, "bgr0"
+        for i in range(frames):
+            img = np.ascontiguousarray(np.roll(base, i, axis=1))
+            written.append(img)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="bgr0")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    return written
+
+
+def test_face_n_takes_off_one_tracked_person_in_every_frame_and_leaves_the_other_masked(people, tmp_path):
+    clip = tmp_path / "two.mkv"
+    original = two_people_clip(clip)
+    out = tmp_path / "out"
+    r = invoke("run", "mask", clip, "-o", out, "--recipient", people["alice"][1])
+    assert r.exit_code == 0, r.stderr
+    mkv = out / "two.masked.mkv"
+    aux = Bundle.from_bytes(attached_aux(mkv), framework="numpy")
+    tracks = aux.meta["aux.video"]["tracks"]
+    assert [(t["track"], t["first"], t["last"], t["frames"]) for t in tracks] == [(0, 0, 7, 8), (1, 0, 7, 8)]
+    r = invoke("inspect", mkv, "--json")  # the tracks, from the clip itself; the sealed key by its size only
+    assert r.exit_code == 0, r.stderr
+    shown = json.loads(r.stdout)
+    assert shown["tracks"] == tracks and shown["aux_inside"] is True
+    sealed = aux.meta["aux.video"]["key"]["recipients"][0]["sealed"]
+    assert sealed not in r.stdout and "<sealed key, " in r.stdout
+    assert "tracked faces" in invoke("inspect", mkv).stdout
+    masked = decode(mkv)
+    full = tmp_path / "full.mkv"
+    assert invoke("extract", mkv, "--identity", people["alice"][0], "-o", full).exit_code == 0
+    whole = decode(full)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, original))
+    for n in (0, 1):
+        one = tmp_path / f"face{n}.mkv"
+        log = tmp_path / "audit.jsonl"
+        r = invoke("extract", mkv, "--identity", people["alice"][0], "--face", n, "-o", one, "--audit-log", log)
+        assert r.exit_code == 0, r.stderr
+        assert f"tracked face(s) {n} of 2 taken off" in r.stderr
+        for f, (got, m, w) in enumerate(zip(decode(one), masked, whole)):
+            regions = aux.meta["aux.frames"][f]["header"]["regions"]
+            owners = aux.meta["aux.frames"][f]["tracks"]
+            assert sorted(sum(owners, [])) == [0, 1] and all(len(o) == 1 for o in owners)  # apart: one each
+            inside = np.zeros(m.shape[:2], bool)
+            for (y0, x0, y1, x1), who in zip(regions, owners):
+                sl = (slice(y0, y1), slice(x0, x1))
+                # the face asked for: exactly the full extract's; the other: exactly the masked frame's
+                assert np.array_equal(got[sl], (w if who == [n] else m)[sl]), (n, f, who)
+                inside[sl] = True
+            assert np.array_equal(got[~inside], m[~inside])  # outside the faces: the masked frame
+            assert not np.array_equal(got, m) and not np.array_equal(got, w)
+    r = invoke("extract", mkv, "--identity", people["alice"][0], "--face", 2, "-o", tmp_path / "no.mkv")
+    assert r.exit_code == 2 and "no tracked face 2" in r.stderr and not (tmp_path / "no.mkv").exists()
+    r = invoke("extract", mkv, "--identity", people["alice"][0], "--face-at", "10,10", "-o", tmp_path / "no.mkv")
+    assert r.exit_code == 2 and not (tmp_path / "no.mkv").exists()
+    r = invoke("extract", mkv, "--identity", people["eve"][0], "--face", 0, "-o", tmp_path / "no.mkv")
+    assert r.exit_code == 4 and not (tmp_path / "no.mkv").exists()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [entry["faces"] for entry in lines] == [[0], [1]]
+
+
+def _as_format_2(raw: bytes, identity: Path) -> bytes:
+    """A format-3 clip aux rewritten as imnkit wrote format 2 (no tracks), the manifest sealed again under
+    the clip's key (which only a holder of that key can do)."""
+    from imnkit.protect import crypto
+    from imnkit.protect.keyed import associated_data
+    from imnkit.protect.keys import bytes_tensor, unlock_key
+    from imnkit.protect.recipients import read_identity
+
+    bundle = Bundle.from_bytes(raw, framework="numpy")
+    header, frames = dict(bundle.meta["aux.video"]), [dict(f) for f in bundle.meta["aux.frames"]]
+    key = unlock_key(header["key"], bundle.tensors, KeySource(identities=[read_identity(identity)]))
+    for record in frames:
+        del record["tracks"]
+    del header["tracks"]
+    header["format"] = 2
+    digest = hashlib.sha256(associated_data({"frames": frames})).digest()
+    nonce = crypto.new_nonce()
+    header["manifest_nonce"] = nonce.hex()
+    _, sealed = crypto.seal(crypto.subkey(key, "imnkit.video-manifest"), digest, associated_data(header), nonce)
+    meta = {**bundle.meta, "aux.format": 2, "aux.video": header, "aux.frames": frames}
+    return Bundle(tensors={**bundle.tensors, "aux.manifest": bytes_tensor(sealed)}, meta=meta).to_bytes()
+
+
+def test_a_format_2_aux_still_opens_whole_but_not_one_face_at_a_time(people, clip, masked, tmp_path):
+    mkv = masked / "clip.masked.mkv"
+    old = tmp_path / "old.masked.mkv"
+    attach(mkv, old, _as_format_2(attached_aux(mkv), people["alice"][0]), video_timestamps(mkv)[0])
+    rec = tmp_path / "old.recovered.mkv"
+    r = invoke("extract", old, "--identity", people["alice"][0], "--face", 0)
+    assert r.exit_code == 2 and "before tracked faces were recorded" in r.stderr and not rec.exists()
+    r = invoke("extract", old, "--identity", people["alice"][0])
+    assert r.exit_code == 0, r.stderr
+    assert all(np.array_equal(a, b) for a, b in zip(decode(rec), decode(clip)))
+
+
+def test_a_region_shared_with_someone_not_asked_for_stays_masked():
+    """Faces that overlap are hidden in one merged region: it comes off only when all its people are asked for."""
+    from imnkit.video.aux import OpenedAux
+
+    opened = OpenedAux.__new__(OpenedAux)  # the state a manifest that authenticated leaves (no crypto needed here)
+    opened.frames = [{"header": {"regions": [[0, 0, 8, 8], [0, 10, 8, 18], [10, 0, 18, 8]]},
+                      "tracks": [[0], [1, 2], []]}]
+    assert opened.regions_of(0, {0}) == ([0], 0)
+    assert opened.regions_of(0, {1}) == ([], 1)
+    assert opened.regions_of(0, {1, 2}) == ([1], 0)
+    assert opened.regions_of(0, {0, 1, 2}) == ([0, 1], 0)

@@ -273,13 +273,14 @@ def extract_file(masked: str | Path, aux: str | Path | None = None, output: str 
     masked = Path(masked)
     aux = Path(aux) if aux is not None else None
     if is_video_path(masked) or (aux is not None and is_video_aux_file(aux)):  # a clip: imnkit.video
-        if faces is not None or face_at is not None:  # aux None: the aux attached to the clip (recipients)
-            raise UsageError("clips come off whole (--face is for photos)")
+        if face_at is not None:  # aux None: the aux attached to the clip (recipients)
+            raise UsageError("--face-at is for photos (a clip's faces move)",
+                             hint="use --face N: `imnkit inspect` lists the tracked faces")
         from .video.unmask import extract_video
 
         out, regions, notes = extract_video(masked, aux, Path(output) if output else None, keys=keys,
-                                            overwrite=overwrite, on_frame=on_frame)
-        _audit(audit_log, "extract", masked, "all", keys)
+                                            overwrite=overwrite, on_frame=on_frame, faces=faces)
+        _audit(audit_log, "extract", masked, faces if faces is not None else "all", keys)
         return ExtractResult(output=out, regions=regions, notes=notes)
     out = Path(output) if output else default_recovered_path(masked)
     inputs = (masked,) if aux is None else (masked, aux)

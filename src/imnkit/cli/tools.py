@@ -52,7 +52,7 @@ def metrics_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    file: Annotated[Path, typer.Argument(help="A bundle or aux file (.safetensors), or a masked PNG with its aux inside.")],
+    file: Annotated[Path, typer.Argument(help="A bundle or aux file (.safetensors), or a masked PNG or .mkv with its aux inside.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show a bundle's keys, shapes, dtypes, metadata and history; for an aux, its faces (index, box, treatment).
@@ -86,6 +86,13 @@ def inspect_cmd(
         for f in info["faces"]:
             faces.add_row(str(f["face"]), ",".join(str(v) for v in f["box"]), escape(str(f["treatment"] or "-")))
         out_console.print(faces)
+    if info.get("tracks"):  # a clip: its tracked people
+        tracks = Table(title="tracked faces (take one off with imnkit extract --face N)")
+        for col in ("face", "Mask identity", "frames", "first", "last"):
+            tracks.add_column(col)
+        for t in info["tracks"]:
+            tracks.add_row(*(escape(str(t.get(k))) for k in ("track", "identity", "frames", "first", "last")))
+        out_console.print(tracks)
     if info.get("history"):
         hist = Table(title="history")
         for col in ("#", "stage", "device", "seconds", "params", "weights"):

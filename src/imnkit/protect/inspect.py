@@ -13,6 +13,7 @@ from typing import Any
 
 from ..bundle import describe
 from ..errors import InputError, UsageError
+from ..media import is_video_path
 from .container import aux_of
 
 
@@ -29,6 +30,20 @@ def describe_file(path: Path) -> dict[str, Any]:
         import tempfile
 
         with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # describe() reads a path; 0600, removed
+            tmp.write(raw)
+            tmp.flush()
+            info = describe(tmp.name)
+        info["path"] = str(path)
+        info["aux_inside"] = True
+    elif is_video_path(path):  # a masked clip: its attached aux (recipients), described like a PNG's
+        from ..video.attachment import attached_aux
+
+        raw = attached_aux(path)
+        if raw is None:
+            raise UsageError(f"{path} carries no aux", hint="inspect its .aux.safetensors file")
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # as above
             tmp.write(raw)
             tmp.flush()
             info = describe(tmp.name)
@@ -52,12 +67,20 @@ def _size(text: str) -> int:
 def _with_faces(info: dict[str, Any]) -> dict[str, Any]:
     meta = info.get("meta")
     header = meta.get("aux.header") if isinstance(meta, dict) else None
+    clip = meta.get("aux.video") if isinstance(meta, dict) else None
+    if isinstance(clip, dict):  # a clip's aux: its tracked people (``--face N``), and the key as for a photo
+        if isinstance(clip.get("tracks"), list):
+            info["tracks"] = [t for t in clip["tracks"] if isinstance(t, dict)]  # unauthenticated: shown as found
+        header, name = clip, "aux.video"
+    else:
+        name = "aux.header"
     if not isinstance(header, dict):
         return info
     from .keyed import faces_of
 
     try:
-        info["faces"] = faces_of(header)
+        if name == "aux.header":
+            info["faces"] = faces_of(header)
     except (TypeError, ValueError, IndexError):
         pass
     key = header.get("key")
@@ -66,5 +89,5 @@ def _with_faces(info: dict[str, Any]) -> dict[str, Any]:
         for entry in shown["key"]["recipients"]:
             if isinstance(entry, dict) and isinstance(entry.get("sealed"), str):
                 entry["sealed"] = f"<sealed key, {_size(entry['sealed'])} bytes>"
-        info["meta"] = {**meta, "aux.header": shown}
+        info["meta"] = {**meta, name: shown}
     return info

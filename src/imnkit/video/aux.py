@@ -4,10 +4,12 @@ Layout (a safetensors bundle, like a photo's aux):
 
 - meta ``aux.kind = "video"`` (the marker ``imnkit extract`` dispatches on), ``aux.method = "video"``
   (so the photo code never takes it for one of its own), ``aux.video`` (the clip header: format,
-  method, clip id, frame count, frame size, rotation, key wrapping, manifest nonce) and ``aux.frames``
+  method, clip id, frame count, frame size, rotation, key wrapping, manifest nonce, and ``tracks``:
+  per tracked person its number, Mask identity, first and last frame and frame count) and ``aux.frames``
   (per frame: the keyed header :func:`imnkit.protect.keyed.hide` wrote, with ``context = {clip, frame}``,
-  the sha256 of the masked frame's pixels, and ``pts``, its timestamp in the masked clip, in units of
-  the clip header's ``time_base``);
+  the sha256 of the masked frame's pixels, ``pts``, its timestamp in the masked clip, in units of
+  the clip header's ``time_base``, and ``tracks``: per hidden region, the numbers of the tracks whose
+  face it holds);
 - tensors: the content key, bare or wrapped (:func:`imnkit.protect.keys.lock_key`, once per clip), each frame's
   carrier map or ciphertext (``aux.f{index}.carrier_map`` / ``aux.f{index}.payload``), and
   ``aux.manifest``: AES-256-GCM over the sha256 of ``aux.frames`` with the clip header as associated data.
@@ -20,7 +22,11 @@ Each frame's payload is also sealed on its own (fresh nonce, its index in its au
 The timestamps are read back from the masked clip once it is written (the muxer rounds them to its
 own time base and may shift the whole file so that no stream starts before 0), so they are what a
 reader of that clip decodes. Format 1 (imnkit before the timestamps were added) has no ``pts``: such
-an aux still opens, and :attr:`OpenedAux.timed` is False.
+an aux still opens, and :attr:`OpenedAux.timed` is False. Format 2 has no ``tracks``: it opens too,
+but only whole (:attr:`OpenedAux.tracked` is False).
+
+One person at a time: the frame records say which regions hold which track, authenticated by the
+manifest, so :meth:`OpenedAux.regions_of` picks the regions of the tracks asked for, frame by frame.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from imnkit.errors import BundleError, OutputError
 from imnkit.protect.keyed import associated_data
 from imnkit.protect.keys import KeySource, bytes_tensor, lock_key, tensor_bytes, unlock_key
 
-VIDEO_AUX_FORMAT = 2  # 2: each frame's timestamp authenticated (1: without)
+VIDEO_AUX_FORMAT = 3  # 3: which regions hold which tracked person; 2: each frame's timestamp authenticated
 KIND = "video"
 _MANIFEST_KEY = "imnkit.video-manifest"
 _FRAME_TENSORS = ("carrier_map", "payload")
@@ -50,24 +56,27 @@ def is_video_aux(aux: Bundle) -> bool:
 class AuxWriter:
     """Collects the frames' aux pieces while a clip is masked; :meth:`finish` seals the manifest."""
 
-    def __init__(self, method: str, size: tuple[int, int], rotation: int, source: KeySource | None):
+    def __init__(self, method: str, size: tuple[int, int], rotation: int, source: KeySource | None,
+                 tracks: list[dict] | None = None):
         self.key = crypto.new_key()
         key_public, self.tensors = lock_key(self.key, source)
         self.clip = crypto.new_nonce().hex()  # names this clip in every frame's authenticated header
         self.header = {"format": VIDEO_AUX_FORMAT, "method": method, "clip": self.clip, "size": list(size),
-                       "rotation": rotation, "key": key_public, "written_by": __version__}
+                       "rotation": rotation, "key": key_public, "written_by": __version__, "tracks": tracks or []}
         self.frames: dict[int, dict] = {}  # by index: frames may be masked a few at a time, out of order
 
     def context(self, index: int) -> dict:
         """The fields authenticated in frame ``index``'s header."""
         return {"clip": self.clip, "frame": index}
 
-    def add(self, index: int, frame_aux: Bundle, masked_digest: str) -> None:
-        """Keep frame ``index``'s aux (from the embed stage: header + carrier map or ciphertext)."""
+    def add(self, index: int, frame_aux: Bundle, masked_digest: str, tracks: list[list[int]]) -> None:
+        """Keep frame ``index``'s aux (from the embed stage: header + carrier map or ciphertext) and, per
+        region of its header, the numbers of the tracks whose face it holds."""
         for name in _FRAME_TENSORS:
             if f"aux.{name}" in frame_aux.tensors:
                 self.tensors[f"aux.f{index}.{name}"] = frame_aux.tensors[f"aux.{name}"]
-        self.frames[index] = {"header": frame_aux.meta["aux.header"], "masked_sha256": masked_digest}
+        self.frames[index] = {"header": frame_aux.meta["aux.header"], "masked_sha256": masked_digest,
+                              "tracks": tracks}
 
     @property
     def regions(self) -> int:
@@ -122,6 +131,10 @@ class OpenedAux:
             raise crypto.AuthenticationError()
         self.header, self.frames, self._tensors = header, frames, aux.tensors
         self.timed = fmt >= 2  # format 1 has no timestamps
+        self.tracked = fmt >= 3  # format 2 does not say which region holds whom
+        self.tracks = header.get("tracks", []) if self.tracked else []
+        if not isinstance(self.tracks, list):
+            raise crypto.AuthenticationError()
         if self.timed:
             try:
                 self._time_base = Fraction(header["time_base"])
@@ -167,4 +180,16 @@ class OpenedAux:
     @property
     def regions(self) -> int:
         return sum(len(f["header"].get("regions", [])) for f in self.frames)
+
+    def regions_of(self, index: int, wanted: set[int]) -> tuple[list[int], int]:
+        """The regions of frame ``index`` that hold only tracks in ``wanted``, and how many more hold one
+        of them together with a track not asked for (left masked: they would show that person too)."""
+        record = self.frames[index] if index < len(self.frames) else {}
+        tracks, regions = record.get("tracks"), record.get("header", {}).get("regions")
+        if not isinstance(tracks, list) or not isinstance(regions, list) or len(tracks) != len(regions) or \
+                not all(isinstance(t, list) and all(type(n) is int for n in t) for t in tracks):
+            raise crypto.AuthenticationError()  # never written so
+        chosen = [i for i, t in enumerate(tracks) if t and set(t) <= wanted]
+        shared = sum(1 for t in tracks if set(t) & wanted and not set(t) <= wanted)
+        return chosen, shared
 

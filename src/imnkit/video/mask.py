@@ -39,7 +39,7 @@ from imnkit.video import io
 from imnkit.video.attachment import attach
 from imnkit.video.aux import AuxWriter
 from imnkit.video.staging import PRIVATE, SHAREABLE, staged
-from imnkit.video.track import FaceTracker, faces_at
+from imnkit.video.track import FaceTracker, Track, faces_at, region_tracks
 
 _SKIPPED_STAGES = ("align", "preview")  # align: done by the tracker; preview: a photo's contact sheet
 AUDIO_CHOICES = ("copy", "drop")  # the sound streams: copied as they are, or left out
@@ -125,7 +125,7 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
 
     shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
     method = next(s.params["method"] for s in frame_steps if s.stage.name == "embed")
-    writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"))
+    writer = AuxWriter(method, shape, info.rotation, runner.options.get("keys"), tracks=track_list(tracks))
 
     # Runs in worker threads. The frame's time (third argument) is sealed once the clip is written:
     # the muxer may still round and shift it.
@@ -138,7 +138,9 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
         ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
         masked = np.asarray(bundle.tensors["image.masked"])
-        writer.add(index, bundle.subset("aux."), pixels_digest(masked))
+        regions = bundle.meta["aux.header"]["regions"]
+        writer.add(index, bundle.subset("aux."), pixels_digest(masked),
+                   region_tracks(tracks, index, image.shape[:2], regions))
         return masked
 
     try:
@@ -179,6 +181,13 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     for t in targets:
         notes += list(t.notes)
     return report, notes
+
+
+def track_list(tracks: list[Track]) -> list[dict]:
+    """What the aux says of each tracked person (``imnkit inspect`` lists it; ``--face N`` picks one): its
+    number, Mask identity, first and last frame and frame count. No pixels, no geometry."""
+    return [{"track": n, "identity": t.identity, "first": min(t.boxes), "last": max(t.boxes), "frames": len(t.boxes)}
+            for n, t in enumerate(tracks)]
 
 
 def _context(runner: Runner, step: StageStep, options: dict) -> StageContext:

@@ -246,15 +246,29 @@ def smooth(track: Track, sigma: float) -> None:
 
 def faces_at(tracks: Sequence[Track], index: int, shape: tuple[int, int]) -> tuple[list[Face], list[str | None]]:
     """The faces to mask in frame ``index`` (one per track present) and each one's pinned identity."""
-    h, w = shape
     faces, names = [], []
-    for t in tracks:
+    for _, t, box in _present(tracks, index, shape):
+        faces.append(make_face(t.landmarks[index], box, 1.0, treatment=t.treatment[index], source="track"))
+        names.append(t.identity)
+    return faces, names
+
+
+def region_tracks(tracks: Sequence[Track], index: int, shape: tuple[int, int],
+                  regions: Sequence[Sequence[int]]) -> list[list[int]]:
+    """For each hidden region of frame ``index``, the tracks (their numbers: positions in ``tracks``)
+    whose face it holds: those whose box centre lies in it. Regions do not overlap (the embed stage
+    merges overlapping ones), so a face is in one region; a merged region holds several."""
+    centres = [(n, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2) for n, _, box in _present(tracks, index, shape)]
+    return [[n for n, cy, cx in centres if y0 <= cy < y1 and x0 <= cx < x1] for y0, x0, y1, x1 in regions]
+
+
+def _present(tracks: Sequence[Track], index: int, shape: tuple[int, int]):
+    """(number, track, box clipped to the frame) of every track with a face in frame ``index``."""
+    h, w = shape
+    for n, t in enumerate(tracks):
         if index not in t.boxes:
             continue
         y0, x0, y1, x1 = t.boxes[index]
         box = (max(0, y0), max(0, x0), min(h, y1), min(w, x1))
-        if box[2] <= box[0] or box[3] <= box[1]:
-            continue
-        faces.append(make_face(t.landmarks[index], box, 1.0, treatment=t.treatment[index], source="track"))
-        names.append(t.identity)
-    return faces, names
+        if box[2] > box[0] and box[3] > box[1]:
+            yield n, t, box

@@ -36,11 +36,13 @@ def default_recovered_path(masked: Path) -> Path:
 
 
 def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *, keys: KeySource | None = None,
-                  overwrite: bool = False,
-                  on_frame: Callable[[int, int], None] | None = None) -> tuple[Path, int, list[str]]:
+                  overwrite: bool = False, on_frame: Callable[[int, int], None] | None = None,
+                  faces: list[int] | None = None) -> tuple[Path, int, list[str]]:
     """Recover clip ``masked`` with its aux file; write ``output`` atomically; (path, regions, notes).
 
     ``aux`` None: the aux attached to the masked clip (masked for recipients; UsageError when it has none).
+    ``faces``: take off only these tracked people (numbers as ``imnkit inspect`` lists the aux's tracks);
+    every other face stays masked, and so does a region where one of them overlaps someone not asked for.
     ``detached``: a re-encoded copy of the masked clip (the H.264 share copy) also gives the faces back
     exactly (they are in the aux); the rest of each frame is the copy's, and a note says so.
     """
@@ -48,6 +50,7 @@ def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *,
     check_output_path(out, overwrite=overwrite, inputs=(masked,) if aux is None else (masked, aux))
     bundle = load_video_aux(masked, aux)
     opened = OpenedAux(bundle, keys)  # authenticates before any frame is decoded
+    wanted = _wanted(opened, faces)
     info = io.probe(masked)
     header = opened.header
     shape = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
@@ -55,6 +58,7 @@ def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *,
         raise crypto.AuthenticationError()  # another clip, or a resized or turned copy
 
     copies: list[int] = []  # detached: frames of a re-encoded copy (the share copy), accepted as such
+    taken, shared = [0], [0]  # regions taken off; regions left masked because they hold someone not asked for
 
     def process(index: int, image: np.ndarray, when: Fraction | None) -> np.ndarray:
         digest = pixels_digest(image)
@@ -63,8 +67,14 @@ def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *,
             digest = None  # the faces are in the aux (authenticated); the rest is the copy's
         elif not opened.time_matches(index, when):
             raise crypto.AuthenticationError()  # the masked frame, shown at another time: a retimed clip
-        recovered, _ = recover(image, opened.frame_aux(index, digest), key=opened.key)
-        return recovered
+        frame_aux = opened.frame_aux(index, digest)  # checks the frame even when none of its faces comes off
+        if wanted is None:
+            taken[0] += len(frame_aux.meta["aux.header"]["regions"])
+            return recover(image, frame_aux, key=opened.key)[0]
+        chosen, left = opened.regions_of(index, wanted)
+        shared[0] += left
+        taken[0] += len(chosen)
+        return recover(image, frame_aux, key=opened.key, faces=chosen)[0] if chosen else image
 
     try:
         with staged([out]) as staging:
@@ -78,10 +88,31 @@ def extract_video(masked: Path, aux: Path | None, output: Path | None = None, *,
         raise OutputError(f"{out}: the write failed ({err.strerror or type(err).__name__}); nothing was written") from None
     notes = [f"{len(copies)} frame(s) differ from the masked clip (a re-encoded copy such as the share copy): "
              "the faces are exact, the rest and its timing are the copy's"] if copies else []
+    if wanted is not None:
+        notes.append(f"tracked face(s) {', '.join(map(str, sorted(wanted)))} of {len(opened.tracks)} taken off "
+                     f"({taken[0]} region(s)); the others stay masked")
+        if shared[0]:
+            notes.append(f"{shared[0]} region(s) where a face asked for overlaps one that was not stay masked "
+                         "(ask for both to take them off)")
     if not opened.timed:
         notes.append("this aux (video format 1) does not authenticate the frames' timestamps: they are the clip's "
                      "as found")
-    return out, opened.regions, notes
+    return out, taken[0], notes
+
+
+def _wanted(opened: OpenedAux, faces: list[int] | None) -> set[int] | None:
+    """The track numbers asked for (None: every face); UsageError for a number the clip does not have."""
+    if faces is None:
+        return None
+    if not opened.tracked:
+        raise UsageError("this clip's aux was written before tracked faces were recorded: only the whole clip "
+                         "comes off", hint="drop --face")
+    bad = [f for f in faces if not (type(f) is int and 0 <= f < len(opened.tracks))]
+    if bad or not faces:
+        have = f"it has {len(opened.tracks)} (0 to {len(opened.tracks) - 1})" if opened.tracks else "it has none"
+        raise UsageError(f"no tracked face {', '.join(map(str, bad)) or '(none asked for)'} in this clip: {have}",
+                         hint="`imnkit inspect` lists the clip's tracked faces")
+    return set(faces)
 
 
 def load_video_aux(masked: Path, aux: Path | None) -> Bundle:
