@@ -27,6 +27,13 @@ LOOKS_FILE = "looks.json"
 #: faces read below this age (0 child .. 3 senior) count as clearly children: the regression
 #: puts young children at 0, while some young women's faces land in the child band's top half
 CLEAR_CHILD = 0.25
+#: a gender-presentation reading this close to 0 is unsure: identities of either are acceptable
+UNSURE_GENDER = 0.25
+#: an identity's age band (0 child .. 3 senior) at most this far from the face's reading is acceptable
+AGE_REACH = 1.25
+#: identities of an unacceptable look are kept (last) only while the acceptable ones number fewer
+#: (the swap tries up to 8 per face; a face whose look is rare still gets enough to try)
+MIN_ACCEPTABLE = 8
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,16 @@ def mismatch(look: Look, ident: Identity) -> float:
     return cost
 
 
+def acceptable(look: Look, ident: Identity) -> bool:
+    """Whether an identity's look may stand for ``look`` at all: the same gender presentation
+    (either when the reading is unsure) and an age band within :data:`AGE_REACH` (so a child's
+    face never gets an adult's identity, nor an adult's a child's)."""
+    if ident.gender in ("f", "m") and abs(look.gender) >= UNSURE_GENDER:
+        if (1.0 if ident.gender == "f" else -1.0) * look.gender < 0:
+            return False
+    return ident.age not in AGES or abs(AGES.index(ident.age) - look.age) <= AGE_REACH
+
+
 def rank_by_look(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0, spread: float = 0.3) -> list[str]:
     """Pool names, best look match first: those of the best match's look (and any within
     ``spread`` of its cost) in seeded order, then the rest by cost.
@@ -120,7 +137,14 @@ def rank_by_look(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
 
 def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
                 spread: float = 0.3) -> tuple[list[str], list[str]]:
-    """:func:`rank_by_look` in its two parts: (the good look matches in seeded order, the rest)."""
+    """:func:`rank_by_look` in its two parts: (the good look matches in seeded order, the rest).
+
+    The rest holds the identities of an acceptable look (:func:`acceptable`) by cost; those of
+    another look follow only while there are fewer than :data:`MIN_ACCEPTABLE` in all. So in a
+    photo of many people, once its good matches are taken a face gets one of them again rather
+    than the first unused identity of another gender presentation or age (the swap tries unused
+    identities first).
+    """
     costs = {i.name: mismatch(look, i) for i in pool}
     best = min(costs.values())
     top = next(i for i in pool if costs[i.name] == best)
@@ -130,7 +154,10 @@ def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
     rng = np.random.default_rng([int(seed), int(salt)])
     near = [near[int(k)] for k in rng.permutation(len(near))]
     rest = sorted((n for n in costs if n not in near), key=lambda n: (costs[n], n))
-    return near, rest
+    ok = {i.name for i in pool if acceptable(look, i)}
+    good = [n for n in rest if n in ok]
+    other = [n for n in rest if n not in ok]
+    return near, good + other[: max(0, MIN_ACCEPTABLE - len(near) - len(good))]
 
 
 def descriptor_salt(descriptor: np.ndarray) -> int:
