@@ -60,7 +60,10 @@ def region_metrics(a: np.ndarray, b: np.ndarray, boxes) -> dict[str, float]:
     return out
 
 
-def make_pairs_swap(files, limit):
+def make_pairs_swap(files, limit, cache: Path | None = None):
+    """(name, protected, Mask photo, swap regions) per photo; ``cache``: a folder of ``{name}.npz`` pairs
+    reused when present and written when not (the swap dominates the run: a change to the hiding
+    is then measured in minutes; clear the folder when the swap or the photos change)."""
     from imnkit.recipe import Runner, load_recipe
 
     repo = Path(__file__).resolve().parents[1]
@@ -71,6 +74,13 @@ def make_pairs_swap(files, limit):
     for path in files:
         if limit and limit <= 0:
             return
+        cached = cache / f"{path.name}.npz" if cache is not None else None
+        if cached is not None and cached.is_file():
+            data = np.load(cached)
+            yield path.name, data["protected"], data["mask"], [tuple(int(v) for v in r) for r in data["regions"]]
+            if limit:
+                limit -= 1
+            continue
         try:
             bundle = runner.process(path)
         except Exception as err:  # a photo the front end rejects is reported, not fatal
@@ -80,6 +90,10 @@ def make_pairs_swap(files, limit):
         if not regions:
             print(f"  skip {path.name}: no face", file=sys.stderr)
             continue
+        if cached is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cached, protected=np.asarray(bundle.tensors["image.protected"]),
+                                mask=np.asarray(bundle.tensors["mask.image"]), regions=np.array(regions))
         yield path.name, np.asarray(bundle.tensors["image.protected"]), np.asarray(bundle.tensors["mask.image"]), regions
         if limit:
             limit -= 1
@@ -229,6 +243,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--refine", type=int, default=0, help="embed stage's refine steps (default 0, as the recipe)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cache", type=Path, help="swap mode: keep each photo's (protected, Mask) pair here and reuse it")
     parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
     return parser.parse_args()
 
@@ -280,10 +295,10 @@ def summarize(rows: list[dict], args) -> dict:
     summary["faces_under_45db_y"] = sum(y < 45 for y in faces)
     if rows and "faces_in_aux" in rows[0]:
         summary["faces_in_aux"] = sum(r["faces_in_aux"] for r in rows)
-    summary.update({f"recovered_whole_{k}": mean(f"recovered_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
+    summary.update({f"recovered_whole_{k}": finite_mean(f"recovered_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
     summary.update({f"masked_{k}": (finite_mean if k.startswith("psnr") else mean)(f"masked_region_{k}")
                     for k in ("psnr_y", "psnr_rgb", "ssim")})
-    summary.update({f"masked_whole_{k}": mean(f"masked_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
+    summary.update({f"masked_whole_{k}": finite_mean(f"masked_whole_{k}") for k in ("psnr_y", "psnr_rgb")})
     if rows and "attack_psnr_y" in rows[0]:
         summary["attack_psnr_y"] = mean("attack_psnr_y")
         summary["attack_identity_distance"] = mean("attack_identity_distance")
@@ -316,7 +331,7 @@ def main() -> int:
 
     files = sorted(p for p in args.data.glob(args.pattern) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("noface"))
     net = load_network(args.weights, torch.device("cpu"))
-    pairs = make_pairs_swap(files, args.limit) if args.mode == "swap" else make_pairs_photos(files, args.limit)
+    pairs = make_pairs_swap(files, args.limit, args.cache) if args.mode == "swap" else make_pairs_photos(files, args.limit)
     rows = []
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         for name, protected, mask, regions in pairs:
