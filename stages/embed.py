@@ -115,10 +115,11 @@ def _region_treatments(padded: list, boxes: list, treatments) -> list[str] | Non
 def _hide_keyed(protected, mask, boxes, params, ctx: StageContext, treatments=None):
     from imnkit.protect.keyed import hide
 
+    labels = ctx.options.get("aux_face_labels")  # a video: regions -> each one's tracked person, for its face key
     result = hide(protected, mask, boxes, method=params["method"], source=ctx.options.get("keys"),
                   masked_psnr=params["masked_psnr"], codec=params["codec"], max_quality=params["quality"],
                   key=ctx.options.get("content_key"), context=ctx.options.get("aux_context"),  # a video's one key
-                  treatments=treatments)
+                  treatments=treatments, face_labels=labels(boxes) if labels is not None else None)
     return result.masked, result.aux, result.report
 
 

@@ -311,3 +311,30 @@ def test_a_region_shared_with_someone_not_asked_for_stays_masked():
     assert opened.regions_of(0, {1}) == ([], 1)
     assert opened.regions_of(0, {1, 2}) == ([1], 0)
     assert opened.regions_of(0, {0, 1, 2}) == ([0, 1], 0)
+
+
+def test_one_tracked_person_has_one_face_key_in_every_frame(people, tmp_path):
+    """Each frame's regions are labelled by track in the authenticated frame header (face key = HKDF(content
+    key, 'imnkit.face/t{N}')): the same key for track N in every frame, another for each other track."""
+    from imnkit.protect.keyed import face_key
+    from imnkit.protect.recipients import read_identity
+    from imnkit.video.aux import OpenedAux, face_labels
+
+    clip = tmp_path / "two.mkv"
+    two_people_clip(clip, frames=4)
+    out = tmp_path / "out"
+    assert invoke("run", "mask", clip, "-o", out, "--recipient", people["alice"][1]).exit_code == 0
+    mkv = out / "two.masked.mkv"
+    raw = attached_aux(mkv)
+    aux = Bundle.from_bytes(raw, framework="numpy")
+    labels = [f["header"]["face_labels"] for f in aux.meta["aux.frames"]]
+    assert labels == [face_labels(f["tracks"]) for f in aux.meta["aux.frames"]] == [["t0", "t1"]] * 4
+    opened = OpenedAux(aux, KeySource(identities=[read_identity(people["alice"][0])]))
+    assert face_key(opened.key, "t0") != face_key(opened.key, "t1") != face_key(opened.key, 0)
+    # the labels are authenticated: frame 0's two labels swapped no longer opens
+    swapped = raw.replace(b'\\"face_labels\\": [\\"t0\\", \\"t1\\"]', b'\\"face_labels\\": [\\"t1\\", \\"t0\\"]', 1)
+    assert swapped != raw
+    edited = tmp_path / "edited.masked.mkv"
+    attach(mkv, edited, swapped, video_timestamps(mkv)[0])
+    r = invoke("extract", edited, "--identity", people["alice"][0], "-o", tmp_path / "no.mkv")
+    assert r.exit_code == 4 and AUTH_FAILED in r.stderr and not (tmp_path / "no.mkv").exists()

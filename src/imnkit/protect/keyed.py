@@ -63,7 +63,7 @@ def associated_data(header: dict) -> bytes:
 def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, int, int]], *, method: str,
          source: KeySource | None = None, masked_psnr: float = 52.0, codec: str = "auto",
          max_quality: int = 99, key: bytes | None = None, context: dict | None = None,
-         treatments: list[str] | None = None) -> HideResult:
+         treatments: list[str] | None = None, face_labels: list[str] | None = None) -> HideResult:
     """Seal each region of ``boxes`` of ``protected`` under its own face key and hide it with ``method``.
 
     ``key``: a content key the caller keeps (a video's one key, locked once in its own aux) instead of
@@ -72,8 +72,9 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     did in each region (listed by ``imnkit inspect``; no pixels).
 
     Each region ``i`` is sealed under the face key ``HKDF(content key, "imnkit.face/i")``, so one face
-    can be taken off alone. ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over each
-    region) the embedding may cost. A region whose payload does not fit its carrier, or would come
+    can be taken off alone. ``face_labels``: a label per region to use instead of ``i`` (authenticated in
+    the header), so that one person keeps one face key across the frames of a clip (``t3``: track 3).
+    ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over each region) the embedding may cost. A region whose payload does not fit its carrier, or would come
     back under :data:`FACE_FLOOR_DB` (small faces), travels encrypted and lossless in the aux. ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed;
     lossless: detached), ``lossless`` or ``avif``.
     """
@@ -90,6 +91,11 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
         header["context"] = context
     if treatments is not None and len(treatments) == len(boxes):
         header["treatments"] = [str(t) for t in treatments]
+    if face_labels is not None:
+        header["face_labels"] = [str(label) for label in face_labels]
+        if len(header["face_labels"]) != len(boxes) or len(set(header["face_labels"])) != len(boxes):
+            raise UsageError("face_labels must give each region its own label")
+    labels = header.get("face_labels") or list(range(len(boxes)))
     entries, plaintexts, samples = [], [], []
     for box, crop, keep in zip(boxes, crops, maps):
         coded, carried = _encode_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality)
@@ -118,7 +124,7 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     masked, in_aux = mask.copy(), []
     ad = associated_data(_authenticated(header))
     for i, (box, keep, entry, plaintext, carried) in enumerate(zip(boxes, maps, entries, plaintexts, samples)):
-        fkey = face_key(key, i)
+        fkey = face_key(key, labels[i])
         _, ciphertext = crypto.seal(crypto.subkey(fkey, _PAYLOAD_KEY), plaintext, ad, bytes.fromhex(entry["nonce"]))
         if carried is None:
             in_aux.append(ciphertext)
@@ -132,8 +138,9 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     return HideResult(masked=masked, aux=aux, report=report)
 
 
-def face_key(key: bytes, index: int) -> bytes:
-    """The key that seals region ``index`` alone: HKDF of the content key with the region's label."""
+def face_key(key: bytes, index: int | str) -> bytes:
+    """The key that seals region ``index`` alone: HKDF of the content key with the region's label (its
+    index, or the ``face_labels`` entry it was hidden with)."""
     return crypto.subkey(key, f"imnkit.face/{index}")
 
 
@@ -313,8 +320,9 @@ def recover(masked: np.ndarray, aux: Bundle, source: KeySource | None = None,
     ad = associated_data(_authenticated(header))
     notes: list[str] = []
     recovered = _same_size(masked, h, w, notes)
+    labels = header.get("face_labels") or list(range(len(boxes)))
     for i in chosen:
-        (y0, x0, y1, x1), entry, fkey = boxes[i], entries[i], face_key(key, i)
+        (y0, x0, y1, x1), entry, fkey = boxes[i], entries[i], face_key(key, labels[i])
         if entry["carry"] == "stego":
             try:
                 layout = stego.Layout.from_list(entry["layout"])
@@ -414,9 +422,11 @@ def _well_formed(header: dict) -> bool:
                 and isinstance(header["nonce"], str)
                 and ("stego" not in header or (_ints(header["stego"]["layout"], 3)
                                                and isinstance(header["stego"]["map_sha256"], str))))
-    entries = header["payloads"]
+    entries, labels = header["payloads"], header.get("face_labels")
     return (isinstance(entries, list) and len(entries) == len(header["regions"])
             and all(_entry_well_formed(e) for e in entries)
+            and (labels is None or (isinstance(labels, list) and len(labels) == len(entries)
+                                    and all(isinstance(x, str) for x in labels) and len(set(labels)) == len(labels)))
             and (all(e["carry"] == "aux" for e in entries) or isinstance(header["map_sha256"], str)))
 
 

@@ -27,6 +27,8 @@ but only whole (:attr:`OpenedAux.tracked` is False).
 
 One person at a time: the frame records say which regions hold which track, authenticated by the
 manifest, so :meth:`OpenedAux.regions_of` picks the regions of the tracks asked for, frame by frame.
+Each region is sealed under the face key of its label (:func:`face_labels`, in the frame's
+authenticated header), so a tracked person has the same face key in every frame.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ VIDEO_AUX_FORMAT = 3  # 3: which regions hold which tracked person; 2: each fram
 KIND = "video"
 _MANIFEST_KEY = "imnkit.video-manifest"
 _FRAME_TENSORS = ("carrier_map", "payload")
+
+
+def face_labels(region_tracks: list[list[int]]) -> list[str]:
+    """Each region's label for its face key (:func:`imnkit.protect.keyed.face_key`): ``t3`` for track 3,
+    so one person has one face key in every frame; ``t1+2`` for a region that holds two (merged: they
+    overlap); ``r0`` for a region that holds no tracked face (not expected). Unique within a frame:
+    regions do not overlap, and each face lies in one."""
+    return ["t" + "+".join(map(str, sorted(t))) if t else f"r{i}" for i, t in enumerate(region_tracks)]
 
 
 def is_video_aux(aux: Bundle) -> bool:

@@ -37,7 +37,7 @@ from imnkit.recipe import INPUT_IMAGE_KEY, RunResult, Runner, StageStep
 from imnkit.stage import StageContext, run_stage
 from imnkit.video import io
 from imnkit.video.attachment import attach
-from imnkit.video.aux import AuxWriter
+from imnkit.video.aux import AuxWriter, face_labels
 from imnkit.video.staging import PRIVATE, SHAREABLE, staged
 from imnkit.video.track import FaceTracker, Track, faces_at, region_tracks
 
@@ -130,17 +130,18 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     # Runs in worker threads. The frame's time (third argument) is sealed once the clip is written:
     # the muxer may still round and shift it.
     def process(index: int, image: np.ndarray, _when: object) -> np.ndarray:
-        faces, names = faces_at(tracks, index, image.shape[:2])
+        shape_of = image.shape[:2]
+        faces, names = faces_at(tracks, index, shape_of)
         bundle = Bundle(tensors={INPUT_IMAGE_KEY: image},
                         meta={"faces.treatment": [f.treatment for f in faces], "swap.pinned": names,
                               "faces.source": [f.source for f in faces]})
         store_faces(bundle, faces)
-        ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index)}
+        ctx_options = {**options, "content_key": writer.key, "aux_context": writer.context(index),
+                       "aux_face_labels": lambda regions: face_labels(region_tracks(tracks, index, shape_of, regions))}
         _run(runner, frame_steps, bundle, ctx_options, seed, per_frame=True)
         masked = np.asarray(bundle.tensors["image.masked"])
         regions = bundle.meta["aux.header"]["regions"]
-        writer.add(index, bundle.subset("aux."), pixels_digest(masked),
-                   region_tracks(tracks, index, image.shape[:2], regions))
+        writer.add(index, bundle.subset("aux."), pixels_digest(masked), region_tracks(tracks, index, shape_of, regions))
         return masked
 
     try:
