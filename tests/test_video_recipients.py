@@ -338,3 +338,29 @@ def test_one_tracked_person_has_one_face_key_in_every_frame(people, tmp_path):
     attach(mkv, edited, swapped, video_timestamps(mkv)[0])
     r = invoke("extract", edited, "--identity", people["alice"][0], "-o", tmp_path / "no.mkv")
     assert r.exit_code == 4 and AUTH_FAILED in r.stderr and not (tmp_path / "no.mkv").exists()
+
+
+# -- rekey ------------------------------------------------------------------------------------------------
+def test_rekey_a_clip_and_its_sidecar_changes_no_frame_and_shuts_out_the_old_identity(people, clip, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "mask", clip, "-o", out, "--recipient", people["alice"][1], "--sidecar").exit_code == 0
+    mkv, aux = out / "clip.masked.mkv", out / "clip.aux.safetensors"
+    frames, times, sound = decode(mkv), video_timestamps(mkv), sound_packets(mkv)
+    before = mkv.read_bytes()
+    r = invoke("rekey", mkv, "--identity", people["eve"][0], "--recipient", people["eve"][1])  # eve cannot open it
+    assert r.exit_code == 4 and AUTH_FAILED in r.stderr and mkv.read_bytes() == before
+    log = tmp_path / "audit.jsonl"
+    r = invoke("rekey", out, "--identity", people["alice"][0], "--recipient", people["eve"][1], "--audit-log", log)
+    assert r.exit_code == 0, r.stderr
+    assert mkv.read_bytes() != before and len(log.read_text().splitlines()) == 2  # the clip and its sidecar
+    assert all(np.array_equal(a, b) for a, b in zip(decode(mkv), frames))  # not one pixel changed
+    assert len(decode(mkv)) == len(frames) and video_timestamps(mkv) == times and sound_packets(mkv) == sound
+    assert mkv.stat().st_mode & 0o777 == 0o644 and aux.stat().st_mode & 0o777 == 0o600
+    for source in ([], ["--aux", aux]):  # the attachment, and the sidecar: alice is out, eve is in
+        rec = tmp_path / "rec.mkv"
+        r = invoke("extract", mkv, *source, "--identity", people["alice"][0], "-o", rec)
+        assert r.exit_code == 4 and AUTH_FAILED in r.stderr and not rec.exists()
+        r = invoke("extract", mkv, *source, "--identity", people["eve"][0], "-o", rec)
+        assert r.exit_code == 0, r.stderr
+        assert all(np.array_equal(a, b) for a, b in zip(decode(rec), decode(clip))) and len(decode(rec)) == 8
+        rec.unlink()

@@ -17,7 +17,7 @@ app.add_typer(audit_app, name="audit")
 
 @app.command("rekey")
 def rekey_cmd(
-    inputs: Annotated[list[Path], typer.Argument(help="Masked PNGs (aux inside), aux files, or folders (recursive).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Masked PNGs and .mkv clips (aux inside), aux files, or folders (recursive).")],
     identity: IdentityOpt = [],
     recipient: RecipientOpt = [],
     recipients_file: RecipientsFile = None,
@@ -77,7 +77,7 @@ def _files(inputs: list[Path]) -> list[Path]:
     out: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.is_file() and (p.name.endswith(".masked.png")
+            out += sorted(p for p in item.rglob("*") if p.is_file() and (p.name.endswith((".masked.png", ".masked.mkv"))
                                                                           or p.name.endswith(".aux.safetensors")))
         elif item.is_file():
             out.append(item)

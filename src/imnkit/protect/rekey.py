@@ -64,7 +64,17 @@ def _strings(raw: bytes) -> dict[str, str]:
 
 
 def rekey_file(path: Path, source: KeySource, recipients: list[Recipient]) -> tuple[bytes, str]:
-    """The new bytes of a masked PNG (aux inside) or an aux file at ``path``: (bytes, opener's fingerprint)."""
+    """The new bytes of a masked PNG (aux inside), a masked clip (aux attached) or an aux file at ``path``:
+    (bytes, opener's fingerprint). Clips and their auxes: :mod:`imnkit.video.rekey`."""
+    from ..media import is_video_path
+    from ..video import is_video_aux_file
+
+    if is_video_path(path) or is_video_aux_file(path):
+        from ..video.rekey import rekey_aux_bytes, rekey_clip
+
+        if is_video_path(path):
+            return rekey_clip(path, source, recipients)
+        return rekey_aux_bytes(path.read_bytes(), str(path), source, recipients)
     data = path.read_bytes()
     if data.startswith(b"\x89PNG"):
         return rekey_png(data, str(path), source, recipients)

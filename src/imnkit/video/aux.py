@@ -105,14 +105,37 @@ class AuxWriter:
             record["pts"] = int(pts)
         self.header["frames"] = len(frames)
         self.header["time_base"] = str(Fraction(time_base))
-        digest = hashlib.sha256(associated_data({"frames": frames})).digest()
-        nonce = crypto.new_nonce()
-        self.header["manifest_nonce"] = nonce.hex()
-        _, sealed = crypto.seal(crypto.subkey(self.key, _MANIFEST_KEY), digest, associated_data(self.header), nonce)
-        tensors = {**self.tensors, "aux.manifest": bytes_tensor(sealed)}
+        tensors = {**self.tensors, "aux.manifest": bytes_tensor(seal_manifest(self.key, self.header, frames))}
         meta = {"aux.kind": KIND, "aux.format": VIDEO_AUX_FORMAT, "aux.method": KIND, "aux.video": self.header,
                 "aux.frames": frames}
         return Bundle(tensors=tensors, meta=meta)
+
+
+def seal_manifest(key: bytes, header: dict, frames: list[dict]) -> bytes:
+    """The manifest: the sha256 of the frame list sealed under ``key``'s manifest subkey with ``header`` as
+    associated data; sets ``header["manifest_nonce"]`` (fresh) first, as it is part of that data."""
+    digest = hashlib.sha256(associated_data({"frames": frames})).digest()
+    nonce = crypto.new_nonce()
+    header["manifest_nonce"] = nonce.hex()
+    _, sealed = crypto.seal(crypto.subkey(key, _MANIFEST_KEY), digest, associated_data(header), nonce)
+    return sealed
+
+
+def rekey(aux: Bundle, source: KeySource, recipients: list) -> Bundle:
+    """``aux`` (sealed to recipients) with its content key sealed to ``recipients`` instead.
+
+    ``source`` holds the old identities; AuthenticationError when none opens it, or the aux was changed.
+    The frames' records, payloads and carrier maps stay byte for byte (the masked frames need no change);
+    the clip header's ``key`` entry is replaced and the manifest sealed again over it.
+    """
+    from imnkit.protect.recipients import seal_to
+
+    opened = OpenedAux(aux, source)  # authenticates: the manifest under the content key
+    if opened.header["key"].get("wrap") != "recipients":
+        raise crypto.AuthenticationError()  # rekey opens with an identity: an aux locked otherwise is refused
+    header = {**opened.header, "key": {"wrap": "recipients", "recipients": seal_to(opened.key, recipients, b"")}}
+    manifest = seal_manifest(opened.key, header, opened.frames)
+    return Bundle(tensors={**aux.tensors, "aux.manifest": bytes_tensor(manifest)}, meta={**aux.meta, "aux.video": header})
 
 
 class OpenedAux:
