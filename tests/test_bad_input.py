@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from imnkit.bundle import load_bundle
 from imnkit.cli import app
 from imnkit.nets.imn import InvertibleMaskNet
 from imnkit.imageio import load_image
@@ -189,6 +190,9 @@ def test_determinism_byte_identical_outputs(tmp_path, weights, face_rgb):
     assert outs[0].keys() == {"face.masked.png", "face.aux.safetensors", "face.mask.png", "face.recovered.png"}
     sealed_a, sealed_b, inn_c, inn_d = outs
     assert sealed_a["face.mask.png"] == sealed_b["face.mask.png"] == inn_c["face.mask.png"]
-    assert sealed_a["face.masked.png"] != sealed_b["face.masked.png"]  # a fresh key per seal
+    assert sealed_a["face.aux.safetensors"] != sealed_b["face.aux.safetensors"]  # a fresh key and nonce per seal
+    carried = load_bundle(tmp_path / "a" / "face.aux.safetensors").meta["aux.header"]["payloads"][0]["carry"]
+    # embedded, the payload lands in a key-dependent order; carried in the aux, the masked photo is the Mask
+    assert (sealed_a["face.masked.png"] != sealed_b["face.masked.png"]) == (carried == "stego")
     assert load_image(tmp_path / "a" / "face.recovered.png").tobytes() == load_image(tmp_path / "b" / "face.recovered.png").tobytes()
     assert inn_c == inn_d
