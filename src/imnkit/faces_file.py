@@ -41,6 +41,10 @@ identity: a :class:`~imnkit.errors.UsageError` (exit 2) with one line naming the
 Public API (used by ``imnkit faces``, ``imnkit run --faces`` and the review page):
 :data:`SCHEMA`, :func:`detect_faces`, :func:`faces_document`, :func:`write_faces_file`,
 :func:`load_faces_file`, :func:`faces_file_for`; :func:`file_box` / :func:`record_box`.
+
+Clips (the same schema, a ``clip`` and ``tracks`` instead of ``photo`` and ``faces``; the section at
+the end of this module): :func:`detect_clip_faces`, :func:`clip_facts`, :func:`load_clip_faces_file`,
+:func:`track_box`; ``imnkit run`` on a clip masks exactly the tracks listed (:mod:`imnkit.video.mask`).
 """
 
 from __future__ import annotations
@@ -118,11 +122,12 @@ def _photo(path: Path | None, image: np.ndarray) -> dict:
 
 def dumps(doc: dict) -> str:
     """The file's text: one face per line, so a person can edit it and a diff shows each face."""
-    head = {k: v for k, v in doc.items() if k != "faces"}
-    lines = [json.dumps(f, allow_nan=False) for f in doc.get("faces", [])]
+    key = "tracks" if "tracks" in doc else "faces"  # a clip's file: one track per line
+    head = {k: v for k, v in doc.items() if k != key}
+    lines = [json.dumps(f, allow_nan=False) for f in doc.get(key, [])]
     body = json.dumps(head, indent=2, allow_nan=False)[:-2]  # without the closing "\n}"
     faces = "[]" if not lines else "[\n    " + ",\n    ".join(lines) + "\n  ]"
-    return f'{body},\n  "faces": {faces}\n}}\n'
+    return f'{body},\n  "{key}": {faces}\n}}\n'
 
 
 def write_faces_file(path: Path, doc: dict, *, overwrite: bool = False) -> Path:
@@ -143,21 +148,9 @@ def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
     Raises:
         UsageError: not a faces file, another photo's, or a face that cannot be (one line each).
     """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read the faces file ({err.strerror or type(err).__name__})") from None
-    if len(raw) > _MAX_BYTES:
-        raise UsageError(f"{path}: too large for a faces file")
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
-        detail = f"line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
-        raise UsageError(f"{path}: not valid JSON ({detail})", hint="fix the file, or write it again with imnkit faces") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise UsageError(f"{path}: not an {SCHEMA} faces file (its \"schema\" is not \"{SCHEMA}\")")
+    doc = _read_doc(Path(path))
+    if "clip" in doc and "photo" not in doc:
+        raise UsageError(f"{path}: a clip's faces file, not a photo's", hint="run imnkit faces on this photo to list its faces")
     unknown = sorted(set(doc) - {"schema", "photo", "faces"})
     if unknown:
         raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, photo, faces)")
@@ -172,6 +165,25 @@ def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
     if not isinstance(faces, list):
         raise UsageError(f"{path}: \"faces\" must be a list")
     return [check_face(f, i, (h, w), str(path)) for i, f in enumerate(faces)]
+
+
+def _read_doc(path: Path) -> dict:
+    """A faces file's JSON object with the right ``schema`` (photo or clip); UsageError otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_BYTES + 1)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read the faces file ({err.strerror or type(err).__name__})") from None
+    if len(raw) > _MAX_BYTES:
+        raise UsageError(f"{path}: too large for a faces file")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
+        detail = f"line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise UsageError(f"{path}: not valid JSON ({detail})", hint="fix the file, or write it again with imnkit faces") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UsageError(f"{path}: not an {SCHEMA} faces file (its \"schema\" is not \"{SCHEMA}\")")
+    return doc
 
 
 def face_entry(face, *, treatment: str | None = None) -> dict:
@@ -247,6 +259,12 @@ def check_face(face: Any, index: int, shape: tuple[int, int], where: str = "face
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)):
         raise UsageError(f"{at}: \"score\" must be a number or null")
     out["score"] = None if score is None else float(score)
+    _check_choices(out, at)
+    return out
+
+
+def _check_choices(out: dict, at: str) -> None:
+    """The keys a photo's face and a clip's track share: treatment, identity, review."""
     if out["treatment"] is not None and out["treatment"] not in TREATMENTS:
         raise UsageError(f"{at}: unknown treatment {out['treatment']!r} (known: {', '.join(TREATMENTS)}, or null)")
     if out["identity"] is not None:
@@ -257,10 +275,9 @@ def check_face(face: Any, index: int, shape: tuple[int, int], where: str = "face
             raise UsageError(f"{at}: unknown identity {out['identity']!r}", hint="imnkit identities lists the pool")
     if not isinstance(out["review"], bool):
         raise UsageError(f"{at}: \"review\" must be true or false")
-    return out
 
 
-def _box(box: Any, shape: tuple[int, int], at: str) -> list[int]:
+def _box(box: Any, shape: tuple[int, int], at: str, what: str = "photo") -> list[int]:
     h, w = shape
     if (not isinstance(box, list) or len(box) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
@@ -269,7 +286,7 @@ def _box(box: Any, shape: tuple[int, int], at: str) -> list[int]:
     if x1 <= x0 or y1 <= y0:
         raise UsageError(f"{at}: the box [{x0}, {y0}, {x1}, {y1}] has zero area (it needs x1 > x0 and y1 > y0)")
     if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise UsageError(f"{at}: the box [{x0}, {y0}, {x1}, {y1}] lies outside the {w}x{h} photo")
+        raise UsageError(f"{at}: the box [{x0}, {y0}, {x1}, {y1}] lies outside the {w}x{h} {what}")
     return [x0, y0, x1, y1]
 
 
@@ -283,3 +300,169 @@ def _points(points: Any, at: str) -> list[list[float]] | None:
     if not ok:
         raise UsageError(f"{at}: \"points\" must be five [x, y] pairs or null")
     return [[float(x), float(y)] for x, y in points]
+
+
+# Clips ----------------------------------------------------------------------------------------------
+# A clip's faces file lists tracks, not faces (docs/review.md, "Clips"):
+#   {"schema": "imnkit.faces/1",
+#    "clip": {"name": "clip.mp4", "width": W, "height": H, "frames": N, "sha256": "<frames_digest>"},
+#    "tracks": [{"id": 0, "first": 0, "last": 47, "boxes": {"0": [x0, y0, x1, y1], "8": [...], ...},
+#                "treatment": null, "identity": null, "review": false}]}
+# ``boxes`` holds a box at a few key frames (JSON keys: the frame numbers, from 0, upright frames);
+# between them a track's box is interpolated linearly, before its first key frame and after its last
+# it is held; a track covers exactly its frames ``first``..``last``.
+
+TRACK_KEYS = ("id", "first", "last", "boxes", "treatment", "identity", "review")
+
+
+class FramesDigest:
+    """sha256 of a clip's decoded frames, fed in order: each frame's upright RGB pixels, row-major,
+    as imnkit decodes them (the file's container, timestamps and sound are not part of it)."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._sha = hashlib.sha256()
+        self.frames = 0
+        self.shape: tuple[int, int] | None = None
+
+    def add(self, image: np.ndarray) -> None:
+        self._sha.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        self.frames += 1
+        self.shape = (int(image.shape[0]), int(image.shape[1]))
+
+    def facts(self, path: Path | None) -> dict:
+        """The file's ``clip`` object."""
+        h, w = self.shape or (0, 0)
+        return {"name": None if path is None else Path(path).name, "width": w, "height": h,
+                "frames": self.frames, "sha256": self._sha.hexdigest()}
+
+
+def clip_facts(path: Path) -> dict:
+    """A clip's ``clip`` object (name, upright size, frame count, frames' digest): decodes every frame."""
+    from .video import io
+
+    digest = FramesDigest()
+    for image in io.frames(io.probe(path)):
+        digest.add(image)
+    return digest.facts(path)
+
+
+def detect_clip_faces(path: Path, *, recipe: str = "mask", sets: Sequence[str] = (), device: str | None = None) -> dict:
+    """The faces file of clip ``path``: the tracks the recipe's tracking pass finds (nothing masked).
+
+    Each track lists its box at the tracker's key frames (every ``detect_every`` frames) and at its
+    first and last frame, clipped to the frame; identity null (dealt when masked).
+    """
+    from .recipe import Runner, load_recipe, resolve_recipe_path
+    from .video import io
+    from .video.mask import track_clip
+
+    runner = Runner(load_recipe(resolve_recipe_path(recipe), sets=list(sets), device=device),
+                    options={"allow_no_face": True})
+    digest = FramesDigest()
+    tracks, tracker = track_clip(runner, io.probe(path), name=False, on_frame=lambda _i, image: digest.add(image))
+    facts = digest.facts(path)
+    entries = []
+    for t in tracks:
+        keys = sorted({f for f in t.boxes if f % tracker.every == 0} | {min(t.boxes), max(t.boxes)})
+        boxes = {str(f): b for f in keys if (b := _clipped(t.boxes[f], facts)) is not None}
+        if boxes:  # a track whose every box lies outside the frame is never masked: not listed
+            entries.append({"id": len(entries), "first": min(t.boxes), "last": max(t.boxes), "boxes": boxes,
+                            "treatment": None, "identity": None, "review": False})
+    return {"schema": SCHEMA, "clip": facts, "tracks": entries}
+
+
+def _clipped(box: Sequence[int], facts: dict) -> list[int] | None:
+    """An imnkit box as a file box clipped to the frame; None when nothing of it is inside."""
+    x0, y0, x1, y1 = file_box(box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(facts["width"], x1), min(facts["height"], y1)
+    return [x0, y0, x1, y1] if x1 > x0 and y1 > y0 else None
+
+
+def load_clip_faces_file(path: Path, facts: dict) -> list[dict]:
+    """The tracks ``path`` lists for the clip of ``facts`` (:func:`clip_facts`), checked, defaults filled.
+
+    Raises:
+        UsageError: not a faces file, a photo's or another clip's, or a track that cannot be (one line each).
+    """
+    doc = _read_doc(Path(path))
+    if "photo" in doc and "clip" not in doc:
+        raise UsageError(f"{path}: a photo's faces file, not a clip's", hint="run imnkit faces on this clip to list its tracks")
+    unknown = sorted(set(doc) - {"schema", "clip", "tracks"})
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, clip, tracks)")
+    clip = doc.get("clip")
+    if not isinstance(clip, dict) or not isinstance(clip.get("sha256"), str):
+        raise UsageError(f"{path}: its \"clip\" has no sha256 digest")
+    if any(clip.get(k) != facts[k] for k in ("width", "height", "frames", "sha256")):
+        raise UsageError(f"{path}: the faces file is for another clip (its frames' digest differs)",
+                         hint="run imnkit faces on this clip to list its tracks")
+    tracks = doc.get("tracks")
+    if not isinstance(tracks, list):
+        raise UsageError(f"{path}: \"tracks\" must be a list")
+    out = [check_track(t, i, (facts["height"], facts["width"]), facts["frames"], str(path)) for i, t in enumerate(tracks)]
+    ids = [t["id"] for t in out]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise UsageError(f"{path}: track id {twice[0]} is listed twice (ids must differ)")
+    return out
+
+
+def check_track(track: Any, index: int, shape: tuple[int, int], frames: int, where: str = "tracks") -> dict:
+    """One track entry checked against a clip of ``frames`` frames of ``shape`` (H, W); defaults filled.
+
+    ``boxes`` is required; ``first`` and ``last`` default to its first and last key frame.
+    """
+    at = f"{where}: track {index + 1}"
+    if not isinstance(track, dict):
+        raise UsageError(f"{at}: must be an object with \"id\" and \"boxes\"")
+    unknown = sorted(set(track) - set(TRACK_KEYS))
+    if unknown:
+        raise UsageError(f"{at}: unknown key(s) {', '.join(unknown)} (known: {', '.join(TRACK_KEYS)})")
+    if not _is_int(track.get("id")) or track["id"] < 0:
+        raise UsageError(f"{at}: \"id\" must be a whole number >= 0")
+    at = f"{where}: track id {track['id']}"
+    raw = track.get("boxes")
+    if not isinstance(raw, dict) or not raw:
+        raise UsageError(f"{at}: \"boxes\" must map key frames to boxes, e.g. {{\"0\": [x0, y0, x1, y1]}}")
+    boxes: dict[int, list[int]] = {}
+    for key, box in raw.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()):
+            raise UsageError(f"{at}: the key frame {key!r} is not a frame number")
+        f = int(key)
+        if f >= frames:
+            raise UsageError(f"{at}: frame {f} is out of range (the clip has {frames} frames: 0 to {frames - 1})")
+        boxes[f] = _box(box, shape, f"{at}, frame {f}", "frame")
+    out = {"id": track["id"], "first": track.get("first", min(boxes)), "last": track.get("last", max(boxes))}
+    for k in ("first", "last"):
+        if not _is_int(out[k]) or not 0 <= out[k] < frames:
+            raise UsageError(f"{at}: \"{k}\" {out[k]!r} is out of range (the clip has {frames} frames: 0 to {frames - 1})")
+    if out["first"] > out["last"]:
+        raise UsageError(f"{at}: \"first\" {out['first']} comes after \"last\" {out['last']}")
+    outside = [f for f in boxes if not out["first"] <= f <= out["last"]]
+    if outside:
+        raise UsageError(f"{at}: the box at frame {outside[0]} lies outside its frames {out['first']} to {out['last']}")
+    out["boxes"] = {str(f): boxes[f] for f in sorted(boxes)}
+    out.update({k: track.get(k, _DEFAULTS[k]) for k in ("treatment", "identity", "review")})
+    _check_choices(out, at)
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def track_box(entry: dict, index: int) -> tuple[int, int, int, int]:
+    """A checked track entry's box at frame ``index`` as imnkit's ``(y0, x0, y1, x1)``: interpolated
+    linearly between its key frames, held before the first and after the last."""
+    keys = sorted(int(f) for f in entry["boxes"])
+    if index <= keys[0] or index >= keys[-1]:
+        return record_box(entry["boxes"][str(keys[0] if index <= keys[0] else keys[-1])])
+    hi = next(k for k in keys if k >= index)
+    lo = max(k for k in keys if k <= index)
+    if lo == hi:
+        return record_box(entry["boxes"][str(lo)])
+    t = (index - lo) / (hi - lo)
+    a, b = np.asarray(entry["boxes"][str(lo)], np.float64), np.asarray(entry["boxes"][str(hi)], np.float64)
+    return record_box([int(round(v)) for v in a + t * (b - a)])

@@ -33,7 +33,7 @@ def run_cmd(
     share_copy: Annotated[bool, typer.Option("--share-copy", help="Videos: also write {stem}.masked.mp4 (H.264, small, for viewing; not recoverable except with embed.method=detached: docs/video.md).")] = False,
     audio: Annotated[str, typer.Option("--audio", help="Videos: copy the sound as it is (default) or drop it. The sound is neither masked nor authenticated, and a voice identifies people (docs/security.md).")] = "copy",
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a local Ray, or the cluster at RAY_ADDRESS; needs imnkit\\[ray]: docs/scale-out.md).")] = "local",
-    faces: Annotated[Optional[str], typer.Option("--faces", help="Mask exactly the faces listed in this faces file (one photo) or in FOLDER/{stem}.faces.json (imnkit faces; docs/review.md).")] = None,
+    faces: Annotated[Optional[str], typer.Option("--faces", help="Mask exactly the faces listed in this faces file (one photo or clip) or in FOLDER/{stem}.faces.json (imnkit faces; docs/review.md).")] = None,
     passphrase: PassphraseFlag = False,
     passphrase_file: PassphraseFile = None,
     key_file: KeyFile = None,
@@ -154,7 +154,7 @@ def _url_inputs(inputs: list[str], out_dir: str | None):
 def _faces_files(files: list[Path], where: str, engine: str) -> dict[str, list[dict]]:
     """--faces: each photo's checked faces-file entries, keyed as the align stage looks them up."""
     from ..errors import UsageError
-    from ..faces_file import faces_file_for, load_faces_file
+    from ..faces_file import clip_facts, faces_file_for, load_clip_faces_file, load_faces_file
     from ..imageio import load_image
     from ..video import is_video_path
 
@@ -166,16 +166,19 @@ def _faces_files(files: list[Path], where: str, engine: str) -> dict[str, list[d
     elif src.is_file() and len(files) == 1:
         pairs = [(files[0], src)]
     elif src.is_file():
-        raise UsageError("--faces FILE goes with one photo", hint="for several, give the folder of their {stem}.faces.json files")
+        raise UsageError("--faces FILE goes with one photo or clip", hint="for several, give the folder of their {stem}.faces.json files")
     else:
         raise UsageError(f"--faces {where}: no such file or folder")
     out = {}
     for f, path in pairs:
-        if is_video_path(f) or f.suffix.lower() == ".safetensors":
-            raise UsageError(f"{f}: --faces takes photos (faces files for clips and bundles are not supported)")
+        if f.suffix.lower() == ".safetensors":
+            raise UsageError(f"{f}: --faces takes photos and clips (faces files for bundles are not supported)")
         if not path.is_file():
             raise UsageError(f"{f}: its faces file {path} does not exist", hint="write it with imnkit faces")
-        out[str(f)] = load_faces_file(path, load_image(f))
+        if is_video_path(f):  # a clip's file lists tracks; checked against its decoded frames
+            out[str(f)] = load_clip_faces_file(path, clip_facts(f))
+        else:
+            out[str(f)] = load_faces_file(path, load_image(f))
     return out
 
 

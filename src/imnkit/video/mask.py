@@ -13,6 +13,10 @@ written in a private folder beside them (:mod:`imnkit.video.staging`: the aux 06
 renamed only when all are complete. The sound is copied, or left out with ``audio = "drop"``. Once the
 masked clip is written its frames' timestamps are read back and sealed into the aux with the frames.
 
+With a faces file (the run option ``faces``: ``imnkit run --faces``, docs/review.md) exactly the tracks it
+lists are masked: a tracked track it does not list is left as it is, a track added in it is fitted in
+its boxes frame by frame (:func:`_listed_tracks`).
+
 With keys sealed to recipients the aux holds no secret: it rides inside ``{stem}.masked.mkv`` as a
 Matroska attachment (:mod:`imnkit.video.attachment`), and the aux file is written only with the
 option ``sidecar``.
@@ -102,7 +106,7 @@ def _audio(options: dict[str, Any]) -> str:
 
 
 def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) -> tuple[dict, list[str]]:
-    align, frame_steps = _steps(runner)
+    _, frame_steps = _steps(runner)
     audio = _audio(runner.options)
     info = io.probe(inp)
     progress: Callable | None = runner.options.get("on_frames")
@@ -110,15 +114,12 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     seed = runner.options.get("seed")
 
     t0 = time.perf_counter()
-    tracker = FaceTracker(lambda img: _detect(runner, align, img, options),
-                          lambda img, faces: _identities(runner, frame_steps, img, faces, options, seed),
-                          every=int(runner.options.get("detect_every") or 8))
-    for i, image in enumerate(io.frames(info)):
-        tracker.feed(i, image)
-        if progress:
-            progress("tracking", i + 1, info.estimate)
-    tracks = tracker.finish()
-    if not tracks and not runner.options.get("allow_no_face"):  # as for a photo: exit 3 unless allowed
+    tracks, tracker = track_clip(runner, info)
+    listed = (runner.options.get("faces") or {}).get(str(inp))  # a faces file's checked tracks for this clip
+    listed_notes: list[str] = []
+    if listed is not None:
+        tracks, listed_notes = _listed_tracks(runner, frame_steps, info, tracks, listed, options, seed)
+    if not tracks and listed is None and not runner.options.get("allow_no_face"):  # as for a photo: exit 3
         raise NoFaceError(f"no face found in any of the {tracker.stats.frames} frames of {inp.name}",
                           hint="pass --allow-no-face to copy it unchanged, or lower --set align.threshold")
     t1 = time.perf_counter()
@@ -174,6 +175,7 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
                                                                        "masking": round(t2 - t1, 2)},
               "frames_per_s": round(count / max(t2 - t0, 1e-9), 2)}
     notes = [f"{count} frames, {stats['tracks']} tracked face(s), {stats['key_frames']} key frames"]
+    notes += listed_notes
     if stats["missed"]:
         notes.append(f"{stats['missed']} key frame(s) where detection missed a tracked face: masked with the "
                      "track's geometry")
@@ -182,6 +184,90 @@ def _mask(runner: Runner, inp: Path, planned: list[Path], *, overwrite: bool) ->
     for t in targets:
         notes += list(t.notes)
     return report, notes
+
+
+def track_clip(runner: Runner, info: io.VideoInfo, *, name: bool = True,
+               on_frame: Callable[[int, np.ndarray], None] | None = None) -> tuple[list[Track], FaceTracker]:
+    """The tracking pass alone: the clip's tracks (smoothed) and the tracker (its stats, ``every``).
+
+    ``name``: pin each new person's Mask identity (the swap stage's choice; ``imnkit faces`` lists
+    tracks without). ``on_frame(index, image)`` sees every upright frame (``imnkit faces`` digests them).
+    """
+    align, frame_steps = _steps(runner)
+    progress: Callable | None = runner.options.get("on_frames")
+    options = {**runner.options, "allow_no_face": True}
+    seed = runner.options.get("seed")
+    namer = ((lambda img, faces: _identities(runner, frame_steps, img, faces, options, seed)) if name
+             else (lambda img, faces: [None] * len(faces)))
+    tracker = FaceTracker(lambda img: _detect(runner, align, img, options), namer,
+                          every=int(runner.options.get("detect_every") or 8))
+    for i, image in enumerate(io.frames(info)):
+        tracker.feed(i, image)
+        if on_frame:
+            on_frame(i, image)
+        if progress:
+            progress("tracking", i + 1, info.estimate)
+    return tracker.finish(), tracker
+
+
+def _listed_tracks(runner: Runner, steps: list[StageStep], info: io.VideoInfo, tracked: list[Track],
+                   listed: list[dict], options: dict, seed: int | None) -> tuple[list[Track], list[str]]:
+    """The tracks to mask for a faces file's checked entries (:func:`imnkit.faces_file.load_clip_faces_file`),
+    in the file's order, and notes.
+
+    An entry whose key-frame boxes a tracked track overlaps (:func:`~imnkit.video.track.match_listed`)
+    is that track, cut to the entry's frames; any frame of the entry the track lacks (and every frame
+    of an entry no track matches: drawn by hand) gets landmarks fitted in the entry's interpolated box
+    (:func:`imnkit.face.detect.face_in_box`: dlib's 68 points, else the fallback), in one more pass over
+    the frames. Tracks not listed, and entries with treatment ``"none"``, are left as they are.
+    """
+    from imnkit.face.detect import TREATMENT_FALLBACK, face_in_box
+    from imnkit.faces_file import record_box, track_box
+    from imnkit.video.track import match_listed, restricted, smooth
+
+    wanted = [{int(f): record_box(b) for f, b in e["boxes"].items()} for e in listed]
+    matched = match_listed(tracked, wanted)
+    out: list[Track] = []
+    todo: list[tuple[Track, dict, set[int]]] = []  # (track, entry, frames to fit by hand)
+    for entry, j in zip(listed, matched):
+        if entry["treatment"] == "none":
+            continue
+        span = range(entry["first"], entry["last"] + 1)
+        t = Track(id=entry["id"], active=False) if j is None else restricted(tracked[j], span.start, span.stop - 1, entry["id"])
+        need = {i for i in span if i not in t.boxes}
+        if need:
+            todo.append((t, entry, need))
+        out.append(t)
+    if todo:
+        for i, image in enumerate(io.frames(info)):
+            for t, entry, need in todo:
+                if i not in need:
+                    continue
+                face = face_in_box(image, track_box(entry, i))
+                t.put(i, np.asarray(face.landmarks, np.float32), face.box, face.treatment)
+                if t.identity is None and entry["identity"] is None:  # its Mask: chosen where it comes in
+                    t.identity = _identities(runner, steps, image, [face], options, seed)[0]
+        for t, entry, need in todo:
+            if len(need) == len(t.boxes):  # drawn by hand: smoothed as a tracked face is
+                smooth(t, 1.0)
+    for t, entry in zip(out, [e for e, j in zip(listed, matched) if e["treatment"] != "none"]):
+        want = entry["treatment"]
+        if want is not None:
+            t.treatment = {i: v if want == "swap" and v == TREATMENT_FALLBACK else want for i, v in t.treatment.items()}
+        if entry["identity"] is not None:
+            t.identity = entry["identity"]
+    notes = []
+    dropped = sum(1 for j in range(len(tracked)) if j not in matched)
+    left = sum(1 for e, j in zip(listed, matched) if e["treatment"] == "none" and j is not None)
+    if dropped or left:
+        notes.append(f"{dropped + left} tracked face(s) not listed in the faces file (or listed with treatment "
+                     "none) left as they are")
+    hand = sum(1 for j, e in zip(matched, listed) if j is None and e["treatment"] != "none")
+    if hand:
+        notes.append(f"{hand} track(s) added in the faces file: landmarks fitted in their boxes")
+    if not out:
+        notes.append("the faces file lists no face to mask: passed through unchanged")
+    return out, notes
 
 
 def track_list(tracks: list[Track]) -> list[dict]:

@@ -272,3 +272,32 @@ def _present(tracks: Sequence[Track], index: int, shape: tuple[int, int]):
         box = (max(0, y0), max(0, x0), min(h, y1), min(w, x1))
         if box[2] > box[0] and box[3] > box[1]:
             yield n, t, box
+
+
+def match_listed(tracks: Sequence[Track], wanted: Sequence[dict[int, Box]], at_least: float = 0.5) -> list[int | None]:
+    """For each ``wanted`` track (its boxes at a few key frames: a faces file's entry), the tracked
+    track it is, or None (drawn by hand): the one whose boxes overlap its key-frame boxes most, by mean
+    IoU over those frames (a frame the track lacks counts 0), if that is at least ``at_least``. Each
+    tracked track is taken once, best pairs first (as :func:`imnkit.faces_file.listed_faces` for photos)."""
+    scores = []
+    for k, keys in enumerate(wanted):
+        for j, t in enumerate(tracks):
+            s = sum(iou(b, t.boxes[f]) if f in t.boxes else 0.0 for f, b in keys.items()) / max(1, len(keys))
+            if s >= at_least:
+                scores.append((s, k, j))
+    out: list[int | None] = [None] * len(wanted)
+    used: set[int] = set()
+    for _, k, j in sorted(scores, reverse=True):
+        if out[k] is None and j not in used:
+            out[k] = j
+            used.add(j)
+    return out
+
+
+def restricted(track: Track, first: int, last: int, id: int) -> Track:
+    """A copy of ``track`` holding only its frames ``first``..``last`` (a faces file may shorten it)."""
+    keep = [i for i in track.boxes if first <= i <= last]
+    return Track(id=id, identity=track.identity, landmarks={i: track.landmarks[i] for i in keep},
+                 boxes={i: track.boxes[i] for i in keep}, treatment={i: track.treatment[i] for i in keep},
+                 hits={i for i in track.hits if first <= i <= last}, missed={i for i in track.missed if first <= i <= last},
+                 active=False)
