@@ -132,6 +132,14 @@ def _edit(doc: dict, case: str) -> dict:
         t["last"], t["boxes"]["8"] = 8, t["boxes"]["7"]
     elif case == "first after last":
         t["first"], t["last"], t["boxes"] = 5, 2, {"5": t["boxes"]["0"]}
+    elif case == "last out of range":
+        t["last"] = 9
+    elif case == "id twice":
+        doc["tracks"].append(dict(t))
+    elif case == "key frame outside its frames":
+        t["last"] = 6
+    elif case == "unknown key":
+        t["frames"] = 8
     elif case == "photo file":
         doc = {"schema": SCHEMA, "photo": {"name": "a.png", "width": 160, "height": 160, "sha256": "0" * 64}, "faces": []}
     return doc
@@ -145,6 +153,10 @@ def _edit(doc: dict, case: str) -> dict:
     ("frame out of range", "out of range (the clip has 8 frames"),
     ("first after last", "comes after"),
     ("photo file", "a photo's faces file"),
+    ("last out of range", "\"last\" 9 is out of range"),
+    ("id twice", "track id 0 is listed twice"),
+    ("key frame outside its frames", "the box at frame 7 lies outside its frames 0 to 6"),
+    ("unknown key", "unknown key(s) frames"),
 ])
 def test_a_bad_clip_faces_file_exits_2_and_writes_nothing(clip, tmp_path, case, message):
     path = tmp_path / "bad.faces.json"
