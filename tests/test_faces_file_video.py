@@ -96,6 +96,18 @@ def test_an_unedited_file_masks_the_face_and_a_dropped_track_leaves_it_bare(clip
         assert np.array_equal(before, after)
 
 
+def test_a_tracked_face_listed_over_fewer_frames_is_masked_only_there(clip, tmp_path):
+    short = copy.deepcopy(clip["doc"])
+    t = short["tracks"][0]
+    t["last"], t["boxes"] = 3, {"0": t["boxes"]["0"]}
+    r = invoke("run", "mask", clip["path"], "-o", tmp_path, "--faces", _write(tmp_path, short))
+    assert r.exit_code == 0, r.output
+    masked = decode(tmp_path / "clip.masked.mkv")
+    box = record_box(t["boxes"]["0"])
+    assert all(not np.array_equal(_box_pixels(a, box), _box_pixels(b, box)) for a, b in zip(clip["frames"][:4], masked[:4]))
+    assert all(np.array_equal(a, b) for a, b in zip(clip["frames"][4:], masked[4:]))
+
+
 def test_a_track_added_by_hand_is_masked_in_its_frames_and_extracted(clip, tmp_path):
     """The detectors blinded, the face is listed by hand over frames 1..6 with boxes at those two frames."""
     tracked = clip["doc"]["tracks"][0]

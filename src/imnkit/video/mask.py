@@ -227,47 +227,41 @@ def _listed_tracks(runner: Runner, steps: list[StageStep], info: io.VideoInfo, t
 
     wanted = [{int(f): record_box(b) for f, b in e["boxes"].items()} for e in listed]
     matched = match_listed(tracked, wanted)
-    out: list[Track] = []
-    todo: list[tuple[Track, dict, set[int]]] = []  # (track, entry, frames to fit by hand)
+    kept: list[tuple[Track, dict, set[int]]] = []  # (track, its entry, frames to fit in the entry's boxes)
     for entry, j in zip(listed, matched):
         if entry["treatment"] == "none":
             continue
-        span = range(entry["first"], entry["last"] + 1)
-        t = Track(id=entry["id"], active=False) if j is None else restricted(tracked[j], span.start, span.stop - 1, entry["id"])
-        need = {i for i in span if i not in t.boxes}
-        if need:
-            todo.append((t, entry, need))
-        out.append(t)
-    if todo:
+        first, last = entry["first"], entry["last"]
+        t = Track(id=entry["id"], active=False) if j is None else restricted(tracked[j], first, last, entry["id"])
+        kept.append((t, entry, {i for i in range(first, last + 1) if i not in t.boxes}))
+    if any(need for _, _, need in kept):
         for i, image in enumerate(io.frames(info)):
-            for t, entry, need in todo:
+            for t, entry, need in kept:
                 if i not in need:
                     continue
                 face = face_in_box(image, track_box(entry, i))
                 t.put(i, np.asarray(face.landmarks, np.float32), face.box, face.treatment)
                 if t.identity is None and entry["identity"] is None:  # its Mask: chosen where it comes in
                     t.identity = _identities(runner, steps, image, [face], options, seed)[0]
-        for t, entry, need in todo:
-            if len(need) == len(t.boxes):  # drawn by hand: smoothed as a tracked face is
-                smooth(t, 1.0)
-    for t, entry in zip(out, [e for e, j in zip(listed, matched) if e["treatment"] != "none"]):
+    for t, entry, need in kept:
+        if need and len(need) == len(t.boxes):  # drawn by hand: smoothed as a tracked face is
+            smooth(t, 1.0)
         want = entry["treatment"]
-        if want is not None:
+        if want is not None:  # as for a photo: "swap" only where 68 landmarks fit
             t.treatment = {i: v if want == "swap" and v == TREATMENT_FALLBACK else want for i, v in t.treatment.items()}
         if entry["identity"] is not None:
             t.identity = entry["identity"]
     notes = []
-    dropped = sum(1 for j in range(len(tracked)) if j not in matched)
-    left = sum(1 for e, j in zip(listed, matched) if e["treatment"] == "none" and j is not None)
-    if dropped or left:
-        notes.append(f"{dropped + left} tracked face(s) not listed in the faces file (or listed with treatment "
-                     "none) left as they are")
-    hand = sum(1 for j, e in zip(matched, listed) if j is None and e["treatment"] != "none")
+    left = sum(1 for j in range(len(tracked)) if j not in matched)
+    left += sum(1 for e, j in zip(listed, matched) if e["treatment"] == "none" and j is not None)
+    if left:
+        notes.append(f"{left} tracked face(s) not listed in the faces file (or listed with treatment none) left as they are")
+    hand = sum(1 for e, j in zip(listed, matched) if j is None and e["treatment"] != "none")
     if hand:
         notes.append(f"{hand} track(s) added in the faces file: landmarks fitted in their boxes")
-    if not out:
+    if not kept:
         notes.append("the faces file lists no face to mask: passed through unchanged")
-    return out, notes
+    return [t for t, _, _ in kept], notes
 
 
 def track_list(tracks: list[Track]) -> list[dict]:

@@ -294,10 +294,10 @@ def match_listed(tracks: Sequence[Track], wanted: Sequence[dict[int, Box]], at_l
     return out
 
 
-def restricted(track: Track, first: int, last: int, id: int) -> Track:
+def restricted(track: Track, first: int, last: int, track_id: int) -> Track:
     """A copy of ``track`` holding only its frames ``first``..``last`` (a faces file may shorten it)."""
     keep = [i for i in track.boxes if first <= i <= last]
-    return Track(id=id, identity=track.identity, landmarks={i: track.landmarks[i] for i in keep},
+    return Track(id=track_id, identity=track.identity, landmarks={i: track.landmarks[i] for i in keep},
                  boxes={i: track.boxes[i] for i in keep}, treatment={i: track.treatment[i] for i in keep},
                  hits={i for i in track.hits if first <= i <= last}, missed={i for i in track.missed if first <= i <= last},
                  active=False)
