@@ -436,7 +436,9 @@ def check_track(track: Any, index: int, shape: tuple[int, int], frames: int, whe
         boxes[f] = _box(box, shape, f"{at}, frame {f}", "frame")
     out = {"id": track["id"], "first": track.get("first", min(boxes)), "last": track.get("last", max(boxes))}
     for k in ("first", "last"):
-        if not _is_int(out[k]) or not 0 <= out[k] < frames:
+        if not _is_int(out[k]):
+            raise UsageError(f"{at}: \"{k}\" must be a frame number (a whole number from 0)")
+        if not 0 <= out[k] < frames:
             raise UsageError(f"{at}: \"{k}\" {out[k]!r} is out of range (the clip has {frames} frames: 0 to {frames - 1})")
     if out["first"] > out["last"]:
         raise UsageError(f"{at}: \"first\" {out['first']} comes after \"last\" {out['last']}")
