@@ -18,6 +18,7 @@ from imnkit.boxes import even_box, merge_boxes
 from imnkit.imageio import pixels_digest
 from imnkit.errors import UsageError
 from imnkit.imageio import load_image, save_png
+from imnkit.protect.crypto import AUTH_FAILED
 from imnkit.nets.imn import InvertibleMaskNet
 from imnkit.stage import StageContext, get_stage, run_stage
 from imnkit.train import save_weights
@@ -167,11 +168,12 @@ def test_corrupt_and_wrong_aux(tmp_path, pair, weights_file):
     masked_path, aux_path = write_outputs(tmp_path, embed_bundle(protected, mask, weights_file))
     bad = tmp_path / "bad.aux.safetensors"
     bad.write_bytes(aux_path.read_bytes()[:-5])
+    # a changed aux, of any method, fails to open with the one line (exit 4: docs/errors.md)
     r = cli(masked_path, "--aux", bad, "--weights", weights_file)
-    assert r.exit_code == 1 and "truncated" in r.stderr
+    assert r.exit_code == 4 and AUTH_FAILED in r.stderr
     not_aux = Bundle(tensors={"x": torch.zeros(1)}).save(tmp_path / "not_aux.safetensors")
     r = cli(masked_path, "--aux", not_aux, "--weights", weights_file)
-    assert r.exit_code == 1 and "not an imnkit aux file" in r.stderr
+    assert r.exit_code == 2 and "not an imnkit aux file" in r.stderr  # the wrong file given: a usage problem
     r = cli(masked_path, "--aux", tmp_path / "absent.safetensors")
     assert r.exit_code == 1 and "no such file" in r.stderr
     assert not (tmp_path / "photo.recovered.png").exists()

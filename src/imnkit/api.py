@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, read_header
-from .errors import ImnkitError, InputError, UsageError
+from .errors import BundleError, ImnkitError, InputError, UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
 from .protect.keyed import check_aux_bytes, is_keyed, unseal
 from .protect.crypto import AuthenticationError
@@ -210,7 +210,10 @@ def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, for
 
     dev = resolve_device(device)  # an unavailable device fails before any work
     aux = Bundle.from_bytes(raw, source=where)
-    read_aux(aux)
+    try:
+        read_aux(aux)
+    except BundleError as err:  # a bundle, but no aux (the wrong file given): a usage problem, not a change
+        raise UsageError(err.message, hint=err.hint) from None
     image = masked() if callable(masked) else masked
     recovered, notes = _extract_inn(image, aux, force=force, device=dev, weights=weights)
     return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
