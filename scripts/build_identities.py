@@ -28,6 +28,23 @@ Usage:
     PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23   # the shipped pool
     PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
     PYTHONPATH=src python scripts/build_identities.py --descriptors-only             # only the descriptors
+    PYTHONPATH=src nice python scripts/build_identities.py --extend --cc0 DIR --candidates N --seed S --count 41
+        # then, with (N, S) = (30, 5), (24, 6), (24, 7) in turn: add darker-skinned and missing-look
+        # composites to the shipped pool (the identities already there are kept as they are); DIR:
+        # the '1000 x 1000' folder of cjdowner/interfaces (CC0) at CC0_COMMIT, e.g.
+        # git --git-dir=.../interfaces.git archive CC0_COMMIT "1000 x 1000" | tar -x --strip-components=1 -C DIR
+
+Darker-skinned identities (``--extend``): the permissive photo set has no darker-skinned women or
+children, so every look also gets composites whose texture and shape come only from darker-skinned
+people (by eye) of that gender from the CC0 avatar set ``cjdowner/interfaces`` (100 stock portraits
+the repository releases under CC0 1.0), in the skin colour statistics of the darkest-skinned of
+them, moved to the look's age by the same prototype differences (children: all-children minus young
+adults, up to 1.4x; adults and seniors: that look's prototype minus young adults; older women: adult
+women plus the men's senior-minus-adult difference), the eyes left out of the age difference (the
+prototypes' light irises turned dark eyes pale). Children's composites leave out men with a beard or
+stubble (a shadow of it stayed on the child); too few darker-skinned men are clean-shaven, so the
+darker-skinned boys' texture also takes the women's. The CC0 people also join the other composites
+of their look. A composite counts as darker-skinned when its cheeks' ITA is under 28 degrees.
 """
 
 from __future__ import annotations
@@ -109,6 +126,37 @@ EXTRA_LABELLED = {
     "train_0155.jpg": ("m", "adult"),
 }
 
+#: CC0 1.0 avatar portraits (README "License": all avatars CC0) read for ``--extend``
+CC0_REPO = "cjdowner/interfaces"
+CC0_COMMIT = "2166b2273fd050699e112e95a251f0519cce58c3"
+CC0_FOLDER = "1000 x 1000"
+CC0_LICENCE = "CC0 1.0 (repository README: all avatars CC0)"
+# file -> (gender presentation, age band, darker-skinned), by eye; near-frontal, no glasses or
+# sunglasses, one per person.
+CC0_PEOPLE = {
+    "025.jpg": ("f", "young", True), "057.jpg": ("f", "young", True), "078.jpg": ("f", "young", True),
+    "080.jpg": ("f", "young", True), "093.jpg": ("f", "young", True), "098.jpg": ("f", "adult", True),
+    "041.jpg": ("f", "young", True), "052.jpg": ("f", "young", True), "058.jpg": ("f", "young", True),
+    "088.jpg": ("f", "young", True), "096.jpg": ("f", "young", True),
+    "006.jpg": ("m", "young", True), "051.jpg": ("m", "young", True), "066.jpg": ("m", "young", True),
+    "071.jpg": ("m", "young", True), "073.jpg": ("m", "young", True), "079.jpg": ("m", "young", True),
+    "084.jpg": ("m", "young", True), "086.jpg": ("m", "young", True), "090.jpg": ("m", "young", True),
+    "061.jpg": ("m", "adult", True), "014.jpg": ("m", "adult", True), "095.jpg": ("m", "adult", True),
+    "022.jpg": ("m", "young", True), "033.jpg": ("m", "young", True),
+    "072.jpg": ("m", "young", False), "074.jpg": ("m", "young", False), "087.jpg": ("m", "young", False),
+    "097.jpg": ("m", "young", False), "100.jpg": ("m", "young", False), "028.jpg": ("m", "senior", False),
+}
+#: the darkest-skinned of them, by eye: the darker-skinned composites take these people's skin colour
+#: statistics (their features come from all the darker-skinned people of CC0_PEOPLE)
+CC0_DARKEST = {"025.jpg", "057.jpg", "058.jpg", "078.jpg", "080.jpg", "093.jpg", "098.jpg", "006.jpg", "051.jpg",
+               "066.jpg", "071.jpg", "073.jpg", "079.jpg", "084.jpg", "086.jpg", "090.jpg", "061.jpg", "095.jpg"}
+#: CC0 men with a beard, moustache or stubble, by eye: left out of children's composites (a child's
+#: face made from theirs keeps a shadow of it)
+CC0_BEARDED = {"006.jpg", "066.jpg", "071.jpg", "079.jpg", "084.jpg", "086.jpg", "090.jpg", "061.jpg", "014.jpg",
+               "095.jpg", "022.jpg", "033.jpg", "087.jpg", "097.jpg"}
+#: a composite with cheeks under this ITA (degrees) counts as darker-skinned
+DARK_ITA = 28.0
+
 
 def shared_dir() -> Path:
     env = os.environ.get("IMNKIT_SHARED")
@@ -188,8 +236,8 @@ def from_lab(lab: np.ndarray) -> np.ndarray:
 class Person:
     """One contributor: texture on the template, own shape on the canvas, descriptor, look."""
 
-    def __init__(self, key, img, face, template, look):
-        self.key, self.look = key, look
+    def __init__(self, key, img, face, template, look, dark=False, beard=False):
+        self.key, self.look, self.dark, self.beard = key, look, dark, beard
         lm = face.landmarks.astype(np.float64)
         self.desc = face_descriptor(img, face)
         self.closed = measure(lm).mouth_open < 0.06
@@ -256,6 +304,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--top-up", type=int, default=None, metavar="SEED",
                     help="while under --count, draw as many candidates again with this seed and keep those distinct from the pool")
+    ap.add_argument("--extend", action="store_true",
+                    help="keep the pool in --out and add darker-skinned / missing-look composites (needs --cc0)")
+    ap.add_argument("--cc0", type=Path, help=f"folder of {CC0_REPO}'s '{CC0_FOLDER}' images at {CC0_COMMIT[:12]}")
     ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
     ap.add_argument("--descriptors-only", action="store_true",
                     help="only (re)write the identities' descriptors into the pool's identities.json")
@@ -266,6 +317,11 @@ def main() -> None:
         return
 
     rows = check_licences(args.train)
+    if args.extend:
+        if args.cc0 is None:
+            raise SystemExit("--extend needs --cc0 DIR")
+        extend(args, rows)
+        return
     fit_looks(args.train, args.out)
     if args.looks_only:
         return
@@ -285,6 +341,28 @@ def main() -> None:
     astro = astronaut(contrib.template, kept)
     if astro is not None:
         kept.append(astro)
+    write_pool(args, kept, rows)
+
+
+def extend(args, rows: dict[str, dict]) -> None:
+    """--extend: the shipped identities kept, new composites (darker-skinned first) added up to --count."""
+    print(f"aligning {len(PEOPLE)} + {len(CC0_PEOPLE)} contributor photos ...", file=sys.stderr)
+    contrib = Contributors(args.train)
+    contrib.add_cc0(args.cc0)
+    kept = existing_pool(args.out, contrib)
+    rng = np.random.default_rng(args.seed)
+    cands = make_dark_candidates(contrib, args.candidates, rng) + make_candidates(contrib, args.candidates // 2, rng)
+    scored = score_candidates(cands, contrib.template)
+    print(f"{len(scored)} of {len(cands)} candidates are whole, unfolded and >= 0.6 from all their contributors",
+          file=sys.stderr)
+    for look in LOOKS:
+        mine = [c for c in scored if c["look"] == look]
+        print(f"  {look[0]}/{look[1]}: {len(mine)} usable, darker-skinned (texture) {sum('darker' in c['how'] for c in mine)}",
+              file=sys.stderr)
+    kept = extend_pool(scored, kept, args.count)
+    for file in CC0_PEOPLE:
+        rows[f"cc0:{file}"] = {"repo": CC0_REPO, "path_in_repo": f"{CC0_FOLDER}/{file}", "commit": CC0_COMMIT,
+                               "licence_of_repo": CC0_LICENCE}
     write_pool(args, kept, rows)
 
 
@@ -310,6 +388,16 @@ class Contributors:
         self.mouth_w = cv2.GaussianBlur(hull_mask(c + 1.3 * (self.template[48:60] - c)).astype(np.float32), (0, 0), 5)
         self.all_lab = average(self.people, self.face, self.mouth_w)
         self.all_shape = np.mean([p.shape for p in self.people], axis=0)
+
+    def add_cc0(self, folder: Path) -> None:
+        """Add the CC0 people (``CC0_PEOPLE``) from ``folder``; the template and averages stay those of PEOPLE."""
+        for file, (gender, age, dark) in CC0_PEOPLE.items():
+            img = load_rgb(folder / file)
+            faces = detect_faces(img, faces="all", verify_below=None).faces
+            if not faces:
+                raise SystemExit(f"no face found in {folder / file}")
+            self.people.append(Person(f"cc0:{file}", img, faces[0], self.template, (gender, age), dark,
+                                      file in CC0_BEARDED))
 
     def group_of(self, gender: str, age: str) -> list[Person]:
         return [p for p in self.people if p.look == (gender, age)]
@@ -347,7 +435,7 @@ def make_candidates(contrib: Contributors, per_look: int, rng: np.random.Generat
     for gender, age in LOOKS:
         word = "women" if gender == "f" else "men"
         tex_look = (gender, "young") if age == "child" else (gender, "adult") if len(group_of(gender, age)) < 3 else (gender, age)
-        base = group_of(*tex_look)
+        base = [p for p in group_of(*tex_look) if not (age == "child" and p.beard)]
         for i in range(per_look):
             # A clean texture needs many faces (a few ghost); a face of its own needs a
             # distinctive shape: the texture of 6-9 people on the pushed mean shape of 2-4
@@ -403,19 +491,25 @@ def score_candidates(cands: list[tuple], template: np.ndarray) -> list[dict]:
     """The candidates whose warp does not fold, that dlib sees whole on the canvas and puts >= 0.6 from
     each of their contributors."""
     scored = []
+    why: dict[str, int] = {}
     for look, members, how, rgb, shape, ex in cands:
         if folds(template, shape):
+            why["folds"] = why.get("folds", 0) + 1
             continue
         seen = detect_built(rgb, shape)
         if seen is None:
+            why["unseen"] = why.get("unseen", 0) + 1
             continue
         lm, desc = seen
         if lm.min() < 4 or lm.max() > SIZE - 5:
+            why["off canvas"] = why.get("off canvas", 0) + 1
             continue  # the face does not fit the canvas (a shape pushed too far)
         near = min(descriptor_distance(desc, p.desc) for p in members)
         if near < 0.6:
+            why["near a contributor"] = why.get("near a contributor", 0) + 1
             continue
         scored.append({"look": look, "members": members, "how": how, "rgb": rgb, "lm": lm, "desc": desc, "near": near, "ex": ex})
+    print(f"  candidates left out: {why}", file=sys.stderr)
     return scored
 
 
@@ -439,6 +533,135 @@ def keep_distinct(scored: list[dict], count: int, kept: list[dict] | None = None
                     break
             if len(kept) >= count:
                 break
+    return kept
+
+
+def make_dark_candidates(contrib: Contributors, per_look: int, rng: np.random.Generator) -> list[tuple]:
+    """``per_look`` composites of every look from darker-skinned people only (texture and shape),
+    moved to the look's age by prototype differences; as :func:`make_candidates`."""
+    group_of, composite, mouth_w = contrib.group_of, contrib.composite, contrib.mouth_w
+    proto = {look: composite(group_of(*look), 0.0) for look in LOOKS if len(group_of(*look)) >= 3}
+    kids = group_of("f", "child") + group_of("m", "child")
+    proto["f", "child"] = proto["m", "child"] = composite(kids, 0.0)
+    fa, ms, ma = proto["f", "adult"], proto["m", "senior"], proto["m", "adult"]
+    proto["f", "senior"] = (fa[0] + ms[0] - ma[0], fa[1] + ms[1] - ma[1])
+    # The age differences leave the eyes alone: the seniors' and children's prototypes are of
+    # light-eyed people, and their difference turned dark irises pale.
+    t = contrib.template
+    eye_w = cv2.GaussianBlur((hull_mask(t[36:42]) | hull_mask(t[42:48])).astype(np.float32), (0, 0), 3)[..., None]
+    cheeks = cheek_mask(t)
+    cands = []
+    for gender, age in LOOKS:
+        word = "women" if gender == "f" else "men"
+        dark = [p for p in contrib.people if p.dark and p.look[0] == gender]
+        if age == "child":  # no beards; boys topped up with the women's faces when too few men are clean-shaven
+            dark = [p for p in dark if not p.beard]
+            if len(dark) < 6:
+                dark += [p for p in contrib.people if p.dark and p.look[0] != gender]
+                word = "women and men"
+        closed = average([p for p in dark if p.closed], contrib.face, mouth_w)
+        # Skin colour statistics (face region, Lab) of the darkest-skinned people of this gender.
+        darkest = [p.lab[contrib.face] for p in contrib.people if p.key.partition(":")[2] in CC0_DARKEST and p.look[0] == gender]
+        mu_t = np.mean([d.mean(axis=0) for d in darkest], axis=0)
+        sd_t = np.mean([d.std(axis=0) for d in darkest], axis=0)
+        cheek_t = np.mean([np.median(p.lab[cheeks], axis=0) for p in contrib.people
+                           if p.key.partition(":")[2] in CC0_DARKEST and p.look[0] == gender], axis=0)
+        closed = (closed - closed[contrib.face].mean(axis=0)) / np.maximum(closed[contrib.face].std(axis=0), 1e-3) * sd_t + mu_t
+        src, dst = proto[gender, "young"], proto[gender, age]
+        for _ in range(per_look):
+            ex = float(rng.choice([0.8, 1.2, 1.6]))
+            ex_t = float(rng.choice([0.5, 1.0]))
+            k = min(len(dark), int(rng.integers(6, 10)))
+            tex = [dark[j] for j in sorted(rng.choice(len(dark), size=k, replace=False))]
+            shp = [dark[j] for j in sorted(rng.choice(len(dark), size=int(rng.integers(2, 5)), replace=False))]
+            lab = composite(tex, ex_t)[0]
+            mu, sd = lab[contrib.face].mean(axis=0), lab[contrib.face].std(axis=0)
+            lab = (lab - mu) / np.maximum(sd, 1e-3) * sd_t + mu_t  # the darkest people's skin colour
+            shape = composite(shp, ex)[1]
+            members = tex + [p for p in shp if p not in tex]
+            how = (f"the average texture of {len(tex)} darker-skinned {word} (lightness pushed {ex_t:g}x from the "
+                   f"all-contributor average; skin colour statistics of the darkest-skinned of them) on the mean face "
+                   f"shape of {len(shp)} of them (pushed {ex:g}x)")
+            if age != "young":
+                # Children: the difference taken up to 1.4x (dlib tells children apart poorly; a
+                # stronger move keeps more candidates >= 0.6 from the children and women they come from).
+                gain = float(rng.choice([1.0, 1.4])) if age == "child" else 1.0
+                lab = lab + gain * (dst[0] - src[0]) * (1.0 - eye_w)
+                shape = shape + gain * (dst[1] - src[1])
+                if age == "child":
+                    members += kids
+                    how += (f", moved by {gain:g}x the all-children minus young-{'women' if gender == 'f' else 'men'} "
+                            "prototype difference")
+                elif (gender, age) == ("f", "senior"):
+                    how += ", moved by the adult-women minus young-women and the men's senior-minus-adult prototype differences"
+                else:
+                    how += f", moved by the {age}-{word} minus young-{word} prototype difference"
+            lab = lab * (1 - mouth_w[..., None]) + closed * mouth_w[..., None]
+            # The cheeks' lightness and yellowness (what the ITA reads) set to the darkest people's:
+            # the averaging and the age differences lighten them.
+            lab[..., [0, 2]] += (cheek_t - np.median(lab[cheeks], axis=0))[[0, 2]]
+            cands.append(((gender, age), members, how, render(lab, contrib.template, shape), shape, ex))
+        print(f"  darker-skinned {gender}/{age}: {per_look} candidates", file=sys.stderr)
+    return cands
+
+
+def cheek_mask(lm: np.ndarray) -> np.ndarray:
+    """The cheeks on the canvas, as :func:`imnkit.face.identities.skin_tone` reads them."""
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    for poly in (lm[[1, 2, 3, 48, 31, 39, 40, 41, 36]], lm[[15, 14, 13, 54, 35, 42, 47, 46, 45]]):
+        c = poly.mean(axis=0)
+        cv2.fillPoly(mask, [np.round(c + 0.7 * (poly - c)).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def existing_pool(out: Path, contrib: Contributors) -> list[dict]:
+    """The identities already in ``out`` as kept entries (descriptor and nearest contributor from the
+    manifest's stored descriptor); they stay as they are."""
+    meta = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    by_key = {p.key: p for p in contrib.people}
+    kept = []
+    for e in meta["identities"]:
+        desc = np.asarray(e["descriptor"], dtype=np.float64)
+        members = [by_key[k] for k in e.get("contributors", []) if k in by_key]
+        near = min((descriptor_distance(desc, p.desc) for p in members), default=float("nan"))
+        kept.append({"name": e["name"], "look": (e["gender"], e["age"]), "desc": desc, "members": members,
+                     "near": near, "entry": e, "tone": float(e["tone"])})
+    return kept
+
+
+def extend_pool(scored: list[dict], kept: list[dict], count: int) -> list[dict]:
+    """Add candidates to ``kept`` (each >= 0.6 from all before it): first a darker-skinned one for every
+    look without one, then one for every look under 3 identities, then darker-skinned ones for the
+    looks with the fewest, until ``count``. Least exaggerated first within a look."""
+    kept = list(kept)
+    for c in scored:
+        c["tone"] = skin_tone(flatten_background(c["rgb"], c["lm"]), c["lm"])
+    by_look = {look: sorted([c for c in scored if c["look"] == look], key=lambda c: (c["ex"], -c["near"])) for look in LOOKS}
+
+    def add(look, dark_only: bool) -> bool:
+        for c in by_look[look]:
+            if dark_only and not c["tone"] < DARK_ITA:
+                continue
+            if all(descriptor_distance(c["desc"], k["desc"]) >= 0.6 for k in kept):
+                n = sum(k["look"] == look for k in kept) + 1
+                c["name"] = f"{'woman' if look[0] == 'f' else 'man'}_{look[1]}_{n}" if look[1] != "child" else f"{'girl' if look[0] == 'f' else 'boy'}_{n}"
+                kept.append(c)
+                by_look[look].remove(c)
+                return True
+        return False
+
+    for look in LOOKS:
+        if not any(k["look"] == look and k["tone"] < DARK_ITA for k in kept):
+            if not add(look, True):
+                print(f"  no darker-skinned {look[0]}/{look[1]} candidate is >= 0.6 from the pool", file=sys.stderr)
+    for look in LOOKS:
+        while sum(k["look"] == look for k in kept) < 3 and (add(look, True) or add(look, False)):
+            pass
+    while len(kept) < count:
+        order = sorted(LOOKS, key=lambda lk: (sum(k["look"] == lk and k["tone"] < DARK_ITA for k in kept),
+                                              sum(k["look"] == lk for k in kept)))
+        if not any(add(look, True) for look in order):
+            break
     return kept
 
 
@@ -510,10 +733,15 @@ def fit_looks(train: Path, out: Path, ridge: float = 0.1) -> None:
 def write_pool(args, kept, rows) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    keep_files = {k["entry"]["file"] for k in kept if "entry" in k}
     for old in out.glob("*.png"):
-        old.unlink()
+        if old.name not in keep_files:
+            old.unlink()
     entries = []
     for k in kept:
+        if "entry" in k:  # an identity already in the pool (--extend): unchanged
+            entries.append(k["entry"])
+            continue
         img = flatten_background(k["rgb"], k["lm"])
         path = out / f"{k['name']}.png"
         Image.fromarray(img).save(path, optimize=True)
@@ -523,7 +751,9 @@ def write_pool(args, kept, rows) -> None:
             licence = "public domain"
         else:
             origin = f"synthesised composite: {k['how']} (contributors in SOURCES.md); built by scripts/build_identities.py"
-            licence = "synthesised composite; contributors from MIT/Apache-2.0/BSD/Boost licensed repositories"
+            licence = "synthesised composite; contributors from " + " and ".join(
+                sorted({"a CC0 repository" if p.key.startswith("cc0:") else "MIT/Apache-2.0/BSD/Boost licensed repositories"
+                        for p in k["members"]}))
         entries.append({
             "name": k["name"], "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -572,7 +802,10 @@ def write_sources(out: Path, entries, rows, report: str) -> None:
         "",
         "Built by `scripts/build_identities.py`; rebuild with",
         "`PYTHONPATH=src python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23`",
-        "(needs ../shared/data/train_faces).",
+        "(needs ../shared/data/train_faces), then add the darker-skinned and missing-look composites with",
+        "`PYTHONPATH=src python scripts/build_identities.py --extend --cc0 DIR --candidates N --seed S --count 41`",
+        "three times, (N, S) = (30, 5), (24, 6), (24, 7)",
+        f"(DIR: the `{CC0_FOLDER}` folder of {CC0_REPO} at commit {CC0_COMMIT}).",
         f"Each identity is a {SIZE}x{SIZE} RGB PNG aligned to one landmark template, with its 68 dlib",
         "landmarks, look (gender presentation, age band) and skin tone (ITA degrees) in `identities.json`.",
         "",
@@ -603,6 +836,8 @@ def write_sources(out: Path, entries, rows, report: str) -> None:
         "Files of `shared/data/train_faces/` (see its SOURCES.tsv); all from repositories under a",
         "permissive licence. The photos themselves are public-figure / celebrity photos whose",
         "copyright stays with their authors; only many-person averages are shipped.",
+        f"Files `cc0:NNN.jpg` are `{CC0_FOLDER}/NNN.jpg` of {CC0_REPO} (stock portraits the repository",
+        "releases under CC0 1.0; its CREDITS.md / README list each photo's stock-site page).",
         "",
         "| file | repository | path in repository | commit | repository licence | in |",
         "|---|---|---|---|---|---|",

@@ -71,3 +71,31 @@ def test_descriptors_only_rewrites_just_the_descriptors(builder, tmp_path):
         np.testing.assert_allclose(entry.pop("descriptor"), shipped[entry["name"]].descriptor, atol=1e-5)
     assert again["identities"] == [{k: v for k, v in e.items() if k != "descriptor"} for e in meta["identities"]]
     assert {i.name for i in load_pool(dst)} == {e["name"] for e in meta["identities"]}
+
+
+def _candidate(look, colour, rng):
+    """A scored candidate as the builder makes them: a flat face of one colour, far from all others."""
+    rgb = np.empty((384, 384, 3), np.uint8)
+    rgb[:] = colour
+    return {"look": look, "members": [], "how": "", "rgb": rgb, "lm": _template(), "ex": 0.8, "near": 0.7,
+            "desc": rng.normal(0.0, 0.2, 128)}
+
+
+def test_extend_adds_a_darker_skinned_identity_to_every_look_first(builder):
+    # --extend: every look lacking a darker-skinned identity (cheeks' ITA < 28) gets one before any
+    # look is topped up to 3, and the identities already kept stay first and unchanged.
+    rng = np.random.default_rng(0)
+    dark, light = (95, 62, 45), (235, 205, 185)
+    looks = builder.LOOKS
+    old = [dict(_candidate(("m", "adult"), dark, rng), name="man_adult_1", tone=10.0, entry={})]
+    scored = [_candidate(look, c, rng) for look in looks for c in (light, light, dark, light)]
+    kept = builder.extend_pool(scored, old, count=len(looks) * 3 + 1)
+    assert kept[0] is old[0]
+    new = kept[1:]
+    assert all(c["tone"] < builder.DARK_ITA for c in new[:len(looks) - 1])  # m/adult already had one
+    for look in looks:
+        mine = [k for k in kept if k["look"] == look]
+        assert len(mine) >= 3, look
+        assert any(k["tone"] < builder.DARK_ITA for k in mine), look
+    assert {k["name"] for k in kept if k["look"] == ("f", "child")} == {"girl_1", "girl_2", "girl_3"}
+    assert len({k["name"] for k in kept}) == len(kept)
