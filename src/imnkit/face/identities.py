@@ -32,7 +32,7 @@ class Identity:
     """One replacement face: aligned image, its 68 landmarks and where it comes from.
 
     The image is read on first use: choosing an identity needs only the manifest, and a run
-    uses one or two of the pool's 24 images (decoding all of them took ~0.3 s).
+    uses one or two of the pool's images (decoding all 24 of the first pool took ~0.3 s).
     """
 
     name: str

@@ -31,6 +31,11 @@ CLEAR_CHILD = 0.25
 UNSURE_GENDER = 0.25
 #: an identity's age band (0 child .. 3 senior) at most this far from the face's reading is acceptable
 AGE_REACH = 1.25
+#: a face whose cheeks read under this ITA (degrees; "brown/dark" on the scale, well clear of
+#: the warm-lit light faces that read 10-25) gets its look's darker-skinned identities first
+DARK_FACE = 10.0
+#: an identity under this ITA counts as darker-skinned
+DARK_IDENTITY = 28.0
 #: identities of an unacceptable look are kept (last) only while the acceptable ones number fewer
 #: (the swap tries up to 8 per face; a face whose look is rare still gets enough to try)
 MIN_ACCEPTABLE = 8
@@ -116,9 +121,11 @@ def mismatch(look: Look, ident: Identity) -> float:
 
 def acceptable(look: Look, ident: Identity) -> bool:
     """Whether an identity's look may stand for ``look`` at all: the same gender presentation
-    (either when the reading is unsure) and an age band within :data:`AGE_REACH` (so a child's
-    face never gets an adult's identity, nor an adult's a child's)."""
-    if ident.gender in ("f", "m") and abs(look.gender) >= UNSURE_GENDER:
+    (either when the reading is unsure, or the face reads as a child's: a young child's gender
+    presentation is hardly in the face, and the regression was fitted on few) and an age band
+    within :data:`AGE_REACH` (so a child's face never gets an adult's identity, nor an adult's a
+    child's)."""
+    if ident.gender in ("f", "m") and abs(look.gender) >= UNSURE_GENDER and look.age >= 0.5:
         if (1.0 if ident.gender == "f" else -1.0) * look.gender < 0:
             return False
     return ident.age not in AGES or abs(AGES.index(ident.age) - look.age) <= AGE_REACH
@@ -153,6 +160,11 @@ def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
     near = sorted(i.name for i in pool if (i.gender, i.age) == (top.gender, top.age) or costs[i.name] <= best + spread)
     rng = np.random.default_rng([int(seed), int(salt)])
     near = [near[int(k)] for k in rng.permutation(len(near))]
+    if look.tone < DARK_FACE:  # NaN (grey photo) compares False
+        # A darker-skinned face takes the features of a darker-skinned identity first (the swap
+        # sets the colour anyway; the features are what the tone stands for), still in seeded order.
+        tone = {i.name: i.tone for i in pool}
+        near = sorted(near, key=lambda n: not tone[n] < DARK_IDENTITY)
     rest = sorted((n for n in costs if n not in near), key=lambda n: (costs[n], n))
     ok = {i.name for i in pool if acceptable(look, i)}
     good = [n for n in rest if n in ok]
