@@ -74,9 +74,10 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     Each region ``i`` is sealed under the face key ``HKDF(content key, "imnkit.face/i")``, so one face
     can be taken off alone. ``face_labels``: a label per region to use instead of ``i`` (authenticated in
     the header), so that one person keeps one face key across the frames of a clip (``t3``: track 3).
-    ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over each region) the embedding may cost. A region whose payload does not fit its carrier, or would come
-    back under :data:`FACE_FLOOR_DB` (small faces), travels encrypted and lossless in the aux. ``codec``: ``auto`` (lossless when it fits, else AVIF: sealed;
-    lossless: detached), ``lossless`` or ``avif``.
+    ``masked_psnr`` (sealed): the masked-vs-Mask PSNR (dB, RGB, over each region) the embedding may
+    cost. A region whose payload does not fit its carrier, or would come back under
+    :data:`FACE_FLOOR_DB` (small faces), travels encrypted and lossless in the aux. ``codec``: ``auto``
+    (lossless when it fits, else AVIF: sealed; lossless: detached), ``lossless`` or ``avif``.
     """
     if method not in METHODS:
         raise UsageError(f"unknown keyed method '{method}' (known: {', '.join(METHODS)})")
@@ -96,19 +97,9 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
         if len(header["face_labels"]) != len(boxes) or len(set(header["face_labels"])) != len(boxes):
             raise UsageError("face_labels must give each region its own label")
     labels = header.get("face_labels") or list(range(len(boxes)))
-    entries, plaintexts, samples = [], [], []
-    for box, crop, keep in zip(boxes, crops, maps):
-        coded, carried = _encode_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality)
-        entry = {"carry": "stego" if carried is not None else "aux", "codec": coded.codec, "quality": coded.quality,
-                 "bytes": len(coded.data), "nonce": crypto.new_nonce().hex()}
-        if carried is not None:
-            entry["layout"] = stego.plan(len(carried), stego.trits_for(len(coded.data) + crypto.TAG_BYTES)).to_list()
-        elif method == "sealed":  # binds the face to this photo as its embedding would: the masked pixels there
-            y0, x0, y1, x1 = box
-            entry["masked_sha256"] = hashlib.sha256(np.ascontiguousarray(mask[y0:y1, x0:x1]).tobytes()).hexdigest()
-        entries.append(entry)
-        plaintexts.append(coded.data)
-        samples.append(carried)
+    planned = [_plan_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality)
+               for box, crop, keep in zip(boxes, crops, maps)]
+    entries, plaintexts, samples = (list(column) for column in zip(*planned)) if planned else ([], [], [])
     header["payloads"] = entries
     tensors: dict[str, Any] = {}
     if any(s is not None for s in samples):
@@ -136,6 +127,19 @@ def hide(protected: np.ndarray, mask: np.ndarray, boxes: list[tuple[int, int, in
     aux = make_aux(masked, boxes, header, tensors)
     report = _report(entries, boxes)
     return HideResult(masked=masked, aux=aux, report=report)
+
+
+def _plan_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality) -> tuple[dict, bytes, Any]:
+    """One region's header entry (how it is carried, codec, nonce, layout), payload and carrier samples."""
+    coded, carried = _encode_region(method, box, crop, mask, keep, masked_psnr, codec, max_quality)
+    entry = {"carry": "stego" if carried is not None else "aux", "codec": coded.codec, "quality": coded.quality,
+             "bytes": len(coded.data), "nonce": crypto.new_nonce().hex()}
+    if carried is not None:
+        entry["layout"] = stego.plan(len(carried), stego.trits_for(len(coded.data) + crypto.TAG_BYTES)).to_list()
+    elif method == "sealed":  # binds the face to this photo as its embedding would: the masked pixels there
+        y0, x0, y1, x1 = box
+        entry["masked_sha256"] = hashlib.sha256(np.ascontiguousarray(mask[y0:y1, x0:x1]).tobytes()).hexdigest()
+    return entry, coded.data, carried
 
 
 def face_key(key: bytes, index: int | str) -> bytes:
