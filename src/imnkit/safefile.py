@@ -105,6 +105,24 @@ def _write_fd(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
+def seal_written(tmp: str | os.PathLike, output: str | os.PathLike, mode: int) -> None:
+    """Check that a writer left a regular file at ``tmp`` (not a link), give it ``mode`` again, sync it.
+
+    For files another library wrote by name (PyAV): OutputError naming ``output`` when there is none.
+    """
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise OutputError(f"{output}: nothing was written") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"{output}: the writer made something other than a file")
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Rename a finished temporary file onto ``path``, refusing a symbolic link there.
 
@@ -218,17 +236,7 @@ def output_path(path: str | os.PathLike, *, mode: int = PRIVATE) -> Iterator[Pat
         os.fchmod(fd, mode)
         os.close(fd)
         yield inner
-        try:
-            fd = os.open(inner, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise OutputError(f"{path}: nothing was written") from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OutputError(f"{path}: the writer made something other than a file")
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        seal_written(inner, path, mode)
         publish(inner, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

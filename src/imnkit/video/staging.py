@@ -22,14 +22,13 @@ import contextlib
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
 
 from imnkit.errors import OutputError
-from imnkit.safefile import PRIVATE, SHAREABLE, publish, refuse_symlink
+from imnkit.safefile import PRIVATE, SHAREABLE, publish, refuse_symlink, seal_written
 
 __all__ = ["PRIVATE", "SHAREABLE", "Staging", "Terminated", "staged"]
 
@@ -82,7 +81,7 @@ class Staging:
             OSError: a rename failed.
         """
         for tmp, output, mode in self._files:
-            _seal(tmp, output, mode)
+            seal_written(tmp, output, mode)
         done: list[Path] = []
         try:
             for tmp, output, _ in self._files:
@@ -92,21 +91,6 @@ class Staging:
             for path in done:
                 path.unlink(missing_ok=True)
             raise
-
-
-def _seal(tmp: Path, output: Path, mode: int) -> None:
-    """Check that the writer left a regular file, give it ``mode`` again, and flush it to disk."""
-    try:
-        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        raise OutputError(f"{output}: nothing was written") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OutputError(f"{output}: the writer made something other than a file")
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
