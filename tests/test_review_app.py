@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 from importlib import resources
 
-import numpy as np
 import pytest
 
 pytest.importorskip("starlette", reason='the review page needs imnkit[review] (pip install -e ".[test,review]")')

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, read_header
+from .bundle import Bundle
 from .errors import BundleError, ImnkitError, InputError, UsageError
 from .imageio import check_output_path, check_rgb8, load_image, save_png
-from .protect.keyed import check_aux_bytes, is_keyed, unseal
+from .protect.keyed import check_aux_bytes, is_keyed, open_aux, unseal
 from .protect.crypto import AuthenticationError
 from .protect.keys import KeySource, warn_if_weak
 from .video import is_video_aux_file, is_video_path
@@ -217,14 +217,6 @@ def _unmask_aux(masked, raw: bytes, where: str, source: KeySource | None, *, for
     image = masked() if callable(masked) else masked
     recovered, notes = _extract_inn(image, aux, force=force, device=dev, weights=weights)
     return recovered, notes, int(aux.tensors["aux.regions"].shape[0])
-
-
-def open_aux(raw: bytes, where: str) -> Bundle:
-    """The aux bundle in ``raw`` (numpy tensors); bytes that are no aux fail as AuthenticationError."""
-    try:
-        return Bundle.from_bytes(raw, source=where, framework="numpy")
-    except ImnkitError:
-        raise AuthenticationError() from None
 
 
 def _extract_inn(masked: np.ndarray, aux: Bundle, *, force: bool, device,

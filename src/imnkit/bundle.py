@@ -125,6 +125,8 @@ class Bundle:
         if not isinstance(header, dict):
             raise not_st
         metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise not_st  # safetensors metadata is a str -> str map
         _check_format(metadata.get(META_FORMAT), where)
         try:
             tensors = load_tensors(bytes(data))

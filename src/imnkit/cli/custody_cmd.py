@@ -33,7 +33,7 @@ def rekey_cmd(
     """
     import hashlib
 
-    from ..errors import ExitCode, ImnkitError, UsageError
+    from ..errors import ExitCode, UsageError
     from ..protect.audit import append
     from ..protect.keys import KeySource
     from ..protect.rekey import rekey_file

@@ -320,7 +320,6 @@ def extract_cmd(
     locked the way asked (a passphrase, key file or identity given): exit code 4, nothing written.
     """
     from ..api import extract_file
-    from ..errors import UsageError
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -212,6 +212,15 @@ def make_aux(masked: np.ndarray, boxes: list, header: dict, tensors: dict[str, A
     )
 
 
+def open_aux(raw: bytes, where: str) -> Bundle:
+    """The aux bundle in ``raw`` (numpy tensors); bytes that are no bundle fail as AuthenticationError
+    (an edited aux says no more than a wrong key)."""
+    try:
+        return Bundle.from_bytes(raw, source=where, framework="numpy")
+    except BundleError:
+        raise crypto.AuthenticationError() from None
+
+
 def is_keyed(aux: Bundle) -> bool:
     return aux.meta.get("aux.method") in METHODS
 

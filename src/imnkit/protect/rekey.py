@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..bundle import META_VALUES, Bundle, serialize
+from ..bundle import META_VALUES, serialize
 from ..errors import UsageError
 from . import crypto
 from .container import aux_of, with_aux
-from .keyed import check_aux_bytes, header_digest, is_keyed, read_header
+from .keyed import check_aux_bytes, header_digest, is_keyed, open_aux, read_header
 from .keys import KeySource, unlock_key
 from .recipients import Recipient, seal_to
 
@@ -26,10 +26,7 @@ def rekey_aux(raw: bytes, where: str, source: KeySource, recipients: list[Recipi
 
     ``source`` holds the old identities. AuthenticationError when none opens it (or it was changed).
     """
-    try:
-        aux = Bundle.from_bytes(raw, source=where, framework="numpy")
-    except Exception:  # noqa: BLE001  (bytes that are no aux fail like a wrong key)
-        raise crypto.AuthenticationError() from None
+    aux = open_aux(raw, where)
     if not is_keyed(aux):
         raise crypto.AuthenticationError()
     check_aux_bytes(raw, aux)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from imnkit.bundle import Bundle
 from imnkit.errors import UsageError
 from imnkit.protect import crypto
+from imnkit.protect.keyed import open_aux
 from imnkit.protect.keys import KeySource
 from imnkit.video.attachment import attach, attached_aux
 from imnkit.video.aux import is_video_aux, rekey
@@ -22,10 +22,7 @@ from imnkit.video.aux import is_video_aux, rekey
 
 def rekey_aux_bytes(raw: bytes, where: str, source: KeySource, recipients: list) -> tuple[bytes, str]:
     """A clip aux's bytes sealed to ``recipients``: (new bytes, the fingerprint of the identity that opened it)."""
-    try:
-        aux = Bundle.from_bytes(raw, source=where, framework="numpy")
-    except Exception:  # noqa: BLE001  (bytes that are no aux fail like a wrong key)
-        raise crypto.AuthenticationError() from None
+    aux = open_aux(raw, where)
     if not is_video_aux(aux):
         raise crypto.AuthenticationError()
     return rekey(aux, source, recipients).to_bytes(), source.opened_by or ""

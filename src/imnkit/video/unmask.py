@@ -22,7 +22,7 @@ from imnkit.batch import output_stem
 from imnkit.bundle import Bundle, read_header
 from imnkit.errors import BundleError, InputError, OutputError, UsageError
 from imnkit.imageio import check_output_path, pixels_digest
-from imnkit.protect.keyed import recover
+from imnkit.protect.keyed import open_aux, recover
 from imnkit.protect.keys import KeySource
 from imnkit.video import io
 from imnkit.video.attachment import attached_aux
@@ -124,10 +124,7 @@ def load_video_aux(masked: Path, aux: Path | None) -> Bundle:
         if raw is None:
             raise UsageError(f"{masked} carries no aux, and none was given",
                              hint="pass --aux FILE (the aux rides inside the clip only when masked for --recipient)")
-        try:  # bytes that are no video aux inside the clip: an edited attachment, one failure (exit 4)
-            bundle = Bundle.from_bytes(raw, source=f"{masked} (its aux)", framework="numpy")
-        except Exception:  # noqa: BLE001
-            raise crypto.AuthenticationError() from None
+        bundle = open_aux(raw, f"{masked} (its aux)")  # no aux inside: an edited attachment, one failure (exit 4)
         if not is_video_aux(bundle):
             raise crypto.AuthenticationError()
         return bundle
