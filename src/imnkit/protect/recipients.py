@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
@@ -163,7 +164,7 @@ class Identity:
         """The content key HPKE-sealed to this identity under ``context``; AuthenticationError otherwise."""
         try:
             return _hpke_suite(self.suite).decrypt(sealed, self._private, info=_INFO + context)
-        except Exception:  # InvalidTag, or a sealed key of the wrong length or suite: all one failure
+        except (InvalidTag, ValueError):  # another recipient's, a cut or edited sealed key: one failure
             raise crypto.AuthenticationError() from None
 
     # -- the identity file -------------------------------------------------------------------------
