@@ -280,19 +280,20 @@ def extract_file(masked: str | Path, aux: str | Path | None = None, output: str 
     out = Path(output) if output else default_recovered_path(masked)
     inputs = (masked,) if aux is None else (masked, aux)
     check_output_path(out, overwrite=overwrite, inputs=inputs)
+    # the masked file read once: for the aux inside it, and for the audit record's digest
+    data = _read(masked) if aux is None or audit_log is not None else None
     if aux is None:
-        data = _read(masked)
         raw, where = _aux_inside(data, str(masked)), f"{masked} (its aux)"
-        image = lambda: load_image(masked, data=data)  # noqa: E731
     else:
         # a missing or unreadable file fails here with its own message; bytes that are no aux, as one failure
-        raw, where, image = _read(aux), str(aux), (lambda: load_image(masked))
+        raw, where = _read(aux), str(aux)
+    image = lambda: load_image(masked, data=data)  # noqa: E731
     if face_at is not None:
         faces = sorted(set(faces or []) | {_face_at(raw, where, face_at)})
     recovered, notes, regions = _unmask_aux(image, raw, where, keys, force=force, device=device, weights=weights,
                                             faces=faces, allow_unkeyed=allow_unkeyed)
     save_png(out, recovered, overwrite=overwrite, inputs=inputs)
-    _audit(audit_log, "extract", masked, faces if faces is not None else "all", keys)
+    _audit(audit_log, "extract", masked, faces if faces is not None else "all", keys, data)
     return ExtractResult(output=out, regions=regions if faces is None else len(faces), notes=notes)
 
 
@@ -314,7 +315,8 @@ def _face_at(raw: bytes, where: str, point: tuple[int, int]) -> int:
     return face_at(read_aux_header(aux), point[0], point[1])
 
 
-def _audit(log, command: str, masked: Path, faces, keys: KeySource | None) -> None:
+def _audit(log, command: str, masked: Path, faces, keys: KeySource | None, data: bytes | None = None) -> None:
+    """Append the record of an unmasking to ``log`` (``data``: the masked file's bytes, when read already)."""
     if log is None:
         return
     import hashlib
@@ -322,5 +324,5 @@ def _audit(log, command: str, masked: Path, faces, keys: KeySource | None) -> No
     from .protect.audit import append
 
     who = (keys.opened_by if keys is not None else None) or (keys.expects if keys is not None else None) or "none"
-    append(log, command=command, file=str(masked), sha256=hashlib.sha256(_read(masked)).hexdigest(),
-           faces=faces, recipient=who)
+    digest = hashlib.sha256(data if data is not None else _read(masked)).hexdigest()
+    append(log, command=command, file=str(masked), sha256=digest, faces=faces, recipient=who)
