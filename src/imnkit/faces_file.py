@@ -142,22 +142,31 @@ def write_faces_file(path: Path, doc: dict, *, overwrite: bool = False) -> Path:
         raise OutputError(f"{path}: the write failed ({err.strerror or err}); nothing was written") from None
 
 
+def _read_kind(path: Path, kind: str, items: str) -> tuple[dict, dict]:
+    """(document, its ``kind`` entry) of a faces file for a ``kind`` ("photo" or "clip") listing ``items``."""
+    doc = _read_doc(path)
+    other = "clip" if kind == "photo" else "photo"
+    if other in doc and kind not in doc:
+        listed = "faces" if kind == "photo" else "tracks"
+        raise UsageError(f"{path}: a {other}'s faces file, not a {kind}'s",
+                         hint=f"run imnkit faces on this {kind} to list its {listed}")
+    unknown = sorted(set(doc) - {"schema", kind, items})
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, {kind}, {items})")
+    entry = doc.get(kind)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise UsageError(f"{path}: its \"{kind}\" has no sha256 digest")
+    return doc, entry
+
+
 def load_faces_file(path: Path, image: np.ndarray) -> list[dict]:
     """The faces ``path`` lists for ``image``, checked (see the module docstring), defaults filled.
 
     Raises:
         UsageError: not a faces file, another photo's, or a face that cannot be (one line each).
     """
-    doc = _read_doc(Path(path))
-    if "clip" in doc and "photo" not in doc:
-        raise UsageError(f"{path}: a clip's faces file, not a photo's", hint="run imnkit faces on this photo to list its faces")
-    unknown = sorted(set(doc) - {"schema", "photo", "faces"})
-    if unknown:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, photo, faces)")
-    photo = doc.get("photo")
+    doc, photo = _read_kind(Path(path), "photo", "faces")
     h, w = image.shape[:2]
-    if not isinstance(photo, dict) or not isinstance(photo.get("sha256"), str):
-        raise UsageError(f"{path}: its \"photo\" has no sha256 digest")
     if photo.get("width") != w or photo.get("height") != h or photo["sha256"] != pixels_digest(image):
         raise UsageError(f"{path}: the faces file is for another photo (its pixel digest differs)",
                          hint="run imnkit faces on this photo to list its faces")
@@ -386,15 +395,7 @@ def load_clip_faces_file(path: Path, facts: dict) -> list[dict]:
     Raises:
         UsageError: not a faces file, a photo's or another clip's, or a track that cannot be (one line each).
     """
-    doc = _read_doc(Path(path))
-    if "photo" in doc and "clip" not in doc:
-        raise UsageError(f"{path}: a photo's faces file, not a clip's", hint="run imnkit faces on this clip to list its tracks")
-    unknown = sorted(set(doc) - {"schema", "clip", "tracks"})
-    if unknown:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} (known: schema, clip, tracks)")
-    clip = doc.get("clip")
-    if not isinstance(clip, dict) or not isinstance(clip.get("sha256"), str):
-        raise UsageError(f"{path}: its \"clip\" has no sha256 digest")
+    doc, clip = _read_kind(Path(path), "clip", "tracks")
     if any(clip.get(k) != facts[k] for k in ("width", "height", "frames", "sha256")):
         raise UsageError(f"{path}: the faces file is for another clip (its frames' digest differs)",
                          hint="run imnkit faces on this clip to list its tracks")
