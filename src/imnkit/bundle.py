@@ -200,24 +200,33 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]
         raise BundleError(f"{path}: no such file")
     if path.is_dir():
         raise BundleError(f"{path}: is a folder, not a bundle")
-    size = path.stat().st_size
-    not_st = BundleError(f"{path}: not a safetensors bundle", hint="bundles are written by imnkit stages (.safetensors)")
-    if size < 8:
-        raise not_st
     with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        if n < 2 or n > _MAX_HEADER:
-            raise not_st
-        if 8 + n > size:
-            raise BundleError(f"{path}: the bundle is truncated (header cut off)")
-        raw = fh.read(n)
+        head = fh.read(8)
+        if len(head) == 8 and 2 <= struct.unpack("<Q", head)[0] <= _MAX_HEADER:
+            head += fh.read(struct.unpack("<Q", head)[0])
+    return parse_header(head, path.stat().st_size, path)
+
+
+def parse_header(head: bytes, size: int, where) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`read_header` of a bundle whose first bytes are ``head`` (at least its header) and whose
+    length is ``size``: a bundle held in memory (an aux inside a masked PNG or clip) reads the same."""
+    not_st = BundleError(f"{where}: not a safetensors bundle", hint="bundles are written by imnkit stages (.safetensors)")
+    if size < 8 or len(head) < 8:
+        raise not_st
+    (n,) = struct.unpack("<Q", head[:8])
+    if n < 2 or n > _MAX_HEADER:
+        raise not_st
+    if 8 + n > size or 8 + n > len(head):
+        raise BundleError(f"{where}: the bundle is truncated (header cut off)")
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(head[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise not_st from None
     if not isinstance(header, dict):
         raise not_st
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise not_st
     end = 0
     for name, entry in header.items():
         if not isinstance(entry, dict) or "data_offsets" not in entry:
@@ -227,8 +236,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]
         except (IndexError, KeyError, TypeError, ValueError):
             raise not_st from None
     if 8 + n + end > size:
-        raise BundleError(f"{path}: the bundle is truncated ({size} bytes, needs {8 + n + end})")
-    _check_format(metadata.get(META_FORMAT), path)
+        raise BundleError(f"{where}: the bundle is truncated ({size} bytes, needs {8 + n + end})")
+    _check_format(metadata.get(META_FORMAT), where)
     return header, metadata
 
 
@@ -267,9 +276,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     return Bundle(tensors=dict(tensors), meta=meta, history=history, source=str(path))
 
 
-def describe(path: str | os.PathLike) -> dict[str, Any]:
-    """What ``imnkit inspect`` shows: keys with shape and dtype, metadata values and history."""
-    header, metadata = read_header(path)
+def describe(path: str | os.PathLike, data: bytes | None = None) -> dict[str, Any]:
+    """What ``imnkit inspect`` shows: keys with shape and dtype, metadata values and history.
+
+    ``data``: the bundle's bytes when it is held in memory (``path`` then only names it).
+    """
+    header, metadata = read_header(path) if data is None else parse_header(data, len(data), path)
     keys = {
         name: {"dtype": entry["dtype"], "shape": list(entry["shape"])} for name, entry in sorted(header.items())
     }

@@ -27,13 +27,7 @@ def describe_file(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: cannot read it ({err.strerror or type(err).__name__})") from None
         if raw is None:
             raise UsageError(f"{path} holds no aux", hint="inspect its .aux.safetensors file")
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # describe() reads a path; 0600, removed
-            tmp.write(raw)
-            tmp.flush()
-            info = describe(tmp.name)
-        info["path"] = str(path)
+        info = describe(path, data=raw)
         info["aux_inside"] = True
     elif is_video_path(path):  # a masked clip: its attached aux (recipients), described like a PNG's
         from ..video.attachment import attached_aux
@@ -41,13 +35,7 @@ def describe_file(path: Path) -> dict[str, Any]:
         raw = attached_aux(path)
         if raw is None:
             raise UsageError(f"{path} carries no aux", hint="inspect its .aux.safetensors file")
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # as above
-            tmp.write(raw)
-            tmp.flush()
-            info = describe(tmp.name)
-        info["path"] = str(path)
+        info = describe(path, data=raw)
         info["aux_inside"] = True
     else:
         info = describe(path)
