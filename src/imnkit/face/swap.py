@@ -65,6 +65,10 @@ class SwapParams:
     feather: float = 0.05  # Gaussian sigma of the mask edge
     erode: float = 0.02  # how far inside the landmark hull the mask edge starts
     brow_lift: float = 0.06  # raise the mask's top edge above the brows (covers them)
+    #: the protected brows, eyes, nose and mouth are covered fully (alpha 1) this far beyond their
+    #: landmarks, inside the mask polygon: with the feather alone 20-30 % of the protected brows
+    #: showed above the Mask's own ("ghost brows"; benchmarks/ghost.py). 0 turns it off.
+    feature_cover: float = 0.05
     light_sigma: float = 0.3  # sigma of the low-frequency shading taken from the protected face
     color_std: bool = True  # also match the spread of each Lab channel, not only the mean
     geometry: float = 1.0  # 0: protected feature layout; 1: replacement's (expression kept)
@@ -490,6 +494,8 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     if params.feature_colour and not grey:
         w_rgb = _match_features(roi, w_rgb, prot - [x0, y0], target - [x0, y0], size)
     out_roi, alpha = _blend(image, w_rgb, inner, covered, box, params, size)
+    if params.feature_cover > 0:
+        alpha = np.maximum(alpha, _feature_cover(hull, prot - [x0, y0], params, size) * covered)
     if params.mouth != "identity":
         # An open mouth shows teeth, tongue and a dark throat on the Mask's inner lips, a closed one
         # its lip line, rather than the replacement's closed lips stretched open. Drawn by default:
@@ -512,7 +518,8 @@ def _render_geometry(shape: tuple[int, int], prot: np.ndarray, identity: Identit
     # Mask polygon: jaw line plus the brows lifted a little (so the brows are swapped too).
     top = np.where((target[17:27, 1] < prot[17:27, 1])[:, None], target[17:27], prot[17:27])
     top[:, 1] -= lift
-    mask_pts = np.vstack([target[:17], top])
+    # The protected brows (lifted) too: a replacement's narrower brows left their tails outside.
+    mask_pts = np.vstack([target[:17], top, prot[17:27] - [0.0, lift]])
     dst_pts = np.vstack([target, _ring(target)])
     lo = np.floor(np.minimum(dst_pts.min(axis=0), mask_pts.min(axis=0))) - 2
     hi = np.ceil(np.maximum(dst_pts.max(axis=0), mask_pts.max(axis=0))) + 3
@@ -631,6 +638,16 @@ def _match_features(roi: np.ndarray, w_rgb: np.ndarray, prot_local: np.ndarray, 
         w_lab += soft * (want - w_lab)
         out[y0:y1, x0:x1] = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     return out
+
+
+def _feature_cover(hull: np.ndarray, prot_local: np.ndarray, params: SwapParams, size: float) -> np.ndarray:
+    """Soft 0..1 map, 1 over the protected brows-to-mouth hull grown by ``feature_cover`` x ``size``
+    (box coordinates), kept inside the mask polygon ``hull`` (0/1 uint8)."""
+    sigma = max(0.5, params.feather * size / 4)
+    # Grown by the margin plus two sigmas, so the blur still gives ~0.98 at the margin.
+    grown = 1 - _erode(1 - _poly_mask(hull.shape, prot_local[17:68]), params.feature_cover * size + 2 * sigma)
+    # Clipped: a blurred 1 can read 1 + 1e-7, which lets the photo in with a negative weight.
+    return np.minimum(gaussian_blur((grown & hull).astype(np.float32), sigma, **SWAP_BLUR), 1.0)
 
 
 def _grown(pts: np.ndarray, k: float) -> np.ndarray:
