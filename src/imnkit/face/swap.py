@@ -17,8 +17,9 @@ For each protected face:
    given seeded grain until its fine detail matches the photo's. The lips then take the
    protected lips' mean colour and the eyes (with lids and lashes) their tint
    (``feature_colour``). A grey photo stays grey.
-4. Blend. A feathered mask over the jaw line and (slightly lifted) brows, or Poisson cloning
-   (``blend="poisson"``). The mouth's inside (teeth, tongue; for a closed mouth its lip line)
+4. Blend. A feathered mask over the jaw line and (slightly lifted) brows of both layouts, or
+   Poisson cloning (``blend="poisson"``); the protected brows, eyes, nose and mouth, and a margin
+   around them (``feature_cover``), are covered fully, so none of them shows through the feather. The mouth's inside (teeth, tongue; for a closed mouth its lip line)
    is synthesised on the target inner lips, shaded from the Mask's own skin and lips
    (:mod:`imnkit.face.mouth`): no pixel of the protected mouth is used. ``mouth="original"``
    (opt-in, logged as a warning) warps the protected mouth's inside there instead, as before.
