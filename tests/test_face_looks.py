@@ -59,3 +59,37 @@ def test_a_darker_skinned_face_gets_darker_skinned_identities_of_its_look_first(
     # a grey photo (no tone) keeps the seeded order
     grey = [look_groups(Look(gender=0.9, age=1.0, tone=float("nan")), pool, seed=0, salt=s)[0][0] for s in range(8)]
     assert len(set(grey)) > 1
+
+
+def test_mirror_landmarks_swap_sides_and_keep_the_midline():
+    from imnkit.face.looks import MIRROR_68
+
+    assert sorted(MIRROR_68.tolist()) == list(range(68))
+    assert (MIRROR_68[MIRROR_68] == np.arange(68)).all()  # mirroring twice is the face again
+    assert MIRROR_68[0] == 16 and MIRROR_68[36] == 45 and MIRROR_68[39] == 42 and MIRROR_68[48] == 54
+    assert all(MIRROR_68[k] == k for k in (8, 27, 28, 29, 30, 33, 51, 57, 62, 66))
+
+
+def test_mirrored_descriptor_is_the_descriptor_of_the_mirror_image():
+    # The look is read from the mean of a face's descriptor and its mirror image's; the mirror
+    # crop must give what the whole photo flipped gives, and a photo's mirror of its mirror the face.
+    from _photos import photo
+
+    from imnkit.face.descriptors import descriptor_distance, face_descriptor
+    from imnkit.face.detect import detect_faces, make_face
+    from imnkit.face.looks import MIRROR_68, look_descriptor, mirrored_descriptor, read_look
+
+    img = photo("portrait_03.png")
+    face = detect_faces(img).faces[0]
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    lm = face.landmarks[MIRROR_68].copy()
+    lm[:, 0] = img.shape[1] - 1 - lm[:, 0]
+    y0, x0, y1, x1 = face.box
+    mirror_face = make_face(lm, (y0, img.shape[1] - x1, y1, img.shape[1] - x0))
+    whole = face_descriptor(flipped, mirror_face)
+    assert descriptor_distance(mirrored_descriptor(img, face), whole) < 0.02
+    assert descriptor_distance(mirrored_descriptor(flipped, mirror_face), face_descriptor(img, face)) < 0.02
+    own = face_descriptor(img, face)
+    assert np.allclose(look_descriptor(img, face, own), (own + whole) / 2, atol=0.01)
+    look = read_look(img, face, tone=50.0, descriptor=own)
+    assert look.gender > 0.25  # portrait_03: a young woman

@@ -2,8 +2,10 @@
 
 Gender presentation and age are read off the face's dlib descriptor by a linear (ridge)
 regression shipped with the pool (``looks.json``, fitted by ``scripts/build_identities.py`` on
-permissively licensed, hand-labelled photos): ``gender`` is about +1 for a woman's look and -1
-for a man's; ``age`` is regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by
+permissively licensed and CC0, hand-labelled photos, each also shrunk to a small face and turned
+grey): ``gender`` is about +1 for a woman's look and -1 for a man's. The descriptor read is the
+mean of the face's and its mirror image's (:func:`look_descriptor`: one descriptor more per face;
+a face's two sides see its light and pose differently, and the mean reads the look steadier); ``age`` is regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by
 cut points fitted on the same photos. Skin tone is measured on the
 cheeks (:func:`imnkit.face.identities.skin_tone`). These are coarse cues for choosing a
 natural-looking replacement, not attributes reported to anyone.
@@ -21,6 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from imnkit.errors import WeightsError
+from imnkit.face.descriptors import face_descriptor
+from imnkit.face.detect import Face, make_face
 from imnkit.face.identities import AGES, Identity, default_dir
 
 LOOKS_FILE = "looks.json"
@@ -39,6 +43,12 @@ DARK_IDENTITY = 28.0
 #: identities of an unacceptable look are kept (last) only while the acceptable ones number fewer
 #: (the swap tries up to 8 per face; a face whose look is rare still gets enough to try)
 MIN_ACCEPTABLE = 8
+
+
+#: dlib's 68 landmarks of a mirrored face: point k of the mirror image is point MIRROR_68[k] of the
+#: face (jaw, brows, nose wings, eyes and lips swap sides; the midline stays)
+MIRROR_68 = np.r_[16:-1:-1, 26:21:-1, 21:16:-1, 27:31, 35:30:-1, 45:41:-1, 47, 46, 39:35:-1, 41, 40,
+                  54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,38 @@ def look_features(descriptor: np.ndarray, landmarks: np.ndarray | None, mean: np
     return np.r_[np.asarray(descriptor, dtype=np.float64), (g - mean) * scale]
 
 
+def mirrored_descriptor(image: np.ndarray, face: Face) -> np.ndarray:
+    """The dlib descriptor of ``face`` seen in a mirror: a crop around it (the face's size on
+    every side, all dlib's chip needs) flipped left to right, with its landmarks."""
+    lm = np.asarray(face.landmarks, dtype=np.float64)
+    y0, x0, y1, x1 = face.box
+    side = max(y1 - y0, x1 - x0)
+    h, w = image.shape[:2]
+    lx, ly = (int(max(np.floor(v - side), 0)) for v in lm.min(axis=0))
+    hx, hy = (int(min(np.ceil(v + side) + 1, n)) for v, n in zip(lm.max(axis=0), (w, h)))
+    crop = np.ascontiguousarray(image[ly:hy, lx:hx][:, ::-1])
+    flip = (lm - [lx, ly])[MIRROR_68]
+    flip[:, 0] = crop.shape[1] - 1 - flip[:, 0]
+    lo, hi = flip.min(axis=0), flip.max(axis=0)
+    return face_descriptor(crop, make_face(flip, (int(lo[1]), int(lo[0]), int(hi[1]) + 1, int(hi[0]) + 1)))
+
+
+def look_descriptor(image: np.ndarray, face: Face, descriptor: np.ndarray | None = None) -> np.ndarray:
+    """What the look is read from: the mean of the face's dlib descriptor (``descriptor`` when
+    already computed) and its mirror image's (:func:`mirrored_descriptor`)."""
+    own = face_descriptor(image, face) if descriptor is None else np.asarray(descriptor)
+    return (own.astype(np.float64) + mirrored_descriptor(image, face)) / 2.0
+
+
+def read_look(image: np.ndarray, face: Face, tone: float, folder: str | Path | None = None,
+              descriptor: np.ndarray | None = None) -> Look:
+    """The look of ``face`` in ``image``: :func:`estimate_look` on :func:`look_descriptor`."""
+    return estimate_look(look_descriptor(image, face, descriptor), face.landmarks, tone, folder)
+
+
 def estimate_look(descriptor: np.ndarray, landmarks: np.ndarray, tone: float, folder: str | Path | None = None) -> Look:
-    """The look of a face from its dlib descriptor, its 68 landmarks and its measured skin tone."""
+    """The look of a face from its look descriptor (:func:`look_descriptor`), its 68 landmarks
+    and its measured skin tone."""
     model = _model(str(Path(folder) if folder is not None else default_dir()))
     d = look_features(descriptor, landmarks, *model["geometry"])
     g = float(d @ model["gender"][0] + model["gender"][1])

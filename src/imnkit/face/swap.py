@@ -54,7 +54,7 @@ from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor
-from imnkit.face.looks import descriptor_salt, estimate_look, look_groups
+from imnkit.face.looks import descriptor_salt, look_groups, read_look
 from imnkit.face.mouth import MouthColours, interior
 from imnkit.face.warp import delaunay, piecewise_affine
 
@@ -822,7 +822,7 @@ def _candidates(image: np.ndarray, face: Face, first: str, order: list[str], ass
     if assign == "look":
         prot_desc = face_descriptor(image, face)
         tone = float("nan") if _is_grey(image, face) else skin_tone(image, face.landmarks)
-        look = estimate_look(prot_desc, face.landmarks, tone, pool)
+        look = read_look(image, face, tone, pool, descriptor=prot_desc)
         return list(look_groups(look, load_pool(pool), seed, descriptor_salt(prot_desc))), prot_desc
     if assign == "similar":
         prot_desc = face_descriptor(image, face)
