@@ -13,10 +13,11 @@ For each protected face:
 3. Colour, light, grain. Lab mean and spread are matched on skin only (the face minus brows,
    eyes and mouth), with lightness as log(L* + 16) so shading and dark features scale with the
    skin's lightness; the protected face's low-frequency shading (masked Gaussian,
-   ``light_sigma`` x face size) replaces the replacement's, and the replacement is blurred or
-   given seeded grain until its fine detail matches the photo's. The lips then take the
-   protected lips' mean colour and the eyes (with lids and lashes) their tint
-   (``feature_colour``). A grey photo stays grey.
+   ``light_sigma`` x face size) replaces the replacement's; each eye (with lids and lashes) is
+   sharpened or softened to the protected eye's sharpness, and the replacement is blurred when
+   sharper than the photo and given seeded grain up to the photo skin's noise
+   (:mod:`imnkit.face.detail`). The lips then take the protected lips' mean colour and the eyes
+   (with lids and lashes) their tint (``feature_colour``). A grey photo stays grey.
 4. Blend. A feathered mask over the jaw line and (slightly lifted) brows of both layouts, or
    Poisson cloning (``blend="poisson"``); the protected brows, eyes, nose and mouth, and a margin
    around them (``feature_cover``), are covered fully, so none of them shows through the feather. The mouth's inside (teeth, tongue; for a closed mouth its lip line)
@@ -54,6 +55,7 @@ from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor
+from imnkit.face.detail import match_eye_sharpness, match_grain
 from imnkit.face.looks import descriptor_salt, look_groups, read_look
 from imnkit.face.mouth import MouthColours, interior
 from imnkit.face.warp import delaunay, piecewise_affine
@@ -78,7 +80,7 @@ class SwapParams:
     #: warning) or "identity" (the replacement's own mouth stretched open: composites' mouths are closed)
     mouth: Literal["synthetic", "original", "identity"] = "synthetic"
     expression_passes: int = 2  # re-landmark the Mask and correct its expression this many times
-    grain: bool = True  # match the photo's sharpness and grain (blur or add noise to the replacement)
+    grain: bool = True  # match the photo's sharpness and grain (blur or add noise; the eyes' sharpness too)
     feature_colour: bool = True  # lips take the protected lips' colour, eyes the protected eyes' tint
     blend: Literal["feather", "poisson"] = "feather"
 
@@ -260,31 +262,6 @@ def _grey_pixels(img: np.ndarray) -> bool:
     """True when no pixel's channels differ by more than 2 levels (a black-and-white photo)."""
     r, g, b = cv2.split(img)
     return max(int(cv2.absdiff(r, g).max()), int(cv2.absdiff(g, b).max()), int(cv2.absdiff(r, b).max())) <= 2
-
-
-def _match_grain(warped: np.ndarray, roi: np.ndarray, sel: np.ndarray, seed: int) -> np.ndarray:
-    """The replacement made as sharp and grainy as the photo's face (measured on ``sel``, the skin).
-
-    A composite is smoother than any photo and a large replacement over a small face is
-    sharper than it: too sharp gets a Gaussian blur, too smooth gets seeded Gaussian grain with
-    the missing spread (both stop at what the photo shows, so a clean photo stays clean).
-    ``sel``: 0/1 uint8.
-    """
-    if cv2.countNonZero(sel) < 64:
-        return warped
-    want, have = _detail(roi, sel), _detail(warped, sel)
-    out = warped
-    if have > 1.15 * want:
-        for sigma in (0.5, 0.8, 1.2, 1.8, 2.5):
-            out = cv2.GaussianBlur(warped, (0, 0), sigma)
-            have = _detail(out, sel)
-            if have <= 1.15 * want:
-                break
-    if have < want:
-        std = min(float(np.sqrt(want ** 2 - have ** 2)), 8.0)
-        noise = np.random.default_rng(seed).normal(0.0, std, warped.shape[:2]).astype(np.float32)
-        out = np.clip(np.rint(out.astype(np.float32) + noise[..., None]), 0, 255).astype(np.uint8)
-    return out
 
 
 def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -483,6 +460,8 @@ def _render(image: np.ndarray, prot: np.ndarray, identity: Identity, target: np.
     warped, covered = _warp_replacement(identity, target, dst_pts, box)
     y0, x0, y1, x1 = box
     roi = image[y0:y1, x0:x1]
+    if params.grain:  # the eyes as sharp as the protected eyes, before the grain (else it is sharpened too)
+        warped = match_eye_sharpness(roi, warped, prot - [x0, y0], target - [x0, y0], size)
     hull = _poly_mask(roi.shape[:2], mask_pts - [x0, y0])
     inner = _erode(hull, params.erode * size)
     # Keep the feathered edge (~3 sigma) inside the warped area, so alpha never meets its edge.
@@ -585,7 +564,7 @@ def _match_colour(roi: np.ndarray, warped: np.ndarray, skin: np.ndarray, params:
     w_lab[..., 0] = (np.exp(w_lab[..., 0]) - 16.0) * (255.0 / 100.0)
     w_rgb = cv2.cvtColor(np.clip(np.rint(w_lab), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     if params.grain:
-        w_rgb = _match_grain(w_rgb, roi, sel8, seed=seed)
+        w_rgb = match_grain(w_rgb, roi, sel8, seed=seed)
     if grey:  # a grey photo stays grey
         grey = np.rint(w_rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
         w_rgb = np.repeat(grey, 3, axis=2)
