@@ -21,12 +21,14 @@ Contributors are listed by file below with their look (by eye), all near-frontal
 photos of ../shared/data/train_faces from repositories under a permissive licence (MIT,
 Apache-2.0, BSD, Boost; checked against its SOURCES.tsv). Their photos are read only here and
 never shipped. The script also writes the look model (``looks.json``) that the swap uses to pick
-an identity of the protected face's look: a ridge regression from the dlib descriptors of all the
-listed photos to their labels (``--looks-only`` rewrites just that file).
+an identity of the protected face's look: a ridge regression from the look descriptors (a face's
+and its mirror image's dlib descriptor, averaged) of all the listed photos, the more faces of
+``look_labels.tsv`` and the CC0 people (with ``--cc0``) -- each also shrunk to a 32 and a 64 px
+wide face and turned grey -- to their labels (``--looks-only`` rewrites just that file).
 
 Usage:
     PYTHONPATH=src nice python scripts/build_identities.py --candidates 40 --seed 3 --top-up 4 --count 23   # the shipped pool
-    PYTHONPATH=src python scripts/build_identities.py --looks-only                   # only looks.json
+    PYTHONPATH=src python scripts/build_identities.py --looks-only --cc0 DIR         # only looks.json (DIR: below)
     PYTHONPATH=src python scripts/build_identities.py --descriptors-only             # only the descriptors
     PYTHONPATH=src nice python scripts/build_identities.py --extend --cc0 DIR --candidates N --seed S --count 41
         # then, with (N, S) = (30, 5), (24, 6), (24, 7) in turn: add darker-skinned and missing-look
@@ -65,11 +67,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from imnkit.face.align import apply_affine, invert_affine, umeyama  # noqa: E402
-from imnkit.face.detect import detect_faces  # noqa: E402
+from imnkit.face.detect import detect_faces, fit_landmarks, make_face, predictor_box  # noqa: E402
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor  # noqa: E402
-from imnkit.face.looks import geometry_features, look_features  # noqa: E402
+from imnkit.face.looks import geometry_features, look_descriptor, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
 
@@ -322,7 +324,7 @@ def main() -> None:
             raise SystemExit("--extend needs --cc0 DIR")
         extend(args, rows)
         return
-    fit_looks(args.train, args.out)
+    fit_looks(args.train, args.out, args.cc0)
     if args.looks_only:
         return
     print(f"aligning {len(PEOPLE)} contributor photos ...", file=sys.stderr)
@@ -679,21 +681,73 @@ def astronaut(template: np.ndarray, kept: list[dict]) -> dict | None:
             "desc": seen[1], "near": float("nan"), "how": ""}
 
 
-def fit_looks(train: Path, out: Path, ridge: float = 0.1) -> None:
-    """Fit and write looks.json: gender (+1 f, -1 m) and age band (0..3) from dlib descriptors.
+#: hand labels of more training faces for the look model only (see the file's header)
+LOOK_LABELS = Path(__file__).resolve().parent / "look_labels.tsv"
+#: the look model also learns each labelled face shrunk to these jaw widths (px; faces of group
+#: photos are often 25-40 px wide, the labelled photos mostly 100-600) and turned grey
+LOOK_SHRINK = (32.0, 64.0)
 
-    Prints the leave-one-out accuracy (sign of gender; age rounded to the nearest band).
+
+def look_labels(train: Path, cc0: Path | None) -> dict[tuple[str, str], tuple[str, str]]:
+    """(folder, file[#k]) -> (gender, age) of every face the look model learns from: PEOPLE and
+    EXTRA_LABELLED, the rows of LOOK_LABELS, and (with ``cc0``) CC0_PEOPLE; a training photo
+    whose licence is not permissive stops the fit."""
+    rows = {r["file"]: r for r in csv.DictReader(open(train / "SOURCES.tsv"), delimiter="\t")}
+    out = {(str(train), k): v for k, v in {**PEOPLE, **EXTRA_LABELLED}.items()}
+    lines = [ln for ln in LOOK_LABELS.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+    for r in csv.DictReader(lines, delimiter="\t"):
+        if r["source"] == "train":
+            lic = rows[r["face"].partition("#")[0]]["licence_of_repo"]
+            if not lic.startswith(PERMISSIVE):
+                raise SystemExit(f"{LOOK_LABELS.name}: {r['face']}: licence {lic!r} is not permissive")
+            out[(str(train), r["face"])] = (r["gender"], r["age"])
+        elif cc0 is not None:
+            out[(str(cc0), r["face"])] = (r["gender"], r["age"])
+    if cc0 is not None:
+        out.update({(str(cc0), f): (g, a) for f, (g, a, _) in CC0_PEOPLE.items()})
+    else:
+        print("look model: no --cc0 folder, the CC0 people are left out", file=sys.stderr)
+    return out
+
+
+def look_variants(img: np.ndarray, face) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(kind, look descriptor, geometry) of a face "found", "shrunk" to each LOOK_SHRINK jaw width
+    it is wider than (landmarks fitted again on the small image, as a small face's are), "grey"."""
+    out = [("found", look_descriptor(img, face), geometry_features(face.landmarks))]
+    jaw = float(np.linalg.norm(face.landmarks[16] - face.landmarks[0]))
+    for target in LOOK_SHRINK:
+        if jaw > 1.3 * target:
+            s = target / jaw
+            small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            box = make_face(face.landmarks * s, tuple(int(round(v * s)) for v in face.box))
+            f = make_face(fit_landmarks(small, predictor_box(box)), box.box)
+            out.append(("shrunk", look_descriptor(small, f), geometry_features(f.landmarks)))
+    grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    out.append(("grey", look_descriptor(grey, face), geometry_features(face.landmarks)))
+    return out
+
+
+def fit_looks(train: Path, out: Path, cc0: Path | None = None, ridge: float = 0.1) -> None:
+    """Fit and write looks.json: gender (+1 f, -1 m) and age band (0..3) from look descriptors
+    (:func:`imnkit.face.looks.look_descriptor`) and the age proportions.
+
+    Every labelled face (:func:`look_labels`) is learnt in its variants (:func:`look_variants`).
+    Prints the leave-one-photo-out accuracy (all variants of a photo left out together; sign
+    of gender; age band from the cut points) on the faces as found and on the shrunk ones.
     """
-    labelled = {**PEOPLE, **EXTRA_LABELLED}
-    descs, geo, yg, ya = [], [], [], []
-    for key, (g, a) in labelled.items():
-        img, f = face_of(train, key)
-        descs.append(face_descriptor(img, f))
-        geo.append(geometry_features(f.landmarks))
-        yg.append(1.0 if g == "f" else -1.0)
-        ya.append(float(LOOKS_AGES.index(a)))
-    geo = np.asarray(geo)
-    g_mean, g_scale = geo.mean(axis=0), 0.3 / geo.std(axis=0)  # 0.3: weight against the descriptor
+    descs, geo, yg, ya, photo, kind = [], [], [], [], [], []
+    for (folder, key), (g, a) in look_labels(train, cc0).items():
+        img, f = face_of(Path(folder), key)
+        for k, d, gf in look_variants(img, f):
+            descs.append(d)
+            geo.append(gf)
+            yg.append(1.0 if g == "f" else -1.0)
+            ya.append(float(LOOKS_AGES.index(a)))
+            photo.append(f"{folder}/{key.partition('#')[0]}")
+            kind.append(k)
+    geo, photo, kind = np.asarray(geo), np.asarray(photo), np.asarray(kind)
+    first = kind == "found"
+    g_mean, g_scale = geo[first].mean(axis=0), 0.3 / geo[first].std(axis=0)  # 0.3: weight against the descriptor
     x = np.asarray([look_features(d, None, g_mean, g_scale, geo=gf) for d, gf in zip(descs, geo)])
     xa = np.c_[x, np.ones(len(x))]
     reg = ridge * np.eye(xa.shape[1])
@@ -703,25 +757,29 @@ def fit_looks(train: Path, out: Path, ridge: float = 0.1) -> None:
         return np.linalg.solve(xa[idx].T @ xa[idx] + reg, xa[idx].T @ y[idx])
 
     yg, ya = np.asarray(yg), np.asarray(ya)
-    ok_g = ok_a = 0
-    for i in range(len(x)):
-        idx = np.r_[0:i, i + 1:len(x)]
-        ok_g += np.sign(xa[i] @ fit(idx, yg)) == yg[i]
-        ok_a += round(float(np.clip(xa[i] @ fit(idx, ya), 0, 3))) == ya[i]
+    pg, pa = np.zeros(len(x)), np.zeros(len(x))
+    for p in np.unique(photo):
+        out_p = photo == p
+        pg[out_p] = xa[out_p] @ fit(~out_p, yg)
+        pa[out_p] = xa[out_p] @ fit(~out_p, ya)
     # Cut points between age bands from the leave-one-out predictions (a ridge fit shrinks
     # towards the mean: children come out near 0.5, not 0): midway between band means.
-    pred = np.array([float(xa[i] @ fit(np.r_[0:i, i + 1:len(x)], ya)) for i in range(len(x))])
-    means = [float(pred[ya == b].mean()) for b in range(len(LOOKS_AGES))]
+    means = [float(pa[first & (ya == b)].mean()) for b in range(len(LOOKS_AGES))]
     cuts = [round((means[b] + means[b + 1]) / 2, 3) for b in range(len(LOOKS_AGES) - 1)]
-    ok_a = int(sum(np.searchsorted(cuts, p) == y for p, y in zip(pred, ya)))
-    print(f"look model, leave-one-out over {len(x)} photos: gender {ok_g / len(x):.0%}, "
-          f"age band {ok_a / len(x):.0%}", file=sys.stderr)
-    all_idx = np.arange(len(x))
-    wg, wa = fit(all_idx, yg), fit(all_idx, ya)
+    shrunk = kind == "shrunk"
+    loo = {"gender": round(float(np.mean(np.sign(pg[first]) == yg[first])), 3),
+           "age_band": round(float(np.mean(np.searchsorted(cuts, pa[first]) == ya[first])), 3),
+           "gender_shrunk": round(float(np.mean(np.sign(pg[shrunk]) == yg[shrunk])), 3)}
+    n = int(first.sum())
+    print(f"look model, leave-one-photo-out over {n} faces: gender {loo['gender']:.1%}, age band "
+          f"{loo['age_band']:.1%}; gender on the shrunk faces {loo['gender_shrunk']:.1%}", file=sys.stderr)
+    wg, wa = fit(np.ones(len(x), bool), yg), fit(np.ones(len(x), bool), ya)
     meta = {
-        "about": "ridge regression from dlib face descriptors: gender +1 woman / -1 man look, age 0 child .. 3 senior; "
-                 f"fitted by scripts/build_identities.py on {len(x)} hand-labelled permissively licensed photos",
-        "leave_one_out": {"gender": round(ok_g / len(x), 3), "age_band": round(ok_a / len(x), 3)},
+        "about": "ridge regression from look descriptors (mean of a face's and its mirror image's dlib descriptor) "
+                 "and age proportions: gender +1 woman / -1 man look, age 0 child .. 3 senior; fitted by "
+                 f"scripts/build_identities.py on {n} hand-labelled faces of permissively licensed and CC0 photos, "
+                 "each also shrunk and grey",
+        "leave_one_out": loo,
         "geometry": {"mean": np.round(g_mean, 6).tolist(), "scale": np.round(g_scale, 6).tolist()},
         "gender": {"w": np.round(wg[:-1], 6).tolist(), "b": round(float(wg[-1]), 6)},
         "age": {"w": np.round(wa[:-1], 6).tolist(), "b": round(float(wa[-1]), 6), "cuts": cuts},

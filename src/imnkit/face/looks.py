@@ -193,11 +193,16 @@ def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
     identities first).
     """
     costs = {i.name: mismatch(look, i) for i in pool}
-    best = min(costs.values())
-    top = next(i for i in pool if costs[i.name] == best)
+    ok = {i.name for i in pool if acceptable(look, i)}
+    # The best match is one of an acceptable look (while there is one): the tone's cost must not
+    # bring another gender presentation or age into the first group (a senior woman's face read in
+    # warm, dim light as ITA -25 got a darker-skinned adult man's identity first).
+    mine = [i for i in pool if i.name in ok] or list(pool)
+    best = min(costs[i.name] for i in mine)
+    top = next(i for i in mine if costs[i.name] == best)
     # All identities of the best match's look, and any others nearly as good: enough choice
     # that different people of one look get different identities.
-    near = sorted(i.name for i in pool if (i.gender, i.age) == (top.gender, top.age) or costs[i.name] <= best + spread)
+    near = sorted(i.name for i in mine if (i.gender, i.age) == (top.gender, top.age) or costs[i.name] <= best + spread)
     rng = np.random.default_rng([int(seed), int(salt)])
     near = [near[int(k)] for k in rng.permutation(len(near))]
     if look.tone < DARK_FACE:  # NaN (grey photo) compares False
@@ -206,7 +211,6 @@ def look_groups(look: Look, pool: Sequence[Identity], seed: int, salt: int = 0,
         tone = {i.name: i.tone for i in pool}
         near = sorted(near, key=lambda n: not tone[n] < DARK_IDENTITY)
     rest = sorted((n for n in costs if n not in near), key=lambda n: (costs[n], n))
-    ok = {i.name for i in pool if acceptable(look, i)}
     good = [n for n in rest if n in ok]
     other = [n for n in rest if n not in ok]
     return near, good + other[: max(0, MIN_ACCEPTABLE - len(near) - len(good))]
