@@ -59,10 +59,13 @@ def _recover_keyed(bundle: Bundle, masked, params, ctx: StageContext):
 
 def _recover_inn(bundle: Bundle, masked, params, ctx: StageContext):
     from imnkit.embedding import check_aux_matches, load_network, put_off_regions, read_aux
-    from imnkit.weights import weights_digest
+    from imnkit.weights import shipped_with_digest, weights_digest
 
     info = read_aux(bundle)
     weights = params["weights"] or info.weights
+    if not params["weights"] and info.weights_sha256 and weights_digest(weights) != info.weights_sha256:
+        # The name now resolves to newer weights: the ones the aux was made with, if still shipped.
+        weights = shipped_with_digest(info.weights_sha256) or weights
     notes = refuse_unless_forced(check_aux_matches(info, masked, weights_digest(weights)), params["force"])
     bundle.meta.setdefault("notes", []).extend(notes)
     bundle.meta.setdefault("notes", []).append(INN_NOTICE)

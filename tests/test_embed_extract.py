@@ -253,3 +253,29 @@ def test_refine_keeps_the_best_point_it_has_scored():
         tuned = refine_masked(net, protected, mask, plain, seed, 3)
     assert torch.equal(wild, plain.clamp(0, 1))
     assert objective(tuned) < objective(plain)
+
+
+def test_an_inn_aux_made_with_the_earlier_default_weights_still_opens(tmp_path):
+    # tests/data/inn_v1: a 160 px crop of the bundled astronaut masked by `imnkit run recipes/mask-inn.toml`
+    # at cff089b, with the imn.default then shipped (sha256 3bc083ad…, now shipped as imn.default-1).
+    # The aux names imn.default and that digest: extraction finds the earlier weights by digest.
+    from pathlib import Path
+
+    from imnkit.weights import shipped_with_digest, weights_digest
+
+    data = Path(__file__).resolve().parent / "data" / "inn_v1"
+    aux = Bundle.from_bytes((data / "aux.safetensors").read_bytes(), framework="numpy")
+    digest = aux.meta["aux.weights_sha256"]
+    assert shipped_with_digest(digest) in ("imn.default", "imn.default-1")
+    assert weights_digest("imn.default-1") == digest
+    out = tmp_path / "r.png"
+    r = cli(data / "masked.png", "--aux", data / "aux.safetensors", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "other weights" not in r.output
+    diff = load_image(out).astype(float) - load_image(data / "protected.png")
+    assert 10 * np.log10(255**2 / max(np.mean(diff**2), 1e-9)) > 40
+    # Weights named on the command line are used as named, and checked against the aux's digest.
+    if weights_digest("imn.default") != digest:
+        r = cli(data / "masked.png", "--aux", data / "aux.safetensors", "--weights", "imn.default",
+                "-o", tmp_path / "r2.png")
+        assert r.exit_code != 0 and "other weights" in r.output and not (tmp_path / "r2.png").exists()

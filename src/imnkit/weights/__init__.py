@@ -123,6 +123,15 @@ def weights_digest(name: str) -> str | None:
     return digest
 
 
+def shipped_with_digest(digest: str) -> str | None:
+    """The name of the shipped (package) weights pinned to ``digest``, or None.
+
+    An aux names its weights and their sha256: when the name has since moved to newer weights
+    (``imn.default``), the earlier file is still shipped under its own name and found by digest.
+    """
+    return next((s.name for s in list_weights() if s.source == "package" and s.sha256 == digest), None)
+
+
 def resolve_path(name: str, *, download: bool = True) -> Path:
     """The local file of weights ``name``: shipped, cached/downloaded from the Hub, or a local path.
 

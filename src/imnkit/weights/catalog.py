@@ -20,6 +20,19 @@ register_weights(
 )
 register_weights(
     WeightSpec(
+        name="imn.default-1",
+        arch="imnkit.embedding:build_imn",
+        source="package",
+        filename="imn_default_1.safetensors",
+        sha256="3bc083ad30658aaeede65324877b9c23513fc248f32ead77134d532a466da1d7",
+        license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
+        origin_url="https://github.com/imnkit/imnkit",
+        description="The Invertible Mask Network shipped as imn.default until 2026-12-06: opens auxes made with it",
+        input_range="RGB in [0, 1]",
+    )
+)
+register_weights(
+    WeightSpec(
         name="simswap.224",
         arch="imnkit.nets.simswap:simswap_224",
         source="hub",
