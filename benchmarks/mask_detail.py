@@ -18,6 +18,8 @@ region by region, on luminance Y (Rec. 601):
 * grain: a robust noise sigma, 1.4826 median|Y - G(Y, 0.7 px) - median| (grey levels).
 * dark ring (eyes): mean Y of the ring (the grown eye polygon minus the eye) over the cheeks' mean Y;
   a Mask with darker lids/under-eyes than the person's reads below 1 as Mask/original.
+* dark lines (eyes): the ring's 5th-percentile Y over the cheeks' mean Y: painted liner and heavy
+  lash lines darken the ring's darkest pixels while barely moving its mean.
 
 Per face it prints the Mask/original ratio of each figure (eyes: geometric mean of the two eyes),
 then over the faces the median ratio and the share within [0.8, 1.25]. ``--json PATH`` writes
@@ -46,7 +48,8 @@ EYE_GROW = 2.0
 BAND = (0.8, 1.25)
 LEFT_EYE, RIGHT_EYE = np.r_[36:42], np.r_[42:48]
 GRAIN_SIGMA = 0.7
-MEASURES = ("eye_sharpness", "eye_grain", "dark_ring", "cheek_sharpness", "cheek_grain")
+MEASURES = ("eye_sharpness", "eye_grain", "dark_ring", "dark_lines", "cheek_sharpness", "cheek_grain")
+LINE_PERCENTILE = 5  # the ring's darkest pixels: liner and lash lines
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -139,7 +142,9 @@ def region_figures(rgb: np.ndarray, lm: np.ndarray, face_width: float) -> dict[s
     for eye in ("eye_l", "eye_r"):
         fig[eye + "_sharpness"] = sharpness(y, regs[eye], s1, s2)
         fig[eye + "_grain"] = grain(y, regs[eye])
-        fig[eye + "_ring"] = float(y[regs[eye + "_ring"]].mean()) / max(cheek_mean, 1.0)
+        ring = y[regs[eye + "_ring"]]
+        fig[eye + "_ring"] = float(ring.mean()) / max(cheek_mean, 1.0)
+        fig[eye + "_lines"] = float(np.percentile(ring, LINE_PERCENTILE)) / max(cheek_mean, 1.0)
     return fig
 
 
@@ -152,6 +157,7 @@ def compare(orig: dict[str, float], mask: dict[str, float]) -> dict[str, float]:
         return float(np.sqrt(r("eye_l_" + kind) * r("eye_r_" + kind)))
 
     return {"eye_sharpness": eyes("sharpness"), "eye_grain": eyes("grain"), "dark_ring": eyes("ring"),
+            "dark_lines": eyes("lines"),
             "cheek_sharpness": r("cheek_sharpness"), "cheek_grain": r("cheek_grain")}
 
 

@@ -80,3 +80,15 @@ def test_summary_counts_the_band(md):
     s = md.summarise(rows)
     assert s["eye_sharpness"]["within_band_pct"] == 50.0
     assert s["eye_sharpness"]["median"] == pytest.approx(1.05)
+
+
+def test_a_drawn_liner_shows_in_the_dark_lines_not_much_in_the_ring(md, face):
+    img, lm = face
+    lined = img.copy()
+    for idx in (np.r_[36:40], np.r_[42:46]):  # each upper lid, corner to corner
+        pts = np.round(md.grown(lm[idx], 1.15)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(lined, [pts], False, (10, 10, 10), 3)
+    w = md.face_width(lm)
+    r = md.compare(md.region_figures(img, lm, w), md.region_figures(lined, lm, w))
+    assert r["dark_lines"] < md.BAND[0]
+    assert r["dark_lines"] < r["dark_ring"]
