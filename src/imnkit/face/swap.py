@@ -55,7 +55,7 @@ from imnkit.face.expression import Expression, measure
 from imnkit.face.filters import SWAP_BLUR, gaussian_blur, masked_blur
 from imnkit.face.identities import Identity, assign_identities, get_identity, identity_names, load_pool, skin_tone
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor
-from imnkit.face.detail import match_eye_sharpness, match_grain
+from imnkit.face.detail import fine_detail, match_eye_sharpness, match_grain
 from imnkit.face.looks import descriptor_salt, look_groups, read_look
 from imnkit.face.mouth import MouthColours, interior
 from imnkit.face.warp import delaunay, piecewise_affine
@@ -252,12 +252,6 @@ def _correct_expression(target: np.ndarray, want: Expression, got: Expression) -
     return t
 
 
-def _detail(img: np.ndarray, sel: np.ndarray) -> float:
-    """Spread of the fine detail (image minus a 1.5 px blur, grey levels) over ``sel`` (0/1 uint8)."""
-    g = cv2.transform(img.astype(np.float32), np.full((1, 3), 1.0 / 3.0, np.float32))
-    return float(cv2.meanStdDev(g - cv2.GaussianBlur(g, (0, 0), 1.5), mask=sel)[1][0, 0])
-
-
 def _grey_pixels(img: np.ndarray) -> bool:
     """True when no pixel's channels differ by more than 2 levels (a black-and-white photo)."""
     r, g, b = cv2.split(img)
@@ -343,7 +337,7 @@ def _synthetic_mouth(w_rgb: np.ndarray, target: np.ndarray, box: Box, size: floa
     l_vals = lab[ys, xs, 0].astype(np.float64)
     slope = float(np.polyfit(u, l_vals, 1)[0] / max(l_vals.mean(), 1.0)) if np.ptp(u) > 0.2 else 0.0
     colours = MouthColours(skin_l=float(skin_lab[0]), lips=lip_lab, skin_ab=(float(skin_lab[1]), float(skin_lab[2])),
-                           light_slope=slope, grain=0.8 * _detail(mouth_rgb, lips), grey=grey)
+                           light_slope=slope, grain=0.8 * fine_detail(mouth_rgb, lips), grey=grey)
     part, alpha = interior(target[60:68], (y0 + my0, x0 + mx0, y0 + my1, x0 + mx1), size, colours,
                            seed=x0 * 7919 + y0)
     inside[my0:my1, mx0:mx1] = part
