@@ -71,7 +71,7 @@ from imnkit.face.detect import detect_faces, fit_landmarks, make_face, predictor
 from imnkit.face.expression import measure  # noqa: E402
 from imnkit.face.identities import AGES as LOOKS_AGES, FORMAT_VERSION, LOOKS, MANIFEST, skin_tone  # noqa: E402
 from imnkit.face.descriptors import descriptor_distance, face_descriptor, pool_face_descriptor  # noqa: E402
-from imnkit.face.looks import geometry_features, look_descriptor, look_features  # noqa: E402
+from imnkit.face.looks import context_features, geometry_features, look_descriptor, look_features  # noqa: E402
 from imnkit.face.warp import delaunay, piecewise_affine  # noqa: E402
 from imnkit.imageio import load_image  # noqa: E402
 
@@ -710,58 +710,67 @@ def look_labels(train: Path, cc0: Path | None) -> dict[tuple[str, str], tuple[st
     return out
 
 
-def look_variants(img: np.ndarray, face) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(kind, look descriptor, geometry) of a face "found", "shrunk" to each LOOK_SHRINK jaw width
-    it is wider than (landmarks fitted again on the small image, as a small face's are), "grey"."""
-    out = [("found", look_descriptor(img, face), geometry_features(face.landmarks))]
+def look_variants(img: np.ndarray, face) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(kind, look descriptor, geometry, context) of a face "found", "shrunk" to each LOOK_SHRINK
+    jaw width it is wider than (landmarks fitted again on the small image, as a small face's
+    are), "grey"."""
+
+    def read(kind: str, image: np.ndarray, f) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        return kind, look_descriptor(image, f), geometry_features(f.landmarks), context_features(image, f.landmarks)
+
+    out = [read("found", img, face)]
     jaw = float(np.linalg.norm(face.landmarks[16] - face.landmarks[0]))
     for target in LOOK_SHRINK:
         if jaw > 1.3 * target:
             s = target / jaw
             small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
             box = make_face(face.landmarks * s, tuple(int(round(v * s)) for v in face.box))
-            f = make_face(fit_landmarks(small, predictor_box(box)), box.box)
-            out.append(("shrunk", look_descriptor(small, f), geometry_features(f.landmarks)))
+            out.append(read("shrunk", small, make_face(fit_landmarks(small, predictor_box(box)), box.box)))
     grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    out.append(("grey", look_descriptor(grey, face), geometry_features(face.landmarks)))
+    out.append(read("grey", grey, face))
     return out
 
 
 def fit_looks(train: Path, out: Path, cc0: Path | None = None, ridge: float = 0.1) -> None:
     """Fit and write looks.json: gender (+1 f, -1 m) and age band (0..3) from look descriptors
-    (:func:`imnkit.face.looks.look_descriptor`) and the age proportions.
+    (:func:`imnkit.face.looks.look_descriptor`) and the age proportions, gender also from the
+    colours around the face (:func:`imnkit.face.looks.context_features`).
 
     Every labelled face (:func:`look_labels`) is learnt in its variants (:func:`look_variants`).
     Prints the leave-one-photo-out accuracy (all variants of a photo left out together; sign
     of gender; age band from the cut points) on the faces as found and on the shrunk ones.
     """
-    descs, geo, yg, ya, photo, kind = [], [], [], [], [], []
+    descs, geo, ctx, yg, ya, photo, kind = [], [], [], [], [], [], []
     for (folder, key), (g, a) in look_labels(train, cc0).items():
         img, f = face_of(Path(folder), key)
-        for k, d, gf in look_variants(img, f):
+        for k, d, gf, cf in look_variants(img, f):
             descs.append(d)
             geo.append(gf)
+            ctx.append(cf)
             yg.append(1.0 if g == "f" else -1.0)
             ya.append(float(LOOKS_AGES.index(a)))
             photo.append(f"{folder}/{key.partition('#')[0]}")
             kind.append(k)
-    geo, photo, kind = np.asarray(geo), np.asarray(photo), np.asarray(kind)
+    geo, ctx, photo, kind = np.asarray(geo), np.asarray(ctx), np.asarray(photo), np.asarray(kind)
     first = kind == "found"
     g_mean, g_scale = geo[first].mean(axis=0), 0.3 / geo[first].std(axis=0)  # 0.3: weight against the descriptor
-    x = np.asarray([look_features(d, None, g_mean, g_scale, geo=gf) for d, gf in zip(descs, geo)])
-    xa = np.c_[x, np.ones(len(x))]
-    reg = ridge * np.eye(xa.shape[1])
-    reg[-1, -1] = 0.0
+    c_mean, c_scale = ctx[first].mean(axis=0), 0.3 / ctx[first].std(axis=0)  # the same weight
+    # Age is read from the face (descriptor, proportions); gender presentation also from what
+    # surrounds it (long hair falls beside a girl's jaw as beside a young woman's: no age cue).
+    xa = np.asarray([np.r_[look_features(d, None, g_mean, g_scale, geo=gf), 1.0] for d, gf in zip(descs, geo)])
+    xg = np.c_[xa, (ctx - c_mean) * c_scale]
 
-    def fit(idx, y):
-        return np.linalg.solve(xa[idx].T @ xa[idx] + reg, xa[idx].T @ y[idx])
+    def fit(x, idx, y):
+        reg = ridge * np.eye(x.shape[1])
+        reg[len(descs[0]) + len(g_mean), len(descs[0]) + len(g_mean)] = 0.0  # the intercept
+        return np.linalg.solve(x[idx].T @ x[idx] + reg, x[idx].T @ y[idx])
 
     yg, ya = np.asarray(yg), np.asarray(ya)
-    pg, pa = np.zeros(len(x)), np.zeros(len(x))
+    pg, pa = np.zeros(len(xa)), np.zeros(len(xa))
     for p in np.unique(photo):
         out_p = photo == p
-        pg[out_p] = xa[out_p] @ fit(~out_p, yg)
-        pa[out_p] = xa[out_p] @ fit(~out_p, ya)
+        pg[out_p] = xg[out_p] @ fit(xg, ~out_p, yg)
+        pa[out_p] = xa[out_p] @ fit(xa, ~out_p, ya)
     # Cut points between age bands from the leave-one-out predictions (a ridge fit shrinks
     # towards the mean: children come out near 0.5, not 0): midway between band means.
     means = [float(pa[first & (ya == b)].mean()) for b in range(len(LOOKS_AGES))]
@@ -773,16 +782,19 @@ def fit_looks(train: Path, out: Path, cc0: Path | None = None, ridge: float = 0.
     n = int(first.sum())
     print(f"look model, leave-one-photo-out over {n} faces: gender {loo['gender']:.1%}, age band "
           f"{loo['age_band']:.1%}; gender on the shrunk faces {loo['gender_shrunk']:.1%}", file=sys.stderr)
-    wg, wa = fit(np.ones(len(x), bool), yg), fit(np.ones(len(x), bool), ya)
+    every = np.ones(len(xa), bool)
+    wg, wa = fit(xg, every, yg), fit(xa, every, ya)
+    k = xa.shape[1] - 1  # the intercept's column; the gender weights' context part follows it
     meta = {
         "about": "ridge regression from look descriptors (mean of a face's and its mirror image's dlib descriptor) "
-                 "and age proportions: gender +1 woman / -1 man look, age 0 child .. 3 senior; fitted by "
+                 "age proportions (and for gender the colours around the face: hair, neck): gender +1 woman / -1 man look, age 0 child .. 3 senior; fitted by "
                  f"scripts/build_identities.py on {n} hand-labelled faces of permissively licensed and CC0 photos, "
                  "each also shrunk and grey",
         "leave_one_out": loo,
         "geometry": {"mean": np.round(g_mean, 6).tolist(), "scale": np.round(g_scale, 6).tolist()},
-        "gender": {"w": np.round(wg[:-1], 6).tolist(), "b": round(float(wg[-1]), 6)},
-        "age": {"w": np.round(wa[:-1], 6).tolist(), "b": round(float(wa[-1]), 6), "cuts": cuts},
+        "context": {"mean": np.round(c_mean, 6).tolist(), "scale": np.round(c_scale, 6).tolist()},
+        "gender": {"w": np.round(np.r_[wg[:k], wg[k + 1:]], 6).tolist(), "b": round(float(wg[k]), 6)},
+        "age": {"w": np.round(wa[:k], 6).tolist(), "b": round(float(wa[k]), 6), "cuts": cuts},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "looks.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")

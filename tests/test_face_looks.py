@@ -93,3 +93,22 @@ def test_mirrored_descriptor_is_the_descriptor_of_the_mirror_image():
     assert np.allclose(look_descriptor(img, face, own), (own + whole) / 2, atol=0.01)
     look = read_look(img, face, tone=50.0, descriptor=own)
     assert look.gender > 0.25  # portrait_03: a young woman
+
+
+def test_context_features_read_what_surrounds_the_face():
+    # Hair falling beside the jaw reads darker than the cheek there; a plain photo reads nothing.
+    from imnkit.face.identities import load_pool
+    from imnkit.face.looks import CONTEXT_PATCHES, context_features
+
+    lm = np.asarray(load_pool()[0].landmarks, dtype=np.float64)
+    plain = np.full((384, 384, 3), 180, np.uint8)
+    assert np.allclose(context_features(plain, lm), 0.0)
+    hair = plain.copy()
+    jaw_x = lm[[0, 16], 0]
+    hair[:, : int(jaw_x.min()) - 2] = 40
+    hair[:, int(jaw_x.max()) + 2:] = 40
+    ctx = context_features(hair, lm).reshape(len(CONTEXT_PATCHES) - 1, 3)
+    assert ctx[0, 0] < -1.0 and ctx[1, 0] < -1.0  # beside the jaw, at mouth and chin height: dark
+    assert abs(ctx[2, 0]) < 1e-9 and abs(ctx[3, 0]) < 1e-9  # above the forehead, below the chin: as the cheek
+    grey = context_features(hair, lm).reshape(-1, 3)
+    assert np.allclose(grey[:, 1:], 0.0)  # a grey photo gives lightness only

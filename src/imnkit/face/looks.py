@@ -5,7 +5,9 @@ regression shipped with the pool (``looks.json``, fitted by ``scripts/build_iden
 permissively licensed and CC0, hand-labelled photos, each also shrunk to a small face and turned
 grey): ``gender`` is about +1 for a woman's look and -1 for a man's. The descriptor read is the
 mean of the face's and its mirror image's (:func:`look_descriptor`: one descriptor more per face;
-a face's two sides see its light and pose differently, and the mean reads the look steadier); ``age`` is regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by
+a face's two sides see its light and pose differently, and the mean reads the look steadier),
+and gender presentation is also read from the colours around the face that the swap keeps --
+hair beside the jaw, the top of the head, the neck (:func:`context_features`); ``age`` is regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by
 cut points fitted on the same photos. Skin tone is measured on the
 cheeks (:func:`imnkit.face.identities.skin_tone`). These are coarse cues for choosing a
 natural-looking replacement, not attributes reported to anyone.
@@ -69,7 +71,9 @@ def _model(folder: str) -> dict[str, tuple[np.ndarray, float]]:
     meta = json.loads(path.read_text(encoding="utf-8"))
     out = {k: (np.asarray(meta[k]["w"], dtype=np.float64), float(meta[k]["b"])) for k in ("gender", "age")}
     out["cuts"] = (np.asarray(meta["age"]["cuts"], dtype=np.float64), 0.0)
-    out["geometry"] = (np.asarray(meta["geometry"]["mean"], dtype=np.float64), np.asarray(meta["geometry"]["scale"], dtype=np.float64))
+    for part in ("geometry", "context"):
+        if part in meta:
+            out[part] = (np.asarray(meta[part]["mean"], dtype=np.float64), np.asarray(meta[part]["scale"], dtype=np.float64))
     return out
 
 
@@ -91,6 +95,45 @@ def look_features(descriptor: np.ndarray, landmarks: np.ndarray | None, mean: np
     (``geo``: proportions already computed, instead of ``landmarks``)."""
     g = geometry_features(landmarks) if geo is None else np.asarray(geo, dtype=np.float64)
     return np.r_[np.asarray(descriptor, dtype=np.float64), (g - mean) * scale]
+
+
+#: where :func:`context_features` looks, in jaw widths from the eyes' centre along the eye line (x,
+#: both sides) and down the face (y): beside the jaw at mouth and at chin height, above the
+#: forehead, below the chin; last the cheek they are measured against
+CONTEXT_PATCHES = ((0.62, 0.55), (0.62, 0.85), (0.0, -0.7), (0.0, 1.2), (0.28, 0.35))
+
+
+def context_features(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """What the swap keeps around a face, as the look model reads it: the median CIELab colour
+    (L*, a*, b* over 50) of small patches (:data:`CONTEXT_PATCHES`, sides averaged) beside the
+    jaw (long hair falls there, else neck or background), above the forehead (hair, a bald crown
+    or a headscarf) and below the chin (neck, collar or a beard), each less the cheek's.
+
+    The Mask replaces only the inner face, so hair and neck are what a viewer still reads the
+    person's look from; a grey photo gives L* only.
+    """
+    import cv2
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    eyes = lm[36:48].mean(axis=0)
+    jaw = max(float(np.linalg.norm(lm[16] - lm[0])), 1e-6)
+    across = (lm[45] - lm[36]) / max(float(np.linalg.norm(lm[45] - lm[36])), 1e-6)
+    down = np.array([-across[1], across[0]])
+    if np.dot(lm[8] - eyes, down) < 0:
+        down = -down
+    r = max(1, int(round(0.08 * jaw)))
+    h, w = image.shape[:2]
+    colours = []
+    for px, py in CONTEXT_PATCHES:
+        sides = []
+        for sign in ((1.0, -1.0) if px else (1.0,)):
+            x, y = eyes + (sign * px * across + py * down) * jaw
+            x, y = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))  # off the photo: its edge
+            roi = np.ascontiguousarray(image[max(y - r, 0):y + r + 1, max(x - r, 0):x + r + 1])
+            sides.append(np.median(cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64), axis=0))
+        colours.append(np.mean(sides, axis=0))
+    colours = np.asarray(colours)
+    return ((colours[:-1] - colours[-1]) / 50.0).ravel()
 
 
 def mirrored_descriptor(image: np.ndarray, face: Face) -> np.ndarray:
@@ -118,16 +161,25 @@ def look_descriptor(image: np.ndarray, face: Face, descriptor: np.ndarray | None
 
 def read_look(image: np.ndarray, face: Face, tone: float, folder: str | Path | None = None,
               descriptor: np.ndarray | None = None) -> Look:
-    """The look of ``face`` in ``image``: :func:`estimate_look` on :func:`look_descriptor`."""
-    return estimate_look(look_descriptor(image, face, descriptor), face.landmarks, tone, folder)
+    """The look of ``face`` in ``image``: :func:`estimate_look` on :func:`look_descriptor` and
+    :func:`context_features`."""
+    return estimate_look(look_descriptor(image, face, descriptor), face.landmarks, tone, folder,
+                         context=context_features(image, face.landmarks))
 
 
-def estimate_look(descriptor: np.ndarray, landmarks: np.ndarray, tone: float, folder: str | Path | None = None) -> Look:
-    """The look of a face from its look descriptor (:func:`look_descriptor`), its 68 landmarks
-    and its measured skin tone."""
+def estimate_look(descriptor: np.ndarray, landmarks: np.ndarray, tone: float, folder: str | Path | None = None,
+                  context: np.ndarray | None = None) -> Look:
+    """The look of a face from its look descriptor (:func:`look_descriptor`), its 68 landmarks,
+    its measured skin tone and what surrounds it (:func:`context_features`; None: read as the
+    training faces' average)."""
     model = _model(str(Path(folder) if folder is not None else default_dir()))
     d = look_features(descriptor, landmarks, *model["geometry"])
-    g = float(d @ model["gender"][0] + model["gender"][1])
+    dg = d
+    if "context" in model:  # gender presentation is also read from what surrounds the face; age is not
+        mean, scale = model["context"]
+        ctx = mean if context is None else np.asarray(context, dtype=np.float64)
+        dg = np.r_[d, (ctx - mean) * scale]
+    g = float(dg @ model["gender"][0] + model["gender"][1])
     a = float(d @ model["age"][0] + model["age"][1])
     # The band (0..3) from the fitted cut points, plus where it sits between them (-0.5..0.5).
     cuts = model["cuts"][0]
