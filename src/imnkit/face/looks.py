@@ -9,8 +9,9 @@ a face's two sides see its light and pose differently, and the mean reads the lo
 and gender presentation is also read from the colours around the face that the swap keeps --
 hair beside the jaw, the top of the head, the neck (:func:`context_features`); ``age`` is
 regressed on 0 child, 1 young, 2 adult, 3 senior and mapped to bands by cut points fitted on the
-same photos. Skin tone is measured on the cheeks (:func:`imnkit.face.identities.skin_tone`). These are coarse cues for choosing a
-natural-looking replacement, not attributes reported to anyone.
+same photos. Skin tone is measured on the cheeks (:func:`imnkit.face.identities.skin_tone`).
+These are coarse cues for choosing a natural-looking replacement, not attributes reported to
+anyone.
 """
 
 from __future__ import annotations
