@@ -310,6 +310,9 @@ def main() -> None:
                     help="keep the pool in --out and add darker-skinned / missing-look composites (needs --cc0)")
     ap.add_argument("--cc0", type=Path, help=f"folder of {CC0_REPO}'s '{CC0_FOLDER}' images at {CC0_COMMIT[:12]}")
     ap.add_argument("--looks-only", action="store_true", help="only refit looks.json")
+    ap.add_argument("--try-dark-adult-women", type=int, default=0, metavar="N",
+                    help="dry run: N darker-skinned adult-woman candidates of another recipe (needs --cc0; writes nothing)")
+    ap.add_argument("--strip", type=Path, help="with --try-dark-adult-women: save the usable candidates side by side here")
     ap.add_argument("--descriptors-only", action="store_true",
                     help="only (re)write the identities' descriptors into the pool's identities.json")
     args = ap.parse_args()
@@ -319,6 +322,11 @@ def main() -> None:
         return
 
     rows = check_licences(args.train)
+    if args.try_dark_adult_women:
+        if args.cc0 is None:
+            raise SystemExit("--try-dark-adult-women needs --cc0 DIR")
+        try_dark_adult_women(args)
+        return
     if args.extend:
         if args.cc0 is None:
             raise SystemExit("--extend needs --cc0 DIR")
@@ -366,6 +374,63 @@ def extend(args, rows: dict[str, dict]) -> None:
         rows[f"cc0:{file}"] = {"repo": CC0_REPO, "path_in_repo": f"{CC0_FOLDER}/{file}", "commit": CC0_COMMIT,
                                "licence_of_repo": CC0_LICENCE}
     write_pool(args, kept, rows)
+
+
+def try_dark_adult_women(args) -> None:
+    """--try-dark-adult-women N: a dry run of another recipe for the missing darker-skinned adult
+    woman; prints each candidate's tone and distances and writes the usable ones to a contact
+    strip (``--strip``), nothing into the pool.
+
+    The texture of 3-5 darker-skinned CC0 women (not 6-9: fewer shared with the pool's darker-skinned
+    women's composites) moved by the adult-women minus young-women texture difference (eyes left
+    out), on the mean shape of 2-3 of the permissively licensed adult women (not of the darker-skinned
+    women, whose shapes the older women's composites already carry), pushed 1.2-2x.
+    """
+    contrib = Contributors(args.train)
+    contrib.add_cc0(args.cc0)
+    kept = existing_pool(args.out, contrib)
+    t, face, mouth_w = contrib.template, contrib.face, contrib.mouth_w
+    young, adult = contrib.composite(contrib.group_of("f", "young"), 0.0), contrib.composite(contrib.group_of("f", "adult"), 0.0)
+    eye_w = cv2.GaussianBlur((hull_mask(t[36:42]) | hull_mask(t[42:48])).astype(np.float32), (0, 0), 3)[..., None]
+    cheeks = cheek_mask(t)
+    dark = [p for p in contrib.people if p.dark and p.look[0] == "f"]
+    shapes = contrib.group_of("f", "adult")
+    darkest = [p for p in dark if p.key.partition(":")[2] in CC0_DARKEST]
+    mu_t = np.mean([p.lab[face].mean(axis=0) for p in darkest], axis=0)
+    sd_t = np.mean([p.lab[face].std(axis=0) for p in darkest], axis=0)
+    cheek_t = np.mean([np.median(p.lab[cheeks], axis=0) for p in darkest], axis=0)
+    closed = average([p for p in dark if p.closed], face, mouth_w)
+    closed = (closed - closed[face].mean(axis=0)) / np.maximum(closed[face].std(axis=0), 1e-3) * sd_t + mu_t
+    rng = np.random.default_rng(args.seed)
+    cands = []
+    for _ in range(args.try_dark_adult_women):
+        tex = [dark[j] for j in sorted(rng.choice(len(dark), size=int(rng.integers(3, 6)), replace=False))]
+        shp = [shapes[j] for j in sorted(rng.choice(len(shapes), size=int(rng.integers(2, 4)), replace=False))]
+        ex, ex_t = float(rng.choice([1.2, 1.6, 2.0])), float(rng.choice([0.5, 1.0]))
+        lab = contrib.composite(tex, ex_t)[0]
+        lab = (lab - lab[face].mean(axis=0)) / np.maximum(lab[face].std(axis=0), 1e-3) * sd_t + mu_t
+        lab = lab + (adult[0] - young[0]) * (1.0 - eye_w)
+        lab = lab * (1 - mouth_w[..., None]) + closed * mouth_w[..., None]
+        lab[..., [0, 2]] += (cheek_t - np.median(lab[cheeks], axis=0))[[0, 2]]
+        shape = contrib.composite(shp, ex)[1]
+        how = f"texture of {len(tex)} darker-skinned women, shape of {len(shp)} adult women pushed {ex:g}x"
+        cands.append((("f", "adult"), tex + shp, how, render(lab, t, shape), shape, ex))
+    scored = score_candidates(cands, t)
+    print(f"{len(scored)} of {len(cands)} candidates are whole, unfolded and >= 0.6 from all their contributors",
+          file=sys.stderr)
+    usable = []
+    for c in scored:
+        tone = skin_tone(flatten_background(c["rgb"], c["lm"]), c["lm"])
+        near = min(kept, key=lambda k: descriptor_distance(c["desc"], k["desc"]))
+        gap = descriptor_distance(c["desc"], near["desc"])
+        print(f"  {c['how']}: ITA {tone:.1f}, {c['near']:.3f} from its nearest contributor, {gap:.3f} from "
+              f"{near['name']}", file=sys.stderr)
+        if tone < DARK_ITA and gap >= 0.6:
+            usable.append(c)
+    print(f"usable (darker-skinned and >= 0.6 from every identity): {len(usable)}", file=sys.stderr)
+    if usable and args.strip:
+        strip = np.hstack([cv2.resize(c["rgb"], (256, 256), interpolation=cv2.INTER_AREA) for c in usable])
+        Image.fromarray(strip).save(args.strip)
 
 
 def check_licences(train: Path) -> dict[str, dict]:
