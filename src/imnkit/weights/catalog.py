@@ -12,22 +12,12 @@ register_weights(
         arch="imnkit.embedding:build_imn",
         source="package",
         filename="imn_default.safetensors",
-        license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
-        origin_url="https://github.com/imnkit/imnkit",
-        description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
-        input_range="RGB in [0, 1]",
-    )
-)
-register_weights(
-    WeightSpec(
-        name="imn.default-1",
-        arch="imnkit.embedding:build_imn",
-        source="package",
-        filename="imn_default_1.safetensors",
+        # Pinned: an inn aux records this digest. When these weights are replaced, the old file stays
+        # shipped under a name of its own with this pin, and extract finds it by the digest.
         sha256="3bc083ad30658aaeede65324877b9c23513fc248f32ead77134d532a466da1d7",
         license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
         origin_url="https://github.com/imnkit/imnkit",
-        description="The Invertible Mask Network shipped as imn.default until 2026-12-06: opens auxes made with it",
+        description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
         input_range="RGB in [0, 1]",
     )
 )
