@@ -113,7 +113,8 @@ def eye_distance(lm: np.ndarray) -> float:
 
 def eye_alpha(lm: np.ndarray, size: int) -> np.ndarray:
     """Where the donor's eyes replace the composite's: each eye grown up to 55 % of the way to its
-    brow (the lid crease), 45 % of its half-width out past the corners and 70 % of its height below,
+    brow (the lid crease), 80 % of its half-width out past the corners and its height (plus a fifth
+    of its width) below,
     feathered. (size, size) float32 in 0..1."""
     mask = np.zeros((size, size), np.float32)
     for eye, brow in ((lm[36:42], lm[17:22]), (lm[42:48], lm[22:27])):
@@ -121,13 +122,16 @@ def eye_alpha(lm: np.ndarray, size: int) -> np.ndarray:
         width = np.linalg.norm(eye[3] - eye[0])
         height = max(float(eye[[4, 5], 1].mean() - eye[[1, 2], 1].mean()), 0.2 * width)
         upper = eye[[1, 2]] + 0.55 * (brow[[1, 3]] - eye[[1, 2]])
-        outer = [eye[0] + (eye[0] - c) * 0.45, eye[3] + (eye[3] - c) * 0.45]
-        lower = eye[[4, 5]] + [0.0, 0.7 * height + 0.15 * width]
-        poly = np.array([outer[0], upper[0], upper[1], outer[1], lower[0], lower[1]])
+        outer = [eye[0] + (eye[0] - c) * 0.8, eye[3] + (eye[3] - c) * 0.8]
+        lower = eye[[4, 5]] + [0.0, 1.0 * height + 0.2 * width]
+        up, down = [0.0, -0.6 * height], [0.0, 0.8 * height]  # the corners' lids, above and below
+        poly = np.array([upper[0], upper[1], lower[0], lower[1]]
+                        + [p + d for p in (eye[0], eye[3], outer[0], outer[1]) for d in (up, down)])
         hull = cv2.convexHull(poly.astype(np.float32)).astype(np.int32)
         cv2.fillConvexPoly(mask, hull, 1.0)
-    sigma = 0.06 * eye_distance(lm)
-    mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, int(round(sigma))))
+    # Feathered inside the polygon, so the lids and lashes are replaced whole (alpha 1 over the eye).
+    sigma = 0.035 * eye_distance(lm)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, int(round(1.5 * sigma))))
     return cv2.GaussianBlur(mask, (0, 0), sigma)
 
 
@@ -140,7 +144,7 @@ def with_eyes(rgb: np.ndarray, lm: np.ndarray, donor_img: np.ndarray, donor_lm: 
     # against the skin as the donor had them, on a lighter or darker face alike).
     sigma = 0.3 * eye_distance(lm)
     ratio = (cv2.GaussianBlur(base, (0, 0), sigma) + 8.0) / (cv2.GaussianBlur(warped, (0, 0), sigma) + 8.0)
-    mixed = warped * np.clip(ratio, 0.4, 3.0)
+    mixed = warped * np.clip(ratio, 0.4, 1.6)  # a dark donor on a light face: sclera not blown out
     a = eye_alpha(lm, rgb.shape[0])[..., None]
     return np.clip(np.rint(base * (1 - a) + mixed * a), 0, 255).astype(np.uint8)
 
