@@ -35,6 +35,18 @@ def test_acceptable_keeps_gender_and_age_reach():
     assert acceptable(unsure, _ident("i", "m", "young")) and acceptable(unsure, _ident("j", "f", "young"))
 
 
+def test_a_face_not_clearly_a_childs_is_never_offered_a_childs_identity():
+    # A young man read 0.63 (multi_10) got a girl's identity once the young men's were taken in a
+    # crowded photo: child identities were within the age reach. Now only clear children get them.
+    young = Look(gender=-0.2, age=0.63, tone=float("nan"))
+    assert not acceptable(young, _ident("a", "m", "child")) and not acceptable(young, _ident("b", "f", "child"))
+    assert acceptable(young, _ident("c", "m", "young"))
+    near, rest = look_groups(young, POOL, seed=0)
+    assert not any("child" in n for n in near + rest)
+    clear = Look(gender=0.0, age=0.2, tone=float("nan"))
+    assert acceptable(clear, _ident("d", "f", "child"))
+
+
 def test_other_looks_only_fill_up_to_the_tries():
     man = Look(gender=-0.9, age=2.0, tone=float("nan"))
     near, rest = look_groups(man, POOL, seed=0)

@@ -216,11 +216,15 @@ def acceptable(look: Look, ident: Identity) -> bool:
     """Whether an identity's look may stand for ``look`` at all: the same gender presentation
     (either when the reading is unsure, or the face reads as a child's: a young child's gender
     presentation is hardly in the face, and the regression was fitted on few) and an age band
-    within :data:`AGE_REACH` (so a child's face never gets an adult's identity, nor an adult's a
-    child's)."""
+    within :data:`AGE_REACH` (so a child's face never gets an adult's identity); a child's
+    identity only for a face read clearly as a child's (:data:`CLEAR_CHILD`)."""
     if ident.gender in ("f", "m") and abs(look.gender) >= UNSURE_GENDER and look.age >= 0.5:
         if (1.0 if ident.gender == "f" else -1.0) * look.gender < 0:
             return False
+    if ident.age == "child" and look.age > CLEAR_CHILD:
+        # A child's identity only on a face read clearly as a child's: in a crowded photo, once
+        # the good matches are taken, a young adult's face must not fall back on a child's.
+        return False
     return ident.age not in AGES or abs(AGES.index(ident.age) - look.age) <= AGE_REACH
 
 
