@@ -69,10 +69,25 @@ ALLOW = {
     "cc0:006.jpg", "cc0:022.jpg", "cc0:033.jpg", "cc0:051.jpg", "cc0:066.jpg", "cc0:073.jpg", "cc0:079.jpg",
     "cc0:061.jpg", "cc0:072.jpg", "cc0:074.jpg", "cc0:087.jpg", "cc0:097.jpg", "cc0:100.jpg",
     "cc0:028.jpg",
+    "cc0:001.jpg", "cc0:011.jpg", "cc0:036.jpg", "cc0:068.jpg", "cc0:076.jpg", "cc0:081.jpg", "cc0:094.jpg",
+    "cc0:069.jpg", "cc0:047.jpg", "cc0:089.jpg",
 }
 #: permissively licensed contributors with darker skin and dark brown eyes, by eye (build_identities
 #: marks only the CC0 people): their eyes suit the darker-skinned composites
 DARK_PEOPLE = {"train_0157.jpg", "train_0332.jpg", "train_0278.jpg", "train_0193.jpg#4"}
+
+
+#: more CC0 portraits of the same repository (build_identities.CC0_FOLDER), as eye donors only (not
+#: in any composite): lighter-skinned people, near-frontal, without glasses; look by eye. The
+#: builder labelled only the darker-skinned people and a few men, which left the lighter-skinned
+#: young women with three usable donors.
+EXTRA_CC0 = {
+    "001.jpg": ("f", "young"), "007.jpg": ("f", "young"), "009.jpg": ("f", "young"), "011.jpg": ("f", "young"),
+    "031.jpg": ("f", "young"), "035.jpg": ("f", "young"), "036.jpg": ("f", "young"), "059.jpg": ("f", "young"),
+    "068.jpg": ("f", "young"), "076.jpg": ("f", "young"), "081.jpg": ("f", "young"), "083.jpg": ("f", "young"),
+    "094.jpg": ("f", "young"), "069.jpg": ("f", "adult"),
+    "040.jpg": ("m", "adult"), "047.jpg": ("m", "adult"), "089.jpg": ("m", "young"),
+}
 
 
 class Donor:
@@ -99,6 +114,8 @@ def donors(train: Path, cc0: Path) -> list[Donor]:
         out.append(Donor(key, look, key in DARK_PEOPLE, train / file, int(k or 0)))
     for file, (g, a, dark) in bi.CC0_PEOPLE.items():
         out.append(Donor(f"cc0:{file}", (g, a), dark, cc0 / file, 0))
+    for file, look in EXTRA_CC0.items():
+        out.append(Donor(f"cc0:{file}", look, False, cc0 / file, 0))
     return out
 
 
@@ -301,7 +318,7 @@ def write(args, meta: dict, rows, report: list[str]) -> None:
     sources = (out / "SOURCES.md").read_text(encoding="utf-8")
     built = sources.split("```\n")[1].split("\n## Eyes")[0].rstrip("\n")  # the builder's report, kept
     licences = bi.check_licences(args.train)
-    for file in bi.CC0_PEOPLE:
+    for file in [*bi.CC0_PEOPLE, *EXTRA_CC0]:
         licences[f"cc0:{file}"] = {"repo": bi.CC0_REPO, "path_in_repo": f"{bi.CC0_FOLDER}/{file}",
                                    "commit": bi.CC0_COMMIT, "licence_of_repo": bi.CC0_LICENCE}
     eyes = "\n".join(["", "## Eyes", "eye donor of each composite (scripts/identity_eyes.py), dlib distances after:"] + report)
