@@ -376,19 +376,14 @@ def extend(args, rows: dict[str, dict]) -> None:
     write_pool(args, kept, rows)
 
 
-def try_dark_adult_women(args) -> None:
-    """--try-dark-adult-women N: a dry run of another recipe for the missing darker-skinned adult
-    woman; prints each candidate's tone and distances and writes the usable ones to a contact
-    strip (``--strip``), nothing into the pool.
+def dark_adult_women_candidates(contrib: Contributors, n: int, rng: np.random.Generator) -> list[tuple]:
+    """``n`` darker-skinned adult-woman candidates (look, members, how, rgb, shape, ex).
 
     The texture of 3-5 darker-skinned CC0 women (not 6-9: fewer shared with the pool's darker-skinned
     women's composites) moved by the adult-women minus young-women texture difference (eyes left
     out), on the mean shape of 2-3 of the permissively licensed adult women (not of the darker-skinned
     women, whose shapes the older women's composites already carry), pushed 1.2-2x.
     """
-    contrib = Contributors(args.train)
-    contrib.add_cc0(args.cc0)
-    kept = existing_pool(args.out, contrib)
     t, face, mouth_w = contrib.template, contrib.face, contrib.mouth_w
     young, adult = contrib.composite(contrib.group_of("f", "young"), 0.0), contrib.composite(contrib.group_of("f", "adult"), 0.0)
     eye_w = cv2.GaussianBlur((hull_mask(t[36:42]) | hull_mask(t[42:48])).astype(np.float32), (0, 0), 3)[..., None]
@@ -401,9 +396,8 @@ def try_dark_adult_women(args) -> None:
     cheek_t = np.mean([np.median(p.lab[cheeks], axis=0) for p in darkest], axis=0)
     closed = average([p for p in dark if p.closed], face, mouth_w)
     closed = (closed - closed[face].mean(axis=0)) / np.maximum(closed[face].std(axis=0), 1e-3) * sd_t + mu_t
-    rng = np.random.default_rng(args.seed)
     cands = []
-    for _ in range(args.try_dark_adult_women):
+    for _ in range(n):
         tex = [dark[j] for j in sorted(rng.choice(len(dark), size=int(rng.integers(3, 6)), replace=False))]
         shp = [shapes[j] for j in sorted(rng.choice(len(shapes), size=int(rng.integers(2, 4)), replace=False))]
         ex, ex_t = float(rng.choice([1.2, 1.6, 2.0])), float(rng.choice([0.5, 1.0]))
@@ -415,6 +409,19 @@ def try_dark_adult_women(args) -> None:
         shape = contrib.composite(shp, ex)[1]
         how = f"texture of {len(tex)} darker-skinned women, shape of {len(shp)} adult women pushed {ex:g}x"
         cands.append((("f", "adult"), tex + shp, how, render(lab, t, shape), shape, ex))
+    return cands
+
+
+def try_dark_adult_women(args) -> None:
+    """--try-dark-adult-women N: a dry run of another recipe for the missing darker-skinned adult
+    woman; prints each candidate's tone and distances and writes the usable ones to a contact
+    strip (``--strip``), nothing into the pool (``scripts/dark_adult_woman.py`` adds one, with one
+    person's eyes)."""
+    contrib = Contributors(args.train)
+    contrib.add_cc0(args.cc0)
+    kept = existing_pool(args.out, contrib)
+    t = contrib.template
+    cands = dark_adult_women_candidates(contrib, args.try_dark_adult_women, np.random.default_rng(args.seed))
     scored = score_candidates(cands, t)
     print(f"{len(scored)} of {len(cands)} candidates are whole, unfolded and >= 0.6 from all their contributors",
           file=sys.stderr)
@@ -941,7 +948,8 @@ def write_sources(out: Path, entries, rows, report: str) -> None:
         "`PYTHONPATH=src python scripts/build_identities.py --extend --cc0 DIR --candidates N --seed S --count 41`",
         "three times, (N, S) = (30, 5), (24, 6), (24, 7)",
         f"(DIR: the `{CC0_FOLDER}` folder of {CC0_REPO} at commit {CC0_COMMIT}), then give each composite",
-        "the eyes of one person with `PYTHONPATH=src python scripts/identity_eyes.py --cc0 DIR`.",
+        "the eyes of one person with `PYTHONPATH=src python scripts/identity_eyes.py --cc0 DIR` and add the",
+        "darker-skinned adult woman with `PYTHONPATH=src python scripts/dark_adult_woman.py --cc0 DIR`.",
         f"Each identity is a {SIZE}x{SIZE} RGB PNG aligned to one landmark template, with its 68 dlib",
         "landmarks, look (gender presentation, age band) and skin tone (ITA degrees) in `identities.json`.",
         "",
