@@ -316,12 +316,14 @@ def write(args, meta: dict, rows, report: list[str]) -> None:
     tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     tmp.replace(manifest)
     sources = (out / "SOURCES.md").read_text(encoding="utf-8")
-    built = sources.split("```\n")[1].split("\n## Eyes")[0].rstrip("\n")  # the builder's report, kept
+    built = sources.split("```\n")[1].rstrip("\n")  # the reports so far, kept
+    report = [r for r in report if not r.endswith(" already")]
     licences = bi.check_licences(args.train)
     for file in [*bi.CC0_PEOPLE, *EXTRA_CC0]:
         licences[f"cc0:{file}"] = {"repo": bi.CC0_REPO, "path_in_repo": f"{bi.CC0_FOLDER}/{file}",
                                    "commit": bi.CC0_COMMIT, "licence_of_repo": bi.CC0_LICENCE}
-    eyes = "\n".join(["", "## Eyes", "eye donor of each composite (scripts/identity_eyes.py), dlib distances after:"] + report)
+    title = "## Eyes" if "## Eyes" not in built else "## Eyes, a later run (those left before)"
+    eyes = "\n".join(["", title, "eye donor of each composite (scripts/identity_eyes.py), dlib distances after:"] + report)
     bi.write_sources(out, meta["identities"], licences, built + "\n" + eyes)
 
 
