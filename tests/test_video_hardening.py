@@ -215,6 +215,10 @@ _KILL_ITSELF = """
 import os, signal, sys
 from pathlib import Path
 
+# As in a terminal: the signal at its default. A suite run under nohup hands SIGHUP down ignored,
+# and imnkit rightly leaves an ignored signal ignored (the clip is then written whole).
+signal.signal(int(sys.argv[5]), signal.SIG_DFL)
+
 def kill(done):
     if done == 3:
         os.kill(os.getpid(), int(sys.argv[5]))
