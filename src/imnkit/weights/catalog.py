@@ -14,10 +14,23 @@ register_weights(
         filename="imn_default.safetensors",
         # Pinned: an inn aux records this digest. When these weights are replaced, the old file stays
         # shipped under a name of its own with this pin, and extract finds it by the digest.
-        sha256="3bc083ad30658aaeede65324877b9c23513fc248f32ead77134d532a466da1d7",
+        sha256="a10bee7348a0a612cf1179efde7a5369df35b4bd1e4391e7894fa70375bd96d9",
         license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
         origin_url="https://github.com/imnkit/imnkit",
         description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
+        input_range="RGB in [0, 1]",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="imn.default-1",
+        arch="imnkit.embedding:build_imn",
+        source="package",
+        filename="imn_default_1.safetensors",
+        sha256="3bc083ad30658aaeede65324877b9c23513fc248f32ead77134d532a466da1d7",
+        license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
+        origin_url="https://github.com/imnkit/imnkit",
+        description="The Invertible Mask Network shipped as imn.default until 2026-12-07: opens auxes made with it",
         input_range="RGB in [0, 1]",
     )
 )
