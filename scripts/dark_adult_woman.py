@@ -103,19 +103,11 @@ def add(args, meta: dict, k: dict) -> None:
                     "repositories"),
         "contributors": members, "eyes": k["donor"].key,
     })
-    manifest = args.out / MANIFEST
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(manifest)
-    sources = (args.out / "SOURCES.md").read_text(encoding="utf-8")
-    report = sources.split("```\n")[1].rstrip("\n")
+    ie.save_manifest(args.out, meta)
+    report = ie.reports_so_far(args.out)
     report += (f"\n\n## Darker-skinned adult woman\n  {name:16s} eyes of {k['donor'].key:16s} {k['from_donor']:.3f} from it, "
                f"{k['near']:.3f} from its nearest contributor or donor, {k['gap']:.3f} from the pool, ITA {k['tone']:.1f}")
-    licences = bi.check_licences(args.train)
-    for file in [*bi.CC0_PEOPLE, *ie.EXTRA_CC0]:
-        licences[f"cc0:{file}"] = {"repo": bi.CC0_REPO, "path_in_repo": f"{bi.CC0_FOLDER}/{file}",
-                                   "commit": bi.CC0_COMMIT, "licence_of_repo": bi.CC0_LICENCE}
-    bi.write_sources(args.out, meta["identities"], licences, report)
+    bi.write_sources(args.out, meta["identities"], ie.licence_rows(args.train), report)
     print(f"added {name}", file=sys.stderr)
 
 

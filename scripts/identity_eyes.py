@@ -6,14 +6,15 @@ not line up, so they add up to painted-looking eyes (dark liner, doubled lids, g
 no sharpening can undo (issue 27). This step replaces each composite's eye region -- both eyes,
 their lids up towards the brows and the skin just under them -- with that of one contributor
 photo (the *eye donor*) of the same look and skin group, warped piecewise-affinely onto the
-composite's own landmarks. Only the donor's detail above the scale of the eye is taken
-(the donor's pixels times the ratio of the composite's colour to the donor's, both blurred), so
-the composite keeps its own skin colour and shading there.
+composite's own landmarks. The donor's pixels are multiplied by the ratio of the composite's colour
+to the donor's, both blurred coarser than the eye, so the composite keeps its own skin colour and
+shading there while the donor's sclera, iris and lids keep their contrast.
 
 A donor is kept only when dlib still puts the new identity >= 0.6 from the donor, from every
-contributor of the composite and from every other identity of the pool; otherwise the next donor
-is tried, and a composite with no passing donor keeps its eyes (reported). Donors are taken from
-``scripts/build_identities.py``'s contributor lists (permissively licensed and CC0 photos), each
+contributor of the composite and from every other identity of the pool (a child's identity also
+no nearer any child photo than before); otherwise the next donor is tried, and a composite with no
+passing donor keeps its eyes (reported). Donors are ``scripts/build_identities.py``'s contributors
+and more portraits of its CC0 repository (:data:`EXTRA_CC0`), chosen by eye (:data:`ALLOW`), each
 used for at most two identities; ``identities.json`` and ``SOURCES.md`` record each donor.
 
 Usage (after ``build_identities.py``; DIR: the CC0 folder named there):
@@ -133,8 +134,7 @@ def eye_distance(lm: np.ndarray) -> float:
 def eye_alpha(lm: np.ndarray, size: int) -> np.ndarray:
     """Where the donor's eyes replace the composite's: each eye grown up to 55 % of the way to its
     brow (the lid crease), 80 % of its half-width out past the corners and its height (plus a fifth
-    of its width) below,
-    feathered. (size, size) float32 in 0..1."""
+    of its width) below, feathered inside. (size, size) float32 in 0..1."""
     mask = np.zeros((size, size), np.float32)
     for eye, brow in ((lm[36:42], lm[17:22]), (lm[42:48], lm[22:27])):
         c = eye.mean(axis=0)
@@ -311,20 +311,36 @@ def write(args, meta: dict, rows, report: list[str]) -> None:
             e["contributors"].append(d.key)
         e["origin"] = e["origin"].replace(" (contributors in SOURCES.md)",
                                           ", with the eye region of one person, warped onto it (contributors and eye donor in SOURCES.md)")
+    save_manifest(out, meta)
+    built = reports_so_far(out)
+    report = [r for r in report if not r.endswith(" already")]
+    licences = licence_rows(args.train)
+    title = "## Eyes" if "## Eyes" not in built else "## Eyes, a later run (those left before)"
+    eyes = "\n".join(["", title, "eye donor of each composite (scripts/identity_eyes.py), dlib distances after:"] + report)
+    bi.write_sources(out, meta["identities"], licences, built + "\n" + eyes)
+
+
+def save_manifest(out: Path, meta: dict) -> None:
+    """``identities.json`` replaced whole (written beside it, then renamed)."""
     manifest = out / MANIFEST
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     tmp.replace(manifest)
-    sources = (out / "SOURCES.md").read_text(encoding="utf-8")
-    built = sources.split("```\n")[1].rstrip("\n")  # the reports so far, kept
-    report = [r for r in report if not r.endswith(" already")]
-    licences = bi.check_licences(args.train)
+
+
+def reports_so_far(out: Path) -> str:
+    """The build reports in the pool's SOURCES.md (its code block), to be kept when it is rewritten."""
+    return (out / "SOURCES.md").read_text(encoding="utf-8").split("```\n")[1].rstrip("\n")
+
+
+def licence_rows(train: Path) -> dict[str, dict]:
+    """SOURCES.md's rows for every photo a composite or an eye may come from: the training photos'
+    (licences checked) and the CC0 repository's."""
+    rows = bi.check_licences(train)
     for file in [*bi.CC0_PEOPLE, *EXTRA_CC0]:
-        licences[f"cc0:{file}"] = {"repo": bi.CC0_REPO, "path_in_repo": f"{bi.CC0_FOLDER}/{file}",
-                                   "commit": bi.CC0_COMMIT, "licence_of_repo": bi.CC0_LICENCE}
-    title = "## Eyes" if "## Eyes" not in built else "## Eyes, a later run (those left before)"
-    eyes = "\n".join(["", title, "eye donor of each composite (scripts/identity_eyes.py), dlib distances after:"] + report)
-    bi.write_sources(out, meta["identities"], licences, built + "\n" + eyes)
+        rows[f"cc0:{file}"] = {"repo": bi.CC0_REPO, "path_in_repo": f"{bi.CC0_FOLDER}/{file}",
+                               "commit": bi.CC0_COMMIT, "licence_of_repo": bi.CC0_LICENCE}
+    return rows
 
 
 if __name__ == "__main__":
