@@ -65,7 +65,8 @@ class EmbedStage(Stage):
         Param("margin", int, 8, "pixels added around each changed region before hiding", min=0, max=256),
         Param("refine", int, 0, "inn: optimisation steps on the masked pixels against what extraction will "
               "compute (lower recovery + masked error, best point kept; each step costs ~3 network passes: "
-              "for a GPU or for archiving; gains depend on the weights, see docs/model-card.md)", min=0, max=1000),
+              "minutes on a CPU for a large face, seconds on a GPU; recipes/mask-inn.toml uses 30, "
+              "see docs/model-card.md)", min=0, max=1000),
     )
 
     def weights_for(self, params):
@@ -128,11 +129,13 @@ def _hide_inn(bundle: Bundle, protected, mask, boxes, params, ctx: StageContext)
     from imnkit.weights import weights_digest
 
     net = load_network(params["weights"], ctx.device, ctx.models)
+    report = ctx.options.get("on_steps")  # the CLI's progress bar: refine takes minutes on a CPU
+    progress = None if report is None else (lambda done, total: report("refine", done, total))
     coeffs = None
     if "dwt.image.protected" in bundle.tensors and "dwt.mask.image" in bundle.tensors:
         coeffs = (bundle.tensors["dwt.image.protected"], bundle.tensors["dwt.mask.image"])
     result = put_on_regions(net, protected, mask, boxes, seed=params["seed"], weights=params["weights"],
                             weights_digest=weights_digest(params["weights"]), device=ctx.device, coeffs=coeffs,
-                            refine=params["refine"])
+                            refine=params["refine"], progress=progress)
     bundle.meta.setdefault("notes", []).append(INN_NOTICE)
     return result.masked, result.aux, {}

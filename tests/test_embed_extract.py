@@ -255,6 +255,18 @@ def test_refine_keeps_the_best_point_it_has_scored():
     assert objective(tuned) < objective(plain)
 
 
+def test_the_embed_stage_reports_refine_steps_over_all_regions(pair, weights_file):
+    """refine takes minutes on a CPU: the stage reports each step to the run's progress bar."""
+    protected, mask = pair
+    calls = []
+    b = Bundle(tensors={"image.protected": torch.from_numpy(protected), "mask.image": torch.from_numpy(mask),
+                        "swap.regions": torch.tensor([[4, 4, 20, 20], [40, 60, 70, 90]])})
+    ctx = StageContext(device=torch.device("cpu"), options={"on_steps": lambda *a: calls.append(a)})
+    st = get_stage("embed")
+    run_stage(st, b, st.resolve_params({"method": "inn", "weights": weights_file, "margin": 0, "refine": 2}), ctx)
+    assert calls == [("refine", 1, 4), ("refine", 2, 4), ("refine", 3, 4), ("refine", 4, 4)]
+
+
 def test_an_inn_aux_made_with_the_earlier_default_weights_still_opens(tmp_path):
     # tests/data/inn_v1: a 160 px crop of the bundled astronaut masked by `imnkit run recipes/mask-inn.toml`
     # at cff089b with the shipped imn.default (sha256 3bc083ad…). The aux names the weights and their

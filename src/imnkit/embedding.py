@@ -14,6 +14,7 @@ holds protected pixels or the lost information m.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -86,13 +87,15 @@ class EmbedResult:
 
 def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *, seed: int,
                    weights: str, weights_digest: str | None, device: torch.device,
-                   coeffs: tuple[torch.Tensor, torch.Tensor] | None = None, refine: int = 0) -> EmbedResult:
+                   coeffs: tuple[torch.Tensor, torch.Tensor] | None = None, refine: int = 0,
+                   progress: Callable[[int, int], None] | None = None) -> EmbedResult:
     """Hide each region of ``protected`` in the same region of ``mask``; returns masked + aux.
 
     ``coeffs``: optional Haar coefficients (B, 12, H/2, W/2) of the whole protected and Mask images;
     a box with even corners maps to the coefficient box ``[y0/2:y1/2, x0/2:x1/2]``, which is exactly
     the DWT of the crop (the Haar transform works on disjoint 2x2 blocks).
     ``refine``: steps of :func:`imnkit.nets.imn.refine_masked` per region (0: the network's output as is).
+    ``progress(done, total)``: called after each refine step, counted over all regions.
     """
     from .nets.imn import put_on, refine_masked
 
@@ -111,7 +114,8 @@ def put_on_regions(net, protected: np.ndarray, mask: np.ndarray, boxes: list, *,
         else:
             out = put_on(net, *crops)
         if refine > 0:  # the seed extraction will use for this region (see put_off_regions)
-            out = refine_masked(net, *crops, out, region_seed(seed, index), refine)
+            on_step = None if progress is None else (lambda k, i=index: progress(i * refine + k, refine * len(boxes)))
+            out = refine_masked(net, *crops, out, region_seed(seed, index), refine, on_step=on_step)
         masked[y0:y1, x0:x1] = to_uint8(out).numpy()
     aux = make_aux(masked, boxes, seed=seed, weights=weights, weights_digest=weights_digest, hide=net.config.hide)
     return EmbedResult(masked=masked, regions=list(boxes), aux=aux)

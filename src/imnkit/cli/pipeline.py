@@ -207,12 +207,16 @@ def _run_with_progress(runner, targets, *, overwrite: bool, json_lines: bool, qu
         task = progress.add_task("masking", total=len(targets))
         frames = {}
 
-        def on_frames(phase: str, done: int, total: int) -> None:  # a video's passes, in frames
-            if phase not in frames:
-                frames[phase] = progress.add_task(f"  {phase} (frames)", total=total or None)
-            progress.update(frames[phase], completed=done, total=max(total, done) or None)
+        def sub_progress(unit: str):
+            def update(phase: str, done: int, total: int) -> None:
+                label = f"  {phase} ({unit})"
+                if label not in frames:
+                    frames[label] = progress.add_task(label, total=total or None)
+                progress.update(frames[label], completed=done, total=max(total, done) or None)
+            return update
 
-        runner.options["on_frames"] = on_frames
+        runner.options["on_frames"] = sub_progress("frames")  # a video's passes
+        runner.options["on_steps"] = sub_progress("steps")  # inn's refine, minutes on a CPU
         for inp, folder in targets:
             progress.update(task, description=f"{inp.name[:40]}")
             result = run_input(runner, inp, folder, overwrite=overwrite)
