@@ -236,7 +236,7 @@ def test_refine_improves_recovery_from_the_8bit_image():
 def test_refine_keeps_the_best_point_it_has_scored():
     """A wild step size cannot make refine worse than the plain embedding: it returns the start."""
     from imnkit.embedding import load_network
-    from imnkit.nets.imn import put_off, put_on, refine_masked
+    from imnkit.nets.imn import masked_error, put_off, put_on, refine_masked
 
     net = load_network("imn.default", torch.device("cpu"))
     protected, mask = _face_like_pair()
@@ -245,7 +245,7 @@ def test_refine_keeps_the_best_point_it_has_scored():
     def objective(m: torch.Tensor) -> float:
         q = torch.round(m.clamp(0, 1) * 255) / 255
         with torch.inference_mode():
-            return float(torch.mean((put_off(net, q, seed) - protected) ** 2) + torch.mean((q - mask) ** 2))
+            return float(torch.mean((put_off(net, q, seed) - protected) ** 2) + masked_error(q, mask, 0.5))
 
     with torch.inference_mode():
         plain = put_on(net, protected, mask)
@@ -253,6 +253,20 @@ def test_refine_keeps_the_best_point_it_has_scored():
         tuned = refine_masked(net, protected, mask, plain, seed, 3)
     assert torch.equal(wild, plain.clamp(0, 1))
     assert objective(tuned) < objective(plain)
+
+
+def test_masked_error_weighs_luma_over_colour_and_equals_rgb_for_grey_error():
+    from imnkit.nets.imn import masked_error
+
+    mask = torch.full((1, 3, 8, 8), 0.5)
+    luma = mask + 0.01  # the same change in R, G and B: all in Y
+    colour = mask + torch.tensor([0.01, -0.01 * 0.299 / 0.587, 0.0]).view(1, 3, 1, 1)  # Y unchanged
+    assert torch.isclose(masked_error(luma, mask, None), torch.tensor(1e-4))
+    assert masked_error(colour, mask, 0.5) < masked_error(colour, mask, None)
+    assert masked_error(luma, mask, 0.5) > masked_error(luma, mask, None)
+    noise = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.01
+    ratio = masked_error(mask + noise, mask, 1.0) / masked_error(mask + noise, mask, None)
+    assert 0.9 < float(ratio) < 1.1  # scaled so that error spread over R, G, B costs what it does in RGB
 
 
 def test_the_embed_stage_reports_refine_steps_over_all_regions(pair, weights_file):
