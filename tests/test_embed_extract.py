@@ -269,6 +269,24 @@ def test_masked_error_weighs_luma_over_colour_and_equals_rgb_for_grey_error():
     assert 0.9 < float(ratio) < 1.1  # scaled so that error spread over R, G, B costs what it does in RGB
 
 
+def test_refine_works_when_imnkit_is_first_imported_in_inference_mode():
+    """The CLI imports the network module inside torch.inference_mode: nothing module-level may end up
+    in refine's autograd (it once did: 'Inference tensors cannot be saved for backward')."""
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "with torch.inference_mode():\n"
+            "    from imnkit.nets.imn import InvertibleMaskNet, put_on, refine_masked\n"
+            "    torch.manual_seed(0)\n"
+            "    net = InvertibleMaskNet(num_blocks=1, growth=4)\n"
+            "    p, m = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)\n"
+            "    refine_masked(net, p, m, put_on(net, p, m), 1, 2)\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
 def test_the_embed_stage_reports_refine_steps_over_all_regions(pair, weights_file):
     """refine takes minutes on a CPU: the stage reports each step to the run's progress bar."""
     protected, mask = pair

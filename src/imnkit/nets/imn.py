@@ -299,7 +299,9 @@ def put_on(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) 
 
 
 #: BT.601 full-range RGB -> Y, Cb, Cr (the JPEG matrix), for weighting the masked image's error.
-_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+#: Plain numbers: a module-level tensor made while a caller is in inference mode could not be used
+#: in refine's autograd.
+YCBCR_MATRIX = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 
 
 def masked_error(masked: torch.Tensor, mask: torch.Tensor, chroma_weight: float | None) -> torch.Tensor:
@@ -308,7 +310,7 @@ def masked_error(masked: torch.Tensor, mask: torch.Tensor, chroma_weight: float 
     what it costs in RGB (the eye, and the paper's Y-PSNR, see luma more than colour)."""
     if chroma_weight is None:
         return torch.mean((masked - mask) ** 2)
-    ycc = _YCBCR.to(masked.device, masked.dtype)
+    ycc = torch.tensor(YCBCR_MATRIX, device=masked.device, dtype=masked.dtype)
     weights = torch.tensor([1.0, chroma_weight, chroma_weight], device=masked.device, dtype=masked.dtype)
     weights = weights * 3 / (weights * (ycc**2).sum(1)).sum()
     diff = torch.einsum("ij,bjhw->bihw", ycc, masked - mask)
