@@ -269,6 +269,24 @@ def test_masked_error_weighs_luma_over_colour_and_equals_rgb_for_grey_error():
     assert 0.9 < float(ratio) < 1.1  # scaled so that error spread over R, G, B costs what it does in RGB
 
 
+def test_refine_of_a_large_region_recomputes_blocks_and_gives_the_same_pixels(monkeypatch):
+    """Above REFINE_CHECKPOINT_PIXELS refine keeps only each block's inputs: same result, less memory."""
+    import imnkit.nets.imn as imn
+
+    net = random_net(seed=1)
+    g = torch.Generator().manual_seed(0)
+    protected = torch.rand(1, 3, 32, 32, generator=g)
+    mask = (protected + 0.05 * torch.randn(1, 3, 32, 32, generator=g)).clamp(0, 1)
+    start = imn.put_on(net, protected, mask).detach()
+    plain = imn.refine_masked(net, protected, mask, start, 5, 3)
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(imn, "REFINE_CHECKPOINT_PIXELS", 16 * 16)
+    recomputed = imn.refine_masked(net, protected, mask, start, 5, 3)
+    assert calls and torch.equal(plain, recomputed)
+
+
 def test_refine_works_when_imnkit_is_first_imported_in_inference_mode():
     """The CLI imports the network module inside torch.inference_mode: nothing module-level may end up
     in refine's autograd (it once did: 'Inference tensors cannot be saved for backward')."""

@@ -251,16 +251,26 @@ class InvertibleMaskNet(nn.Module):
             return haar_iwt(c), haar_iwt(s)
 
     def inverse(
-        self, masked: torch.Tensor, aux_noise: torch.Tensor, *, allow_autocast: bool = False
+        self, masked: torch.Tensor, aux_noise: torch.Tensor, *, allow_autocast: bool = False,
+        checkpoint: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Put off: from ``masked`` and auxiliary noise. Returns ``(recovered_secret, recovered_mask)``."""
+        """Put off: from ``masked`` and auxiliary noise. Returns ``(recovered_secret, recovered_mask)``.
+
+        ``checkpoint``: under autograd, keep only each block's inputs and recompute the block in the
+        backward pass (the same values; ~1/6 of the memory for one more forward pass).
+        """
+        from torch.utils.checkpoint import checkpoint as recompute
+
         check_image_pair(masked, aux_noise, ("masked", "aux_noise"))
         dtype = torch.promote_types(_wide(masked).dtype, _wide(aux_noise).dtype)
         with self._no_autocast(masked.device.type, allow_autocast):
             c = self._layout(haar_dwt(masked.to(dtype)))
             s = self._layout(haar_dwt(aux_noise.to(dtype)))
             for block in reversed(self.blocks):
-                c, s = block.inverse(c, s)
+                if checkpoint and torch.is_grad_enabled():
+                    c, s = recompute(block.inverse, c, s, use_reentrant=False)
+                else:
+                    c, s = block.inverse(c, s)
             return haar_iwt(s), haar_iwt(c)
 
 
@@ -297,6 +307,9 @@ def put_on(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.Tensor) 
     masked, _lost = net(secret_of(net, protected, mask), mask)
     return masked
 
+
+#: Regions larger than this (pixels) refine with per-block recomputation (memory, see refine_masked).
+REFINE_CHECKPOINT_PIXELS = 512 * 512
 
 #: BT.601 full-range RGB -> Y, Cb, Cr (the JPEG matrix), for weighting the masked image's error.
 #: Plain numbers: a module-level tensor made while a caller is in inference mode could not be used
@@ -339,6 +352,9 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
     """
     if steps <= 0:
         return masked
+    # Autograd through the network holds ~9 GB per megapixel: larger regions recompute each block in
+    # the backward pass instead (a 1390x1296 face region once took 16 GB and was killed).
+    checkpoint = masked.shape[-2] * masked.shape[-1] > REFINE_CHECKPOINT_PIXELS
     with torch.inference_mode(False), torch.enable_grad():
         work = copy.deepcopy(net).eval()  # normal tensors, even when ``net`` was made in inference mode
         for p in work.parameters():
@@ -354,7 +370,8 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
         best_loss, best = float("inf"), x.detach().clone()
         for step in range(steps + 1):
             q = x + (torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0 - x).detach()  # 8-bit, straight-through
-            loss = torch.mean((put_off(work, q, seed) - protected) ** 2) + mask_weight * masked_error(q, mask, chroma_weight)
+            recovered = put_off(work, q, seed, checkpoint=checkpoint)
+            loss = torch.mean((recovered - protected) ** 2) + mask_weight * masked_error(q, mask, chroma_weight)
             value = float(loss.detach())
             if value < best_loss:
                 best_loss, best = value, x.detach().clone()
@@ -372,7 +389,7 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
         return best
 
 
-def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int) -> torch.Tensor:
+def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int, checkpoint: bool = False) -> torch.Tensor:
     """Recover the protected image from ``masked`` (B, 3, H, W in [0, 1]); returns it clamped to [0, 1].
 
     The auxiliary noise is drawn from ``seed`` (:func:`draw_aux_noise`); with ``hide="difference"``
@@ -381,14 +398,16 @@ def put_off(net: InvertibleMaskNet, masked: torch.Tensor, seed: int) -> torch.Te
     noise = draw_aux_noise(masked.shape, seed, device=masked.device)
     if masked.dim() == 4 and masked.is_contiguous(memory_format=torch.channels_last):
         noise = noise.contiguous(memory_format=torch.channels_last)  # same values, the layout of `masked`
-    return recover_protected(net, masked, noise)
+    return recover_protected(net, masked, noise, checkpoint)
 
 
-def recover_protected(net: InvertibleMaskNet, masked: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+def recover_protected(net: InvertibleMaskNet, masked: torch.Tensor, aux: torch.Tensor,
+                      checkpoint: bool = False) -> torch.Tensor:
     """The protected image from ``masked`` and the lost-information input ``aux`` (n, or m in studies).
 
     With ``hide="difference"`` it is ``recovered_mask + recovered_difference``; clamped to [0, 1].
+    ``checkpoint``: see :meth:`InvertibleMaskNet.inverse`.
     """
-    rec_secret, rec_mask = net.inverse(masked, aux)
+    rec_secret, rec_mask = net.inverse(masked, aux, checkpoint=checkpoint)
     rec = rec_mask + rec_secret if net.config.hide == "difference" else rec_secret
     return rec.clamp(0.0, 1.0)
