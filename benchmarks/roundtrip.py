@@ -17,9 +17,11 @@ with n = 0, no aux): attack_psnr_y over the regions, attack_identity_distance (d
 face; < 0.6 = the same person) beside mask_identity_distance (the Mask itself, measured the same way),
 and attack_faces_recovered (faces the attack brings under 0.6 and closer than the Mask). Keyed methods
 add payload_bpp and codec.
+inn embeds with the refine steps of recipes/mask-inn.toml unless --refine says otherwise.
 Speed (inn): embed and extract of a 512x512 and a 1024x1024 portrait on this machine's CPU (model
-loaded once, then timed over 3 runs), and the peak resident memory of a fresh process doing
-one 1024x1024 embed + extract; keyed methods: the median seconds of the 1024x1024 photos' rows.
+loaded once, then timed over 3 runs; embed with the refine steps once more: embed_refined_s), and
+the peak resident memory of a fresh process doing one 1024x1024 embed + extract; keyed methods: the
+median seconds of the 1024x1024 photos' rows.
 """
 
 from __future__ import annotations
@@ -181,8 +183,9 @@ def attack(net, protected: np.ndarray, mask: np.ndarray, masked: np.ndarray, box
             "attack_faces_recovered": int(sum(gained)), "faces": len(dist)}
 
 
-def speed(weights: str, sizes=(512, 1024), repeats: int = 3) -> dict:
-    """Embed/extract seconds for a face-sized region of a portrait at each size."""
+def speed(weights: str, sizes=(512, 1024), repeats: int = 3, refine: int = 0) -> dict:
+    """Embed/extract seconds for a face-sized region of a portrait at each size; with ``refine``,
+    also one embed with that many refine steps (``embed_refined_s``)."""
     from imnkit.embedding import load_network
 
     net = load_network(weights, torch.device("cpu"))
@@ -201,6 +204,8 @@ def speed(weights: str, sizes=(512, 1024), repeats: int = 3) -> dict:
                 emb.append(te)
                 ext.append(tx)
             out[str(size)] = {"embed_s": statistics.median(emb), "extract_s": statistics.median(ext), "region_px": s}
+            if refine:
+                out[str(size)]["embed_refined_s"] = round_trip(net, weights, protected, mask, region, Path(d), refine=refine)[3]
     return out
 
 
@@ -241,11 +246,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="at most this many pairs (0 = all)")
     parser.add_argument("--pattern", default="*", help="glob of photos in DATA (e.g. 'portrait_*')")
     parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument("--refine", type=int, default=0, help="embed stage's refine steps (default 0, as the recipe)")
+    parser.add_argument("--refine", type=int, default=None,
+                        help="inn: the embed stage's refine steps (default: recipes/mask-inn.toml's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--cache", type=Path, help="swap mode: keep each photo's (protected, Mask) pair here and reuse it")
     parser.add_argument("--keep-malloc", action="store_true", help="leave glibc malloc as it is (the library default)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.refine is None:
+        args.refine = recipe_refine() if args.method == "inn" else 0
+    return args
+
+
+def recipe_refine() -> int:
+    """The refine steps recipes/mask-inn.toml gives the embed stage: what `imnkit run` does."""
+    from imnkit.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "mask-inn.toml")
+    return next(int(s.params["refine"]) for s in recipe.steps if s.id == "embed")
 
 
 def measure_pair(args, net, name, protected, mask, regions, tmp: Path) -> dict:
@@ -313,8 +330,8 @@ def summarize(rows: list[dict], args) -> dict:
         summary["embed_s"] = statistics.median(r["embed_s"] for r in big)
         summary["extract_s"] = statistics.median(r["extract_s"] for r in big)
     elif not args.no_speed:
-        sp = speed(args.weights)
-        summary.update(embed_s=sp["1024"]["embed_s"], extract_s=sp["1024"]["extract_s"], speed=sp,
+        sp = speed(args.weights, refine=args.refine)
+        summary.update(embed_s=sp["1024"].get("embed_refined_s", sp["1024"]["embed_s"]), extract_s=sp["1024"]["extract_s"], speed=sp,
                        peak_rss_mb_1024=peak_memory(args.weights))
     return summary
 

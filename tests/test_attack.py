@@ -48,6 +48,18 @@ def test_network_inverse_attack_recovers_the_face_from_inn(tmp_path, faces_dir, 
 
 
 @pytest.mark.slow
+def test_network_inverse_attack_recovers_the_face_from_inn_with_refine(tmp_path, faces_dir, one_thread):
+    """mask-inn.toml's refine tunes the pixels for the aux's n; the attack's n = 0 still takes the Mask off."""
+    from imnkit.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "recipes" / "mask-inn.toml")
+    steps = next(s.params["refine"] for s in recipe.steps if s.id == "embed")
+    assert steps > 0
+    distances = attacked_distances(tmp_path, faces_dir / "portrait_11.jpg", "inn", "--set", f"embed.refine={steps}")
+    assert distances and max(distances) < SAME_PERSON_THRESHOLD, distances
+
+
+@pytest.mark.slow
 def test_network_inverse_attack_recovers_nobody_from_a_photo_masked_for_a_recipient(tmp_path, faces_dir, one_thread):
     """Recipients: the aux rides inside the PNG, sealed to a public key; the attacker has the whole file."""
     from imnkit.protect.recipients import Identity

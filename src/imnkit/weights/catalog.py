@@ -14,7 +14,7 @@ register_weights(
         filename="imn_default.safetensors",
         # Pinned: an inn aux records this digest. When these weights are replaced, the old file stays
         # shipped under a name of its own with this pin, and extract finds it by the digest.
-        sha256="a10bee7348a0a612cf1179efde7a5369df35b4bd1e4391e7894fa70375bd96d9",
+        sha256="78f9eb44917c4398a23ca48e8b12e0b2368b9be1be8d7fcc375e7c06e3958e6b",
         license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
         origin_url="https://github.com/imnkit/imnkit",
         description="Invertible Mask Network trained by `imnkit train` (shipped, offline)",
@@ -31,6 +31,19 @@ register_weights(
         license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
         origin_url="https://github.com/imnkit/imnkit",
         description="The Invertible Mask Network shipped as imn.default until 2026-12-07: opens auxes made with it",
+        input_range="RGB in [0, 1]",
+    )
+)
+register_weights(
+    WeightSpec(
+        name="imn.default-2",
+        arch="imnkit.embedding:build_imn",
+        source="package",
+        filename="imn_default_2.safetensors",
+        sha256="a10bee7348a0a612cf1179efde7a5369df35b4bd1e4391e7894fa70375bd96d9",
+        license="research / non-commercial (trained on partly non-commercial photos; see README, Training)",
+        origin_url="https://github.com/imnkit/imnkit",
+        description="The Invertible Mask Network shipped as imn.default on 2026-12-07 (phase 7): opens auxes made with it",
         input_range="RGB in [0, 1]",
     )
 )
