@@ -317,16 +317,18 @@ def test_the_embed_stage_reports_refine_steps_over_all_regions(pair, weights_fil
     assert calls == [("refine", 1, 4), ("refine", 2, 4), ("refine", 3, 4), ("refine", 4, 4)]
 
 
-def test_an_inn_aux_made_with_the_earlier_default_weights_still_opens(tmp_path):
+@pytest.mark.parametrize("fixture", ["inn_v1", "inn_v2"])
+def test_an_inn_aux_made_with_the_earlier_default_weights_still_opens(tmp_path, fixture):
     # tests/data/inn_v1: a 160 px crop of the bundled astronaut masked by `imnkit run recipes/mask-inn.toml`
-    # at cff089b with the shipped imn.default (sha256 3bc083ad…). The aux names the weights and their
+    # at cff089b with the shipped imn.default (sha256 3bc083ad…); inn_v2: the same crop masked at
+    # cf0e8dd with imn.default of phase 7 (sha256 a10bee73…). The aux names the weights and their
     # digest; extraction uses the shipped weights pinned to that digest (once imn.default is retrained,
     # the old file is shipped under its own name with its pin: this test then checks it is found).
     from pathlib import Path
 
     from imnkit.weights import shipped_with_digest, weights_digest
 
-    data = Path(__file__).resolve().parent / "data" / "inn_v1"
+    data = Path(__file__).resolve().parent / "data" / fixture
     aux = Bundle.from_bytes((data / "aux.safetensors").read_bytes(), framework="numpy")
     digest = aux.meta["aux.weights_sha256"]
     name = shipped_with_digest(digest)
