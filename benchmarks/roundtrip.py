@@ -20,8 +20,8 @@ add payload_bpp and codec.
 inn embeds with the refine steps of recipes/mask-inn.toml unless --refine says otherwise.
 Speed (inn): embed and extract of a 512x512 and a 1024x1024 portrait on this machine's CPU (model
 loaded once, then timed over 3 runs; embed with the refine steps once more: embed_refined_s), and
-the peak resident memory of a fresh process doing one 1024x1024 embed + extract; keyed methods: the
-median seconds of the 1024x1024 photos' rows.
+the peak resident memory of a fresh process doing one 1024x1024 embed (refine steps included) +
+extract; keyed methods: the median seconds of the 1024x1024 photos' rows.
 """
 
 from __future__ import annotations
@@ -222,15 +222,15 @@ def own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_memory(weights: str) -> float:
-    """Peak RSS (MB) of a fresh process doing one 1024x1024 embed + extract."""
+def peak_memory(weights: str, refine: int = 0) -> float:
+    """Peak RSS (MB) of a fresh process doing one 1024x1024 embed (with ``refine`` steps) + extract."""
     # VmHWM, not getrusage's ru_maxrss: on Linux a child's ru_maxrss keeps the parent's RSS at fork
     # time (it read 2.5 GB here, the size of this benchmark process after the face front end).
     code = (
         "import sys; sys.path.insert(0, %r); import roundtrip; from imnkit.memory import reuse_freed_memory;"
-        "reuse_freed_memory(); roundtrip.speed(%r, sizes=(1024,), repeats=1);"
+        "reuse_freed_memory(); roundtrip.speed(%r, sizes=(1024,), repeats=1, refine=%d);"
         "print(roundtrip.own_peak_rss_mb())"
-    ) % (str(Path(__file__).resolve().parent), weights)
+    ) % (str(Path(__file__).resolve().parent), weights, refine)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -332,7 +332,7 @@ def summarize(rows: list[dict], args) -> dict:
     elif not args.no_speed:
         sp = speed(args.weights, refine=args.refine)
         summary.update(embed_s=sp["1024"].get("embed_refined_s", sp["1024"]["embed_s"]), extract_s=sp["1024"]["extract_s"], speed=sp,
-                       peak_rss_mb_1024=peak_memory(args.weights))
+                       peak_rss_mb_1024=peak_memory(args.weights, args.refine))
     return summary
 
 

@@ -46,9 +46,9 @@ __all__ = [
     "InvertibleMaskNet",
     "check_image_pair",
     "draw_aux_noise",
+    "masked_error",
     "put_off",
     "put_on",
-    "masked_error",
     "recover_protected",
     "refine_masked",
     "secret_of",
@@ -340,10 +340,9 @@ def refine_masked(net: InvertibleMaskNet, protected: torch.Tensor, mask: torch.T
     the aux; embedding can run exactly that and correct what it gets wrong: ``steps`` Adam steps on
     the masked pixels, through the 8-bit rounding (straight-through), minimising
     ``|put_off(masked) - protected|² + mask_weight * masked_error(masked, mask, chroma_weight)``,
-    the rate falling from ``lr``
-    to 0 along a cosine (``cosine=False``: a constant rate). Each step costs about three network
-    passes (plus one to score the last step); the point with the lowest objective is returned, so
-    the result is never worse than ``masked`` by that objective. What it gains depends on the
+    the rate falling from ``lr`` to 0 along a cosine (``cosine=False``: a constant rate). Each step
+    costs about three network passes (plus one to score the last step); the point with the lowest
+    objective is returned, so the result is never worse than ``masked`` by that objective. What it gains depends on the
     weights (docs/model-card.md, refine). Works under ``torch.inference_mode`` (it computes on
     copies). ``on_step(k)`` is called after step k (progress). ``chroma_weight`` 0.5 (see
     :func:`masked_error`) was chosen on training crops (benchmarks/refine_study.py): against plain
